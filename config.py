@@ -1,0 +1,178 @@
+"""Every setting Relais reads from the environment, parsed and checked in one place.
+
+`load_settings()` returns a frozen `Settings`; a bad value raises `ConfigError` naming the variable.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+BASE_DIR = Path(__file__).resolve().parent
+DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com/v21.0"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}: expected a boolean (1/0, true/false, yes/no), got {raw!r}")
+
+
+def _int(name: str, raw: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: {value} is outside {minimum}..{maximum}")
+    return value
+
+
+def _float(name: str, raw: str, *, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: {value} is below {minimum}")
+    return value
+
+
+def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    value = raw.strip()
+    if not any(value.startswith(s + "://") for s in schemes):
+        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return value
+
+
+def _fernet_key(name: str, raw: str) -> str:
+    """Accept a Fernet key (32 url-safe base64 bytes) as given."""
+    try:
+        decoded = base64.urlsafe_b64decode(raw.strip().encode())
+    except (ValueError, TypeError):
+        decoded = b""
+    if len(decoded) != 32:
+        raise ConfigError(f"{name}: expected a Fernet key (32 bytes, url-safe base64); "
+                          "generate one with: python -c 'from cryptography.fernet import Fernet; "
+                          "print(Fernet.generate_key().decode())'")
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"                  # RELAIS_ENV: development | production | test
+    secret_key: str = ""                      # SECRET_KEY
+    database_url: str = ""                    # DATABASE_URL
+    redis_url: str | None = None              # REDIS_URL (None = embedded mode)
+    redis_prefix: str = "relais:"             # REDIS_PREFIX: namespaces RQ queues, Socket.IO channel, locks
+    encryption_key: str = ""                  # RELAIS_ENCRYPTION_KEY (Fernet) for channel credentials
+    public_base_url: str = "http://127.0.0.1:5000"   # PUBLIC_BASE_URL
+    port: int = 5000                          # PORT
+    meta_graph_base_url: str = DEFAULT_GRAPH_BASE_URL  # META_GRAPH_BASE_URL
+    api_webhook_tolerance_seconds: int = 300  # API_WEBHOOK_TOLERANCE_SECONDS
+    session_cookie_secure: bool = False       # SESSION_COOKIE_SECURE
+    login_rate_limit: str = "10 per minute"   # LOGIN_RATE_LIMIT (flask-limiter syntax)
+    reconcile_interval_seconds: float = 10.0  # RECONCILE_INTERVAL_SECONDS
+    send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
+    event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
+    embedded_worker: bool = True              # RELAIS_EMBEDDED_WORKER: run jobs in-process when no REDIS_URL
+    admin_email: str | None = None            # RELAIS_ADMIN_EMAIL
+    admin_password: str | None = None         # RELAIS_ADMIN_PASSWORD
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting. Raises ConfigError naming the variable at the first bad value."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    mode = (get("RELAIS_ENV") or "development").lower()
+    if mode not in {"development", "production", "test"}:
+        raise ConfigError(f"RELAIS_ENV: expected development, production or test, got {mode!r}")
+
+    secret_key = get("SECRET_KEY")
+    if secret_key is None:
+        if mode == "production":
+            raise ConfigError("SECRET_KEY: required in production (a long random string)")
+        secret_key = "dev-insecure-secret-key-change-me"
+    elif mode == "production" and len(secret_key) < 24:
+        raise ConfigError("SECRET_KEY: too short for production (use at least 24 random characters)")
+
+    raw_key = get("RELAIS_ENCRYPTION_KEY")
+    if raw_key is not None:
+        encryption_key = _fernet_key("RELAIS_ENCRYPTION_KEY", raw_key)
+    elif mode == "production":
+        raise ConfigError("RELAIS_ENCRYPTION_KEY: required in production (a Fernet key)")
+    else:  # development/test: derived from SECRET_KEY so a restart can still read stored credentials
+        encryption_key = base64.urlsafe_b64encode(hashlib.sha256(b"relais-credentials:" + secret_key.encode()).digest()).decode()
+
+    database_url = get("DATABASE_URL")
+    if database_url is None:
+        database_url = f"sqlite:///{BASE_DIR / 'instance' / 'relais.db'}"
+    else:
+        database_url = _url("DATABASE_URL", database_url, ("sqlite", "postgresql", "postgresql+psycopg", "postgres"))
+        if database_url.startswith("postgres://"):
+            database_url = "postgresql://" + database_url[len("postgres://"):]
+        if database_url.startswith("postgresql://"):
+            database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+
+    redis_url = get("REDIS_URL")
+    if redis_url is not None:
+        redis_url = _url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+
+    port = _int("PORT", get("PORT") or "5000", minimum=1, maximum=65535)
+    public_base_url = get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}"
+    public_base_url = _url("PUBLIC_BASE_URL", public_base_url, ("http", "https")).rstrip("/")
+
+    return Settings(
+        env=mode,
+        secret_key=secret_key,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=get("REDIS_PREFIX") or "relais:",
+        encryption_key=encryption_key,
+        public_base_url=public_base_url,
+        port=port,
+        meta_graph_base_url=_url("META_GRAPH_BASE_URL", get("META_GRAPH_BASE_URL") or DEFAULT_GRAPH_BASE_URL,
+                                 ("http", "https")).rstrip("/"),
+        api_webhook_tolerance_seconds=_int("API_WEBHOOK_TOLERANCE_SECONDS",
+                                           get("API_WEBHOOK_TOLERANCE_SECONDS") or "300", minimum=1),
+        session_cookie_secure=_bool("SESSION_COOKIE_SECURE",
+                                    get("SESSION_COOKIE_SECURE") or ("1" if mode == "production" else "0")),
+        login_rate_limit=get("LOGIN_RATE_LIMIT") or "10 per minute",
+        reconcile_interval_seconds=_float("RECONCILE_INTERVAL_SECONDS", get("RECONCILE_INTERVAL_SECONDS") or "10",
+                                          minimum=0.05),
+        send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),
+        event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
+        embedded_worker=_bool("RELAIS_EMBEDDED_WORKER", get("RELAIS_EMBEDDED_WORKER") or "1"),
+        admin_email=get("RELAIS_ADMIN_EMAIL"),
+        admin_password=get("RELAIS_ADMIN_PASSWORD"),
+    )

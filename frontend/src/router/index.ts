@@ -1,0 +1,60 @@
+import { createRouter, createWebHistory, type RouteLocationRaw, type RouterHistory } from "vue-router";
+import { useAuthStore } from "@/stores/auth";
+import AppLayout from "@/views/AppLayout.vue";
+import ConversationView from "@/views/ConversationView.vue";
+import InboxView from "@/views/InboxView.vue";
+import LoginView from "@/views/LoginView.vue";
+import NoConversationView from "@/views/NoConversationView.vue";
+import NotFoundView from "@/views/NotFoundView.vue";
+
+declare module "vue-router" {
+  interface RouteMeta {
+    /** Reachable without signing in. */
+    public?: boolean;
+  }
+}
+
+export const HOME: RouteLocationRaw = { name: "inbox", params: { view: "mine" } };
+
+/** Only same-site paths are followed after sign-in (never `//host` or a full URL). */
+export function safeRedirect(value: unknown): string | null {
+  if (typeof value !== "string" || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return null;
+  return value.startsWith("/login") ? null : value;
+}
+
+export function createAppRouter(history: RouterHistory = createWebHistory("/")) {
+  const router = createRouter({
+    history,
+    routes: [
+      { path: "/login", name: "login", component: LoginView, meta: { public: true } },
+      {
+        path: "/",
+        component: AppLayout,
+        children: [
+          { path: "", redirect: HOME },
+          { path: "inbox", redirect: HOME },
+          {
+            path: "inbox/:view(mine|unassigned|all)",
+            component: InboxView,
+            children: [
+              { path: "", name: "inbox", component: NoConversationView },
+              { path: "conversations/:conversationId", name: "conversation", component: ConversationView, props: true },
+            ],
+          },
+        ],
+      },
+      { path: "/:pathMatch(.*)*", name: "not-found", component: NotFoundView, meta: { public: true } },
+    ],
+  });
+
+  router.beforeEach(async (to) => {
+    const auth = useAuthStore();
+    if (auth.status === "unknown") await auth.check();
+    if (to.name === "login" && auth.isAuthenticated) return safeRedirect(to.query.redirect) ?? HOME;
+    if (to.meta.public) return true;
+    if (!auth.isAuthenticated) return { name: "login", query: { redirect: to.fullPath } };
+    return true;
+  });
+
+  return router;
+}

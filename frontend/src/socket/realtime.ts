@@ -1,0 +1,90 @@
+import type { Composer } from "vue-i18n";
+import { useAuthStore } from "@/stores/auth";
+import { useConnectionStore } from "@/stores/connection";
+import { useConversationStore } from "@/stores/conversations";
+import { useMessageStore } from "@/stores/messages";
+import { useToastStore } from "@/stores/toasts";
+import { RealtimeClient, type SocketFactory } from "./client";
+import type { SlaAlert } from "./events";
+
+/** Past this much time offline, the list and the thread are fetched again besides the replay. */
+const LONG_GAP_MS = 2 * 60_000;
+
+export interface RealtimeWiring {
+  i18n: Pick<Composer, "t" | "d" | "te">;
+  /** The server refused the socket and the session turned out to be over. */
+  onSignedOut: () => void;
+  factory?: SocketFactory;
+}
+
+/**
+ * Connects Socket.IO to the stores: every event is applied idempotently, SLA alerts become toasts,
+ * and a (re)connection catches up on what the replay may not cover. Returns the stop function.
+ */
+export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient; stop: () => void } {
+  const auth = useAuthStore();
+  const connection = useConnectionStore();
+  const conversations = useConversationStore();
+  const messages = useMessageStore();
+  const toasts = useToastStore();
+
+  function catchUp(full: boolean): void {
+    if (full && conversations.loaded) void conversations.load();
+    else if (conversations.loaded) void conversations.refreshCounts();
+    if (full && conversations.current) void conversations.open(conversations.current.id);
+    if (full) void messages.refresh();
+  }
+
+  function slaToast(kind: "warning" | "breached", alert: SlaAlert): void {
+    const { t, d, te } = wiring.i18n;
+    const conversation = conversations.get(alert.conversation_id);
+    const contact =
+      conversation?.contact.name ?? conversation?.contact.handle ?? t("sla.unknownContact", { id: String(alert.conversation_id) });
+    const metricKey = `sla.metric.${alert.metric}`;
+    const due = Date.parse(alert.due_at);
+    toasts.push({
+      tone: kind === "breached" ? "error" : "warning",
+      text: t(`sla.${kind}`, {
+        metric: te(metricKey) ? t(metricKey) : alert.metric,
+        contact,
+        date: Number.isNaN(due) ? alert.due_at : d(due, "short"),
+      }),
+      conversationId: alert.conversation_id,
+      timeoutMs: kind === "breached" ? 0 : 15_000,
+    });
+  }
+
+  const client = new RealtimeClient({
+    factory: wiring.factory,
+    onState: (state) => connection.set(state),
+    onEvent: (received) => {
+      switch (received.event) {
+        case "conversation.created":
+          conversations.applyConversation(received.data, received.seq, "created");
+          break;
+        case "conversation.updated":
+          conversations.applyConversation(received.data, received.seq, "updated");
+          break;
+        case "message.created":
+        case "message.updated":
+          messages.applyEvent(received.data, received.seq);
+          break;
+        case "sla.warning":
+          slaToast("warning", received.data);
+          break;
+        case "sla.breached":
+          slaToast("breached", received.data);
+          break;
+      }
+    },
+    // The first connection may come after the first page was fetched: anything between is fetched again.
+    onConnect: ({ resumed, offlineForMs }) => catchUp(!resumed || offlineForMs > LONG_GAP_MS),
+    onRefused: () => {
+      void auth.check().then((signedIn) => {
+        if (!signedIn) wiring.onSignedOut();
+      });
+    },
+  });
+  client.start();
+  return { client, stop: () => client.stop() };
+}

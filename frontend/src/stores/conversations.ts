@@ -1,0 +1,355 @@
+import { defineStore } from "pinia";
+import { computed, ref, shallowRef } from "vue";
+import {
+  conversationsApi,
+  isApiError,
+  type ApiError,
+  type Conversation,
+  type ConversationCounts,
+  type ConversationPatch,
+  type Id,
+  type NamedRef,
+} from "@/api";
+import { useAuthStore } from "./auth";
+import { BoundedMap } from "./boundedMap";
+import {
+  DEFAULT_FILTERS,
+  INBOX_VIEWS,
+  belongsToView,
+  compareConversations,
+  isStale,
+  sameId,
+  toQuery,
+  viewsOf,
+  type ConversationFilters,
+} from "./conversationView";
+
+export const PAGE_SIZE = 50;
+const COUNTS_REFRESH_DELAY_MS = 1500;
+
+/** A claim refused because someone else holds the conversation; `holder` says who, when known. */
+export class ClaimConflictError extends Error {
+  constructor(
+    readonly holder: NamedRef | null,
+    readonly cause: ApiError,
+  ) {
+    super(cause.message);
+    this.name = "ClaimConflictError";
+  }
+}
+
+export type ConversationChange = "created" | "updated";
+
+export const useConversationStore = defineStore("conversations", () => {
+  const auth = useAuthStore();
+
+  const filters = ref<ConversationFilters>({ ...DEFAULT_FILTERS });
+  const items = ref<Conversation[]>([]);
+  const nextCursor = ref<string | null>(null);
+  const counts = ref<ConversationCounts>({ mine: 0, unassigned: 0, all: 0 });
+  const loading = ref(false);
+  const loadingMore = ref(false);
+  const loaded = ref(false);
+  const error = shallowRef<ApiError | null>(null);
+
+  /** The conversation open in the right-hand pane, whether or not it is in the list. */
+  const current = ref<Conversation | null>(null);
+  const currentError = shallowRef<ApiError | null>(null);
+
+  /** Latest version seen of every conversation, for staleness checks and count deltas. */
+  const known = new BoundedMap<string, Conversation>(5000);
+  /** Highest event seq applied per conversation: a replayed older event never overwrites a newer one. */
+  const seqById = new BoundedMap<string, number>(5000);
+
+  let loadToken = 0;
+  let loadController: AbortController | null = null;
+  let bufferedDuringLoad: Conversation[] | null = null;
+  let countsTimer: ReturnType<typeof setTimeout> | null = null;
+  let openToken = 0;
+
+  const meId = computed<Id | null>(() => auth.agent?.id ?? null);
+  const hasMore = computed(() => nextCursor.value !== null);
+
+  function remember(conversation: Conversation): void {
+    known.set(String(conversation.id), conversation);
+  }
+
+  function sortItems(): void {
+    items.value = [...items.value].sort(compareConversations(filters.value.sort));
+  }
+
+  async function load(): Promise<void> {
+    const token = ++loadToken;
+    loadController?.abort();
+    const controller = new AbortController();
+    loadController = controller;
+    loading.value = true;
+    error.value = null;
+    bufferedDuringLoad = [];
+    try {
+      const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE }, controller.signal);
+      if (token !== loadToken) return;
+      const seen = new Set<string>();
+      const fresh: Conversation[] = [];
+      for (const conversation of page.items) {
+        const key = String(conversation.id);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        // A live event may have brought a newer version while the page was in flight.
+        const newer = known.get(key);
+        const version = newer && isStale(conversation, newer) ? newer : conversation;
+        remember(version);
+        if (version === conversation || belongsToView(version, filters.value, meId.value)) fresh.push(version);
+      }
+      items.value = fresh;
+      sortItems();
+      nextCursor.value = page.next_cursor;
+      counts.value = page.counts;
+      loaded.value = true;
+      // Conversations that joined the view while the page was in flight.
+      const buffered = bufferedDuringLoad ?? [];
+      bufferedDuringLoad = null;
+      for (const conversation of buffered) {
+        if (!isStale(conversation, known.get(String(conversation.id)))) place(conversation);
+      }
+    } catch (cause) {
+      if (token !== loadToken || isAbort(cause)) return;
+      error.value = isApiError(cause) ? cause : null;
+      if (!isApiError(cause)) throw cause;
+    } finally {
+      if (token === loadToken) {
+        loading.value = false;
+        bufferedDuringLoad = null;
+        loadController = null;
+      }
+    }
+  }
+
+  async function loadMore(): Promise<void> {
+    const cursor = nextCursor.value;
+    if (!cursor || loading.value || loadingMore.value) return;
+    const token = loadToken;
+    loadingMore.value = true;
+    try {
+      const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE, cursor });
+      if (token !== loadToken) return;
+      const byKey = new Map(items.value.map((conversation, index) => [String(conversation.id), index]));
+      const next = [...items.value];
+      for (const conversation of page.items) {
+        const key = String(conversation.id);
+        const newer = known.get(key);
+        const version = newer && isStale(conversation, newer) ? newer : conversation;
+        remember(version);
+        const index = byKey.get(key);
+        if (index !== undefined) next[index] = version;
+        else if (version === conversation || belongsToView(version, filters.value, meId.value)) {
+          byKey.set(key, next.push(version) - 1);
+        }
+      }
+      items.value = next;
+      sortItems();
+      nextCursor.value = page.next_cursor;
+      counts.value = page.counts;
+    } catch (cause) {
+      if (token === loadToken) error.value = isApiError(cause) ? cause : null;
+      if (!isApiError(cause)) throw cause;
+    } finally {
+      loadingMore.value = false;
+    }
+  }
+
+  /** Changes filters (view, status, sort...) and reloads the list when they differ. */
+  async function setFilters(partial: Partial<ConversationFilters>): Promise<void> {
+    const next = { ...filters.value, ...partial };
+    const changed = (Object.keys(next) as (keyof ConversationFilters)[]).some((key) => next[key] !== filters.value[key]);
+    if (!changed && loaded.value) return;
+    filters.value = next;
+    if (changed) {
+      items.value = [];
+      nextCursor.value = null;
+    }
+    await load();
+  }
+
+  /**
+   * Applies a conversation coming from a live event (with its seq) or from an API answer.
+   * Idempotent: applying the same version twice, or an older version after a newer one, changes nothing.
+   * Returns whether anything was applied.
+   */
+  function applyConversation(conversation: Conversation, seq?: number, change: ConversationChange = "updated"): boolean {
+    const key = String(conversation.id);
+    if (seq !== undefined) {
+      const lastSeq = seqById.get(key);
+      if (lastSeq !== undefined && seq <= lastSeq) return false;
+      seqById.set(key, seq);
+    }
+    const previous = known.get(key) ?? null;
+    if (isStale(conversation, previous)) return false;
+    remember(conversation);
+
+    if (current.value && sameId(current.value.id, conversation.id)) current.value = conversation;
+    if (bufferedDuringLoad) bufferedDuringLoad.push(conversation);
+
+    adjustCounts(previous, conversation, change);
+    place(conversation);
+    scheduleCountsRefresh();
+    return true;
+  }
+
+  /** Inserts, replaces or removes the conversation in the list on screen, then re-sorts. */
+  function place(conversation: Conversation): void {
+    const index = items.value.findIndex((item) => sameId(item.id, conversation.id));
+    const existing = index >= 0 ? items.value[index] : undefined;
+    if (existing && isStale(conversation, existing)) return;
+    const belongs = belongsToView(conversation, filters.value, meId.value);
+    if (belongs && existing) {
+      const next = [...items.value];
+      next[index] = conversation;
+      items.value = next;
+    } else if (belongs && canInsert(conversation)) {
+      items.value = [...items.value, conversation];
+    } else if (!belongs && existing) {
+      items.value = items.value.filter((_, i) => i !== index);
+      return;
+    } else {
+      return;
+    }
+    sortItems();
+  }
+
+  /**
+   * A new row is shown only where the server would have put it in the pages loaded so far, and
+   * never during a text search, whose matching only the server knows.
+   */
+  function canInsert(conversation: Conversation): boolean {
+    if (!loaded.value && !bufferedDuringLoad) return false;
+    if (filters.value.q.trim()) return false;
+    if (nextCursor.value === null) return true;
+    const last = items.value[items.value.length - 1];
+    return last === undefined || compareConversations(filters.value.sort)(conversation, last) <= 0;
+  }
+
+  /** Moves the sidebar counts at once when we know what changed; the server's numbers follow. */
+  function adjustCounts(previous: Conversation | null, next: Conversation, change: ConversationChange): void {
+    if (!previous && change !== "created") return;
+    const before = previous ? viewsOf(previous, filters.value, meId.value) : new Set();
+    const after = viewsOf(next, filters.value, meId.value);
+    const updated = { ...counts.value };
+    for (const view of INBOX_VIEWS) {
+      const delta = Number(after.has(view)) - Number(before.has(view));
+      updated[view] = Math.max(0, updated[view] + delta);
+    }
+    counts.value = updated;
+  }
+
+  function scheduleCountsRefresh(): void {
+    if (!loaded.value || countsTimer) return;
+    countsTimer = setTimeout(() => {
+      countsTimer = null;
+      void refreshCounts();
+    }, COUNTS_REFRESH_DELAY_MS);
+  }
+
+  async function refreshCounts(): Promise<void> {
+    const token = loadToken;
+    try {
+      const page = await conversationsApi.list({ ...toQuery(filters.value), limit: 1 });
+      if (token === loadToken) counts.value = page.counts;
+    } catch {
+      // The next event or reload tries again; counts are a hint, the list is the truth.
+    }
+  }
+
+  /** Shows the conversation at once from what we know, then fetches its latest version. */
+  async function open(id: Id): Promise<void> {
+    const token = ++openToken;
+    if (!current.value || !sameId(current.value.id, id)) current.value = known.get(String(id)) ?? null;
+    currentError.value = null;
+    try {
+      const fresh = await conversationsApi.get(id);
+      if (token !== openToken) return;
+      applyConversation(fresh);
+      current.value = known.get(String(id)) ?? fresh;
+    } catch (cause) {
+      if (token !== openToken) return;
+      if (!isApiError(cause)) throw cause;
+      currentError.value = cause;
+    }
+  }
+
+  function close(): void {
+    openToken++;
+    current.value = null;
+    currentError.value = null;
+  }
+
+  async function update(id: Id, patch: ConversationPatch): Promise<Conversation> {
+    const conversation = await conversationsApi.update(id, patch);
+    applyConversation(conversation);
+    return conversation;
+  }
+
+  async function claim(id: Id): Promise<Conversation> {
+    try {
+      const conversation = await conversationsApi.claim(id);
+      applyConversation(conversation);
+      return conversation;
+    } catch (cause) {
+      if (!isApiError(cause, "conflict")) throw cause;
+      const fresh = await conversationsApi.get(id).catch(() => null);
+      if (fresh) applyConversation(fresh);
+      throw new ClaimConflictError(fresh?.assignee ?? null, cause);
+    }
+  }
+
+  function get(id: Id): Conversation | null {
+    return known.get(String(id)) ?? null;
+  }
+
+  function reset(): void {
+    loadToken++;
+    loadController?.abort();
+    if (countsTimer) clearTimeout(countsTimer);
+    countsTimer = null;
+    filters.value = { ...DEFAULT_FILTERS };
+    items.value = [];
+    nextCursor.value = null;
+    counts.value = { mine: 0, unassigned: 0, all: 0 };
+    loaded.value = false;
+    loading.value = false;
+    error.value = null;
+    current.value = null;
+    currentError.value = null;
+    known.clear();
+    seqById.clear();
+  }
+
+  return {
+    filters,
+    items,
+    nextCursor,
+    counts,
+    loading,
+    loadingMore,
+    loaded,
+    error,
+    current,
+    currentError,
+    hasMore,
+    load,
+    loadMore,
+    setFilters,
+    applyConversation,
+    refreshCounts,
+    open,
+    close,
+    update,
+    claim,
+    get,
+    reset,
+  };
+});
+
+function isAbort(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "AbortError";
+}

@@ -1,0 +1,46 @@
+import { defineStore } from "pinia";
+import { ref } from "vue";
+import type { Id } from "@/api/types";
+
+export type ToastTone = "info" | "success" | "warning" | "error";
+
+export interface Toast {
+  id: number;
+  tone: ToastTone;
+  text: string;
+  conversationId: Id | null;
+}
+
+export interface ToastInput {
+  tone?: ToastTone;
+  text: string;
+  conversationId?: Id | null;
+  /** Milliseconds before it goes away by itself; 0 keeps it until dismissed. */
+  timeoutMs?: number;
+}
+
+const MAX_TOASTS = 5;
+
+export const useToastStore = defineStore("toasts", () => {
+  const toasts = ref<Toast[]>([]);
+  let nextId = 1;
+
+  function push(input: ToastInput): number {
+    const toast: Toast = {
+      id: nextId++,
+      tone: input.tone ?? "info",
+      text: input.text,
+      conversationId: input.conversationId ?? null,
+    };
+    toasts.value = [...toasts.value, toast].slice(-MAX_TOASTS);
+    const timeout = input.timeoutMs ?? 8000;
+    if (timeout > 0) setTimeout(() => dismiss(toast.id), timeout);
+    return toast.id;
+  }
+
+  function dismiss(id: number): void {
+    toasts.value = toasts.value.filter((toast) => toast.id !== id);
+  }
+
+  return { toasts, push, dismiss };
+});

@@ -1,0 +1,547 @@
+"""Marshmallow schemas: every API input and output, and the payload of every live event."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from inbox.models.conversation import PRIORITIES, STATUSES
+
+UTC = fields.AwareDateTime  # ISO 8601 with offset; naive input is refused
+
+
+class StrictSchema(Schema):
+    """Unknown fields are refused (marshmallow's default RAISE), so a typo is a 422 naming the field."""
+
+
+# ---------- outputs ----------
+class BrandRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class ChannelRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+
+
+class AgentRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class ContactRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String(allow_none=True)
+    handle = fields.String(allow_none=True)
+    avatar_url = fields.String(allow_none=True)
+
+
+class PostSchema(Schema):
+    id = fields.Integer()
+    external_id = fields.String()
+    text = fields.String(allow_none=True)
+    permalink = fields.String(allow_none=True)
+
+
+class LastMessageSchema(Schema):
+    text = fields.String(allow_none=True)
+    direction = fields.String(allow_none=True)
+    at = UTC(allow_none=True)
+
+
+class ReplyWindowSchema(Schema):
+    open = fields.Boolean()
+    closes_at = UTC(allow_none=True)
+    human_agent_until = UTC(allow_none=True)
+
+
+class ConversationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    status = fields.String()
+    priority = fields.String(attribute="priority_name")
+    snoozed_until = UTC(allow_none=True)
+    labels = fields.List(fields.String())
+    brand = fields.Nested(BrandRefSchema)
+    channel = fields.Nested(ChannelRefSchema)
+    team_id = fields.Integer(allow_none=True)
+    assignee = fields.Nested(AgentRefSchema, allow_none=True)
+    contact = fields.Nested(ContactRefSchema)
+    post = fields.Nested(PostSchema, allow_none=True)
+    last_message = fields.Method("_last_message")
+    last_inbound_at = UTC(allow_none=True)
+    last_outbound_at = UTC(allow_none=True)
+    last_message_at = UTC(allow_none=True)
+    waiting_since = UTC(allow_none=True)
+    resolved_at = UTC(allow_none=True)
+    created_at = UTC()
+    updated_at = UTC()
+    reply_window = fields.Method("_reply_window")
+    sla = fields.Method("_sla")
+
+    def _last_message(self, conversation: Any) -> dict[str, Any] | None:
+        if conversation.last_message_at is None:
+            return None
+        return LastMessageSchema().dump({"text": conversation.last_message_preview,
+                                         "direction": conversation.last_message_direction,
+                                         "at": conversation.last_message_at})
+
+    def _reply_window(self, conversation: Any) -> dict[str, Any]:
+        from inbox.services.windows import reply_window
+        return ReplyWindowSchema().dump(reply_window(conversation))
+
+    def _sla(self, conversation: Any) -> list[dict[str, Any]]:
+        return []
+
+
+class AttachmentSchema(Schema):
+    type = fields.String()
+    url = fields.String(allow_none=True)
+
+
+class AuthorSchema(Schema):
+    type = fields.String()
+    id = fields.Integer(allow_none=True)
+    name = fields.String(allow_none=True)
+
+
+class MessageSchema(Schema):
+    id = fields.Integer()
+    conversation_id = fields.Integer()
+    direction = fields.String()
+    kind = fields.String()
+    reply_type = fields.String(allow_none=True)
+    text = fields.String(allow_none=True)
+    attachments = fields.Method("_attachments")
+    author = fields.Method("_author")
+    platform_time = UTC()
+    received_at = UTC()
+    delivery_status = fields.String(allow_none=True)
+    delivery_error = fields.String(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    edited = fields.Method("_edited")
+    edited_at = UTC(allow_none=True)
+    deleted = fields.Method("_deleted")
+    hidden = fields.Boolean()
+    liked = fields.Boolean()
+    reply_to_id = fields.Integer(allow_none=True)
+    extra = fields.Method("_extra")
+
+    def _attachments(self, m: Any) -> list[dict[str, Any]]:
+        return [{"type": a.get("type"), "url": a.get("url")} for a in (m.attachments or [])]
+
+    def _author(self, m: Any) -> dict[str, Any]:
+        author_id = m.author_agent_id if m.author_type == "agent" else m.author_contact_id
+        return {"type": m.author_type, "id": author_id, "name": m.author_name}
+
+    def _edited(self, m: Any) -> bool:
+        return m.edited_at is not None
+
+    def _deleted(self, m: Any) -> bool:
+        return m.deleted_at is not None
+
+    def _extra(self, m: Any) -> dict[str, Any]:
+        extra = m.extra or {}
+        return {k: extra[k] for k in ("quick_reply_payload", "postback_payload", "tag", "activity") if k in extra}
+
+
+class AgentSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    name = fields.String()
+    role = fields.String()
+    availability = fields.String()
+    is_active = fields.Boolean()
+    language = fields.String(allow_none=True)
+    capacity = fields.Integer()
+    team_ids = fields.Method("_team_ids")
+
+    def _team_ids(self, agent: Any) -> list[int]:
+        return sorted(m.team_id for m in agent.memberships)
+
+
+class PageSchema(Schema):
+    next_cursor = fields.String(allow_none=True)
+
+
+# ---------- inputs ----------
+class LoginSchema(StrictSchema):
+    email = fields.Email(required=True)
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class ReplySchema(StrictSchema):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=20000))
+    kind = fields.String(load_default="reply", validate=validate.OneOf(["reply", "note", "private_reply"]))
+    reply_to_message_id = fields.Integer(load_default=None, allow_none=True)
+    idempotency_key = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8, max=64))
+
+    @validates_schema
+    def _text_not_blank(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("text", "").strip():
+            raise ValidationError({"text": ["must not be blank"]})
+
+
+class ConversationPatchSchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    snoozed_until = UTC(allow_none=True)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    labels = fields.List(fields.String(validate=validate.Length(min=1, max=100)), validate=validate.Length(max=50))
+    assignee_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+
+    @validates_schema
+    def _coherent(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError({"_schema": ["nothing to change"]})
+        if data.get("status") == "snoozed" and not data.get("snoozed_until"):
+            raise ValidationError({"snoozed_until": ["required when status is snoozed"]})
+
+
+class ConversationListQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    assignee = fields.String()          # me | none | <agent id>
+    team_id = fields.Integer()
+    brand_id = fields.Integer()
+    channel_id = fields.Integer()
+    channel_kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(["dm", "comment"]))
+    label = fields.String()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    q = fields.String(validate=validate.Length(min=1, max=200))
+    contact_id = fields.Integer()
+    sort = fields.String(load_default="waiting", validate=validate.OneOf(["waiting", "newest"]))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String()
+    counts = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _assignee(self, data: dict[str, Any], **_: Any) -> None:
+        value = data.get("assignee")
+        if value is not None and value not in ("me", "none") and not value.isdigit():
+            raise ValidationError({"assignee": ["expected me, none or an agent id"]})
+
+
+class PageQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String()
+
+
+class ModerateSchema(StrictSchema):
+    action = fields.String(required=True, validate=validate.OneOf(["hide", "unhide", "delete", "like"]))
+
+
+# ---------- auth, administration, contacts ----------
+# (appended; the imports here keep the section self-contained)
+from marshmallow import pre_load  # noqa: E402
+
+from inbox.models.channel import CHANNEL_KINDS  # noqa: E402
+from inbox.models.org import AVAILABILITIES, ROLES  # noqa: E402
+from inbox.models.webhook_event import EVENT_STATUSES  # noqa: E402
+from inbox.services.auth import MIN_PASSWORD_LENGTH  # noqa: E402
+
+_CURSOR = validate.Regexp(r"^[0-9]{1,18}$", error="not a cursor returned by this list")
+
+
+def _dotted(messages: Any, prefix: str = "") -> dict[str, Any]:
+    """{"config": {"page_id": [...]}} -> {"config.page_id": [...]}: every error names its field path."""
+    if not isinstance(messages, dict):
+        return {prefix or "_schema": messages}
+    flat: dict[str, Any] = {}
+    for key, value in messages.items():
+        path = f"{prefix}.{key}" if prefix and key != "_schema" else (prefix or str(key))
+        if isinstance(value, dict):
+            flat.update(_dotted(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+class DottedStrictSchema(StrictSchema):
+    """A StrictSchema whose nested errors are reported with dotted paths (`config.page_id`)."""
+
+    def handle_error(self, error: ValidationError, data: Any, *, many: bool, **kwargs: Any) -> None:
+        raise ValidationError(_dotted(error.messages), data=data, valid_data=error.valid_data)
+
+
+class _NotEmpty:
+    """PATCH bodies must change something."""
+
+    @validates_schema
+    def _something_to_change(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError({"_schema": ["nothing to change"]})
+
+
+class _Stripped:
+    """Surrounding whitespace of names is noise; strip it before the length checks."""
+    strip_fields: tuple[str, ...] = ("name",)
+
+    @pre_load
+    def _strip(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in self.strip_fields:
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].strip()
+        return data
+
+
+_NAME = validate.Length(min=1, max=200)
+_PASSWORD = validate.Length(min=MIN_PASSWORD_LENGTH, max=1024,
+                            error=f"between {MIN_PASSWORD_LENGTH} and 1024 characters")
+_IDS = fields.List(fields.Integer(strict=True), validate=validate.Length(max=500))
+
+
+class LoginResponseSchema(Schema):
+    agent = fields.Nested(AgentSchema)
+    csrf_token = fields.String(allow_none=True)
+
+
+class AgentBriefSchema(Schema):
+    """What an agent sees of teammates: enough for presence and assignment, no email."""
+    id = fields.Integer()
+    name = fields.String()
+    availability = fields.String()
+
+
+class MePatchSchema(_NotEmpty, _Stripped, StrictSchema):
+    availability = fields.String(validate=validate.OneOf(AVAILABILITIES))
+    name = fields.String(validate=_NAME)
+    language = fields.String(allow_none=True, validate=validate.Length(min=2, max=10))
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(required=True, validate=_PASSWORD)
+
+
+class ApiTokenCreateSchema(_Stripped, StrictSchema):
+    name = fields.String(required=True, validate=_NAME)
+
+
+class ApiTokenSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    created_at = UTC()
+    last_used_at = UTC(allow_none=True)
+
+
+class ApiTokenCreatedSchema(ApiTokenSchema):
+    token = fields.String(metadata={"description": "the clear token, shown only in this response"})
+
+
+class BrandSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    created_at = UTC()
+
+
+class BrandCreateSchema(_Stripped, StrictSchema):
+    name = fields.String(required=True, validate=_NAME)
+
+
+class BrandPatchSchema(_NotEmpty, _Stripped, StrictSchema):
+    name = fields.String(validate=_NAME)
+
+
+_PAGE_ID = validate.Regexp(r"^[0-9]{1,64}$", error="digits only")
+_WEBHOOK_URL = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
+                          validate=validate.Length(max=2000))
+
+
+class ChannelConfigSchema(StrictSchema):
+    """Every setting a channel kind may take; which ones are required depends on `kind`."""
+    page_id = fields.String(validate=_PAGE_ID, metadata={"description": "facebook_page"})
+    access_token = fields.String(validate=validate.Length(min=1, max=4000), metadata={"description": "facebook_page"})
+    app_secret = fields.String(validate=validate.Length(min=1, max=500), metadata={"description": "facebook_page"})
+    verify_token = fields.String(validate=validate.Length(min=8, max=200),
+                                 metadata={"description": "facebook_page; generated when absent"})
+    webhook_url = fields.Url(allow_none=True, schemes={"http", "https"}, require_tld=False,
+                             validate=validate.Length(max=2000),
+                             metadata={"description": "api: where Relais POSTs replies (optional)"})
+
+
+CHANNEL_CONFIG_KEYS = {
+    "facebook_page": {"page_id", "access_token", "app_secret", "verify_token"},
+    "api": {"webhook_url"},
+}
+CHANNEL_REQUIRED_KEYS = {"facebook_page": ("page_id", "access_token", "app_secret"), "api": ()}
+
+
+def _check_config_for_kind(kind: str, config: dict[str, Any], *, required: bool) -> None:
+    errors: dict[str, list[str]] = {}
+    for key in sorted(set(config) - CHANNEL_CONFIG_KEYS[kind]):
+        errors[f"config.{key}"] = [f"not a setting of {kind} channels"]
+    if required:
+        for key in CHANNEL_REQUIRED_KEYS[kind]:
+            if not config.get(key):
+                errors[f"config.{key}"] = [f"required for {kind} channels"]
+    if errors:
+        raise ValidationError(errors)
+
+
+class ChannelCreateSchema(_Stripped, DottedStrictSchema):
+    brand_id = fields.Integer(required=True, strict=True)
+    kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
+    name = fields.String(required=True, validate=_NAME)
+    config = fields.Nested(ChannelConfigSchema, load_default=dict)
+
+    @validates_schema
+    def _config_matches_kind(self, data: dict[str, Any], **_: Any) -> None:
+        _check_config_for_kind(data["kind"], data.get("config") or {}, required=True)
+
+
+class ChannelConfigPatchSchema(StrictSchema):
+    """Credential rotation and settings; the page id of a connected page never changes."""
+    access_token = ChannelConfigSchema._declared_fields["access_token"]
+    app_secret = ChannelConfigSchema._declared_fields["app_secret"]
+    verify_token = ChannelConfigSchema._declared_fields["verify_token"]
+    webhook_url = ChannelConfigSchema._declared_fields["webhook_url"]
+
+
+class ChannelPatchSchema(_NotEmpty, _Stripped, DottedStrictSchema):
+    name = fields.String(validate=_NAME)
+    status = fields.String(validate=validate.OneOf(["active", "disabled"]))
+    config = fields.Nested(ChannelConfigPatchSchema)
+
+
+class ChannelSchema(Schema):
+    """A channel as admins see it: secrets masked (`crypto.mask`), never in clear."""
+    id = fields.Integer()
+    brand = fields.Nested(BrandRefSchema)
+    brand_id = fields.Integer()
+    kind = fields.String()
+    name = fields.String()
+    external_id = fields.String(allow_none=True)
+    status = fields.String()
+    status_detail = fields.String(allow_none=True)
+    config = fields.Dict()
+    credentials = fields.Dict(metadata={"description": "masked secrets"})
+    webhook = fields.Dict(metadata={"description": "callback_url (Meta) or inbound_url (API channel)"})
+    created_at = UTC()
+    updated_at = UTC()
+
+
+class ChannelCreatedSchema(ChannelSchema):
+    secrets = fields.Dict(metadata={"description": "clear secrets to paste into the platform, shown only once"})
+
+
+class TeamSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    brand_ids = fields.Method("_brand_ids")
+    member_ids = fields.Method("_member_ids")
+    created_at = UTC()
+
+    def _brand_ids(self, team: Any) -> list[int]:
+        return sorted(row.brand_id for row in team.brands)
+
+    def _member_ids(self, team: Any) -> list[int]:
+        return sorted(row.agent_id for row in team.members)
+
+
+class TeamCreateSchema(_Stripped, DottedStrictSchema):
+    name = fields.String(required=True, validate=_NAME)
+    brand_ids = fields.List(fields.Integer(strict=True), load_default=list, validate=validate.Length(max=500))
+    member_ids = fields.List(fields.Integer(strict=True), load_default=list, validate=validate.Length(max=500))
+
+
+class TeamPatchSchema(_NotEmpty, _Stripped, DottedStrictSchema):
+    name = fields.String(validate=_NAME)
+    brand_ids = fields.List(fields.Integer(strict=True), validate=validate.Length(max=500))
+    member_ids = fields.List(fields.Integer(strict=True), validate=validate.Length(max=500))
+
+
+class AgentCreateSchema(_Stripped, DottedStrictSchema):
+    strip_fields = ("name", "email")
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    name = fields.String(required=True, validate=_NAME)
+    role = fields.String(load_default="agent", validate=validate.OneOf(ROLES))
+    password = fields.String(validate=_PASSWORD, metadata={"description": "generated and returned once if absent"})
+    team_ids = fields.List(fields.Integer(strict=True), load_default=list, validate=validate.Length(max=500))
+    capacity = fields.Integer(strict=True, load_default=20, validate=validate.Range(min=0, max=1000))
+    language = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=2, max=10))
+
+
+class AgentCreatedSchema(AgentSchema):
+    password = fields.String(allow_none=True,
+                             metadata={"description": "the generated password, shown only in this response"})
+
+
+class AgentPatchSchema(_NotEmpty, _Stripped, DottedStrictSchema):
+    name = fields.String(validate=_NAME)
+    role = fields.String(validate=validate.OneOf(ROLES))
+    is_active = fields.Boolean()
+    team_ids = fields.List(fields.Integer(strict=True), validate=validate.Length(max=500))
+    capacity = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000))
+    language = fields.String(allow_none=True, validate=validate.Length(min=2, max=10))
+    password = fields.String(validate=_PASSWORD, metadata={"description": "reset; signs the agent out everywhere"})
+
+
+class WebhookEventQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(EVENT_STATUSES))
+    source = fields.String(validate=validate.Length(min=1, max=32))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=_CURSOR)
+
+
+class WebhookEventSchema(Schema):
+    """A raw webhook as received; the body as UTF-8 text (invalid bytes replaced), cut at 64 KiB."""
+    id = fields.Integer()
+    source = fields.String()
+    channel_id = fields.Integer(allow_none=True)
+    received_at = UTC()
+    remote_addr = fields.String(allow_none=True)
+    headers = fields.Dict()
+    body = fields.String()
+    body_size = fields.Integer()
+    body_truncated = fields.Boolean()
+    verification = fields.String()
+    verification_detail = fields.String(allow_none=True)
+    status = fields.String()
+    attempts = fields.Integer()
+    next_attempt_at = UTC(allow_none=True)
+    error = fields.String(allow_none=True)
+    processed_at = UTC(allow_none=True)
+    stats = fields.Dict()
+
+
+class WebhookEventPageSchema(PageSchema):
+    items = fields.List(fields.Nested(WebhookEventSchema))
+
+
+class ContactIdentitySchema(Schema):
+    channel_kind = fields.String()
+    external_id = fields.String()
+    name = fields.String(allow_none=True)
+    handle = fields.String(allow_none=True)
+    avatar_url = fields.String(allow_none=True)
+
+
+class ContactSchema(ContactRefSchema):
+    identities = fields.List(fields.Nested(ContactIdentitySchema))
+    created_at = UTC()
+    updated_at = UTC()
+
+
+class ContactPageSchema(PageSchema):
+    items = fields.List(fields.Nested(ContactSchema))
+
+
+class ConversationPageSchema(PageSchema):
+    items = fields.List(fields.Nested(ConversationSchema))
+
+
+class ContactListQuerySchema(StrictSchema):
+    q = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=_CURSOR)
+
+
+class KeysetQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=_CURSOR)

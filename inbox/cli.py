@@ -1,0 +1,6 @@
+"""Flask CLI commands (filled in below)."""
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    pass

@@ -1,0 +1,120 @@
+"""The database: one engine, one scoped session, the column types and helpers every model and service uses.
+
+SQLite (embedded default) and PostgreSQL behave the same: timezone-aware UTC datetimes, JSON columns and
+dialect-specific `INSERT ... ON CONFLICT DO NOTHING` through `insert_for()`.
+"""
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import JSON, DateTime, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every backend (timestamptz on PostgreSQL, naive UTC text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column; use timezone-aware UTC")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (IMMEDIATE: take the write lock up front, so two writers wait on
+            # busy_timeout instead of failing with SQLITE_BUSY when a read transaction upgrades).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 30)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+class Database:
+    """Holds the engine and the thread-scoped session; `init(url)` is called by create_app and by workers."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._factory = sessionmaker(expire_on_commit=False)
+        self.session = scoped_session(self._factory)
+
+    def init(self, url: str, **engine_kwargs: Any) -> None:
+        if self.engine is not None:
+            self.session.remove()
+            self.engine.dispose()
+        self.engine = make_engine(url, **engine_kwargs)
+        self._factory.configure(bind=self.engine)
+
+    @property
+    def dialect(self) -> str:
+        assert self.engine is not None, "database not initialised"
+        return self.engine.dialect.name
+
+    def new_session(self) -> Session:
+        """A session of its own, outside the thread-scoped one (jobs, timers)."""
+        return self._factory()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A fresh session in one transaction: committed on success, rolled back on error, always closed."""
+        session = self._factory()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+
+
+db = Database()
+
+
+def insert_for(session: Session, model: Any) -> Any:
+    """An INSERT for `model` in the session's dialect, so callers can add `.on_conflict_do_nothing(...)`."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise RuntimeError(f"unsupported database dialect {name!r}")

@@ -1,0 +1,228 @@
+"""The one way to run work in the background: `enqueue(func, *args)`.
+
+With REDIS_URL, jobs go to RQ queues (run by `make worker`, i.e. `python -m inbox.jobs.worker`); in the
+embedded default they run on in-process worker threads. Job functions are the same in both: module-level
+functions taking ids, defined in `inbox.jobs.tasks`.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue as queue_mod
+import threading
+import time
+from typing import Any, Callable
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+# Queue names, in one place. Ingest never waits behind a slow platform call.
+INGEST = "ingest"
+SEND = "send"
+DEFAULT = "default"
+QUEUES = (INGEST, SEND, DEFAULT)
+
+
+class EmbeddedBackend:
+    """A thread per queue plus a timer thread for delayed jobs, all inside the web process.
+
+    Identical (func, args) already waiting are coalesced: a burst of webhooks nudges one drain, not thousands.
+    """
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._queues = {name: queue_mod.Queue() for name in QUEUES}
+        self._pending: set[tuple[str, str, tuple[Any, ...]]] = set()
+        self._lock = threading.Lock()
+        self._delayed: list[tuple[float, int, str, Callable[..., Any], tuple[Any, ...]]] = []
+        self._delayed_cv = threading.Condition(self._lock)
+        self._counter = itertools.count()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+
+    def start(self) -> None:
+        for name in QUEUES:
+            t = threading.Thread(target=self._run_queue, args=(name,), name=f"relais-jobs-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._run_timer, name="relais-jobs-timer", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            self._delayed_cv.notify_all()
+        for q in self._queues.values():
+            q.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
+    def enqueue(self, queue: str, func: Callable[..., Any], args: tuple[Any, ...], delay: float) -> None:
+        if delay > 0:
+            with self._lock:
+                heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._counter), queue, func, args))
+                self._delayed_cv.notify()
+            return
+        key = (queue, f"{func.__module__}.{func.__qualname__}", args)
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self._queues[queue].put((key, func, args))
+
+    def idle(self) -> bool:
+        """True when nothing is queued or running (tests wait on it)."""
+        with self._lock:
+            return not self._pending and self._busy == 0
+
+    def _run_queue(self, name: str) -> None:
+        q = self._queues[name]
+        while not self._stopping.is_set():
+            item = q.get()
+            if item is None:
+                return
+            key, func, args = item
+            with self._lock:
+                self._pending.discard(key)
+                self._busy += 1
+            try:
+                run_job(self.app, func, args)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _run_timer(self) -> None:
+        with self._lock:
+            while not self._stopping.is_set():
+                if not self._delayed:
+                    self._delayed_cv.wait(1.0)
+                    continue
+                due, _, queue, func, args = self._delayed[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._delayed_cv.wait(min(wait, 1.0))
+                    continue
+                heapq.heappop(self._delayed)
+                self._lock.release()
+                try:
+                    self.enqueue(queue, func, args, 0)
+                finally:
+                    self._lock.acquire()
+
+
+class RQBackend:
+    def __init__(self, app: Flask, redis_url: str, prefix: str):
+        from redis import Redis
+        from rq import Queue
+
+        self.redis = Redis.from_url(redis_url)
+        self.prefix = prefix
+        self.queues = {name: Queue(prefix + name, connection=self.redis, default_timeout=600) for name in QUEUES}
+
+    def enqueue(self, queue: str, func: Callable[..., Any], args: tuple[Any, ...], delay: float) -> None:
+        from datetime import timedelta
+
+        q = self.queues[queue]
+        if delay > 0:
+            q.enqueue_in(timedelta(seconds=delay), func, *args, result_ttl=0, failure_ttl=86400)
+            return
+        if not args:
+            # a nudge without arguments: one waiting copy is enough (the worker clears the key when it starts)
+            if not self.redis.set(self.nudge_key(func), b"1", nx=True, ex=30):
+                return
+        q.enqueue(func, *args, result_ttl=0, failure_ttl=86400)
+
+    def nudge_key(self, func: Callable[..., Any]) -> str:
+        return f"{self.prefix}nudge:{func.__module__}.{func.__qualname__}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.redis.close()
+
+
+_backend: EmbeddedBackend | RQBackend | None = None
+
+
+def init_app(app: Flask, *, start_embedded: bool = True) -> None:
+    global _backend
+    settings = app.extensions["relais.settings"]
+    if _backend is not None:
+        _backend.stop()
+    if settings.redis_url:
+        _backend = RQBackend(app, settings.redis_url, settings.redis_prefix)
+    else:
+        _backend = EmbeddedBackend(app)
+        if start_embedded and settings.embedded_worker:
+            _backend.start()
+    app.extensions["relais.jobs"] = _backend
+
+
+def backend() -> EmbeddedBackend | RQBackend:
+    assert _backend is not None, "jobs not initialised (create_app)"
+    return _backend
+
+
+def enqueue(func: Callable[..., Any], *args: Any, queue: str = DEFAULT, delay: float = 0.0) -> None:
+    """Run `func(*args)` in the background (after `delay` seconds). Args must be ids and plain values."""
+    backend().enqueue(queue, func, args, delay)
+
+
+def clear_nudge(func: Callable[..., Any]) -> None:
+    """Called by a nudged job as it starts, so a nudge sent while it runs queues a new run."""
+    b = _backend
+    if isinstance(b, RQBackend):
+        b.redis.delete(b.nudge_key(func))
+
+
+def run_job(app: Flask, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run one job inside an app context; log failures with the job's name; always release the session."""
+    from inbox.db import db
+
+    with app.app_context():
+        try:
+            return func(*args)
+        except Exception:
+            log.exception("job %s%r failed", func.__qualname__, args)
+            return None
+        finally:
+            db.session.remove()
+
+
+def shutdown() -> None:
+    global _backend
+    if _backend is not None:
+        _backend.stop()
+        _backend = None
+
+
+_AFTER_COMMIT = "relais.enqueue_after_commit"
+
+
+def enqueue_after_commit(session: Any, func: Callable[..., Any], *args: Any, queue: str = DEFAULT,
+                         delay: float = 0.0) -> None:
+    """Enqueue once `session` commits (never for work that was rolled back)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append((func, args, queue, delay))
+
+
+def _install_session_hooks() -> None:
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.orm import Session
+
+    @sa_event.listens_for(Session, "after_commit")
+    def _after_commit(session: Session) -> None:
+        for func, args, queue, delay in session.info.pop(_AFTER_COMMIT, []):
+            try:
+                enqueue(func, *args, queue=queue, delay=delay)
+            except Exception:  # the reconciler re-enqueues what could not be enqueued now
+                log.exception("could not enqueue %s%r after commit", func.__qualname__, args)
+
+    @sa_event.listens_for(Session, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        if not session.in_nested_transaction():
+            session.info.pop(_AFTER_COMMIT, None)
+
+
+_install_session_hooks()

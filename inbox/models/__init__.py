@@ -1,0 +1,13 @@
+"""All tables. Import models from here: `from inbox.models import Conversation`."""
+from inbox.models.base import Base
+from inbox.models.channel import Channel
+from inbox.models.contact import Contact, ContactIdentity
+from inbox.models.conversation import Conversation, ConversationLabel, Post
+from inbox.models.message import Message
+from inbox.models.org import Agent, ApiToken, Brand, Team, TeamBrand, TeamMember
+from inbox.models.realtime_event import RealtimeEvent
+from inbox.models.webhook_event import WebhookEvent
+
+__all__ = ["Base", "Brand", "Team", "Agent", "TeamMember", "TeamBrand", "ApiToken", "Channel", "Contact",
+           "ContactIdentity", "Post", "Conversation", "ConversationLabel", "Message", "WebhookEvent",
+           "RealtimeEvent"]

@@ -1,0 +1,191 @@
+"""Sending one outbound message to its platform: at most once, retried with backoff when the platform says
+it did not take it, and its real status shown to the agent.
+
+The claim is a conditional UPDATE queued -> sending: of two jobs for the same message (a retry, a duplicate
+enqueue, two workers) only one sends. A crash after the claim leaves the message "sending"; the reconciler
+then marks it "unknown" (never resent automatically: the platform may have it), unless the platform's echo
+proves it was sent.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters import api as api_adapter
+from adapters import meta
+from adapters.base import PlatformError, SendResult
+from adapters.http import PlatformClient, backoff_seconds
+from inbox import realtime
+from inbox.api.schemas import ConversationSchema, MessageSchema
+from inbox.db import db, utcnow
+from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
+from inbox.services.channels import credentials
+from inbox.services.ingest import note_public_reply
+from inbox.settings import get_settings
+
+log = logging.getLogger(__name__)
+_message_schema = MessageSchema()
+_conversation_schema = ConversationSchema()
+
+
+def meta_client() -> PlatformClient:
+    return PlatformClient(get_settings().meta_graph_base_url, timeout=15)
+
+
+def meta_credentials(channel: Channel) -> meta.MetaCredentials:
+    creds = credentials(channel)
+    return meta.MetaCredentials(page_id=channel.external_id or "", access_token=creds["access_token"],
+                                app_secret=creds["app_secret"])
+
+
+def deliver_message(message_id: int) -> str | None:
+    """Send message `message_id` if it is queued and due; returns its resulting status (None if not ours)."""
+    now = utcnow()
+    with db.transaction() as session:
+        claimed = session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.delivery_status == "queued",
+                   (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now))
+            .values(delivery_status="sending", delivery_attempts=Message.delivery_attempts + 1)
+        ).rowcount
+        if claimed != 1:
+            return None
+        message = session.get(Message, message_id)
+        assert message is not None
+        conversation = session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        channel = conversation.channel
+        request = _build_request(session, message, conversation, channel)
+    try:
+        result = _send(request)
+    except PlatformError as exc:
+        return _record_failure(message_id, exc)
+    except Exception as exc:  # a bug or an unexpected answer: the platform may or may not have it
+        log.exception("send of message %s failed unexpectedly", message_id)
+        return _record_outcome(message_id, status="unknown",
+                               error=f"unexpected error while sending ({type(exc).__name__}); check the platform "
+                                     "before sending again")
+    return _record_success(message_id, result)
+
+
+def _build_request(session: Any, message: Message, conversation: Conversation, channel: Channel) -> dict[str, Any]:
+    """Everything the platform call needs, read inside the claim transaction (no DB access while sending)."""
+    request: dict[str, Any] = {"channel_kind": channel.kind, "reply_type": message.reply_type,
+                               "conversation_kind": conversation.kind, "text": message.text or "",
+                               "key": message.idempotency_key, "tag": (message.extra or {}).get("tag"),
+                               "target": message.reply_to_external_id}
+    if channel.kind == "facebook_page":
+        request["creds"] = meta_credentials(channel)
+        request["psid"] = conversation.thread_key.split(":", 1)[1] if conversation.kind == "dm" else None
+    elif channel.kind == "api":
+        creds = credentials(channel)
+        contact = session.get(Contact, conversation.contact_id)
+        identity = session.execute(select(ContactIdentity).where(
+            ContactIdentity.contact_id == conversation.contact_id,
+            ContactIdentity.channel_kind == f"api:{channel.id}")).scalars().first()
+        request.update(url=(channel.config or {}).get("webhook_url"), secret=creds["webhook_secret"], payload={
+            "id": message.idempotency_key, "message_id": message.id, "type": "message.created",
+            "conversation_id": conversation.thread_key.split(":", 1)[1],
+            "contact": {"id": identity.external_id if identity else None, "name": contact.name if contact else None},
+            "text": message.text, "author": {"name": message.author_name},
+            "created_at": message.platform_time.isoformat()})
+    return request
+
+
+def _send(request: dict[str, Any]) -> SendResult:
+    if request["channel_kind"] == "facebook_page":
+        client, creds = meta_client(), request["creds"]
+        if request["reply_type"] == "private_reply":
+            return meta.send_private_reply(client, creds, request["target"], request["text"])
+        if request["conversation_kind"] == "comment":
+            return meta.reply_to_comment(client, creds, request["target"], request["text"])
+        return meta.send_message(client, creds, request["psid"], request["text"], tag=request["tag"],
+                                 metadata=request["key"])
+    if request["channel_kind"] == "api":
+        if not request["url"]:
+            raise PlatformError("this API channel has no webhook_url to deliver replies to", retryable=False)
+        return api_adapter.send(None, request["url"], request["secret"], request["payload"])
+    raise PlatformError(f"sending is not supported for {request['channel_kind']}", retryable=False)
+
+
+def _record_failure(message_id: int, exc: PlatformError) -> str:
+    max_attempts = get_settings().send_max_attempts
+    with db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        if exc.retryable and getattr(exc, "maybe_delivered", False):
+            status, error, delay = "unknown", (f"no answer from the platform ({exc}); it may have received the "
+                                               "message: check before sending again"), None
+        elif exc.retryable and message.delivery_attempts < max_attempts:
+            delay = backoff_seconds(message.delivery_attempts, exc.retry_after)
+            status, error = "queued", f"retrying after: {exc}"
+            message.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        else:
+            status, error, delay = "failed", str(exc), None
+        _apply_outcome(session, message, status, error)
+    if delay is not None:
+        from inbox.jobs import SEND, enqueue
+        from inbox.jobs.tasks import send_message
+        enqueue(send_message, message_id, queue=SEND, delay=delay)
+    return status
+
+
+def _record_outcome(message_id: int, *, status: str, error: str | None) -> str:
+    with db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        _apply_outcome(session, message, status, error)
+    return status
+
+
+def _apply_outcome(session: Any, message: Message, status: str, error: str | None) -> None:
+    message.delivery_status = status
+    message.delivery_error = error
+    conversation = session.get(Conversation, message.conversation_id)
+    realtime.publish(session, "message.updated", _message_schema.dump(message),
+                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+
+
+def _record_success(message_id: int, result: SendResult) -> str:
+    with db.transaction() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        _take_external_id(session, message, result.external_id)
+        now = utcnow()
+        message.delivery_status = "sent" if message.delivery_status in ("sending", "unknown", "queued") \
+            else message.delivery_status
+        message.delivery_error = None
+        message.sent_at = message.sent_at or now
+        conversation = session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)
+        rooms = realtime.conversation_rooms(conversation.brand_id, conversation.id)
+        session.flush()
+        realtime.publish(session, "message.updated", _message_schema.dump(message), rooms)
+        realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation), rooms)
+    return "sent"
+
+
+def _take_external_id(session: Any, message: Message, external_id: str) -> None:
+    """Store the platform's id. If the platform's echo of this very send was stored first as a native
+    reply (comments carry no metadata to match it), that copy is merged into ours."""
+    if not external_id or message.external_id == external_id:
+        return
+    try:
+        with session.begin_nested():
+            message.external_id = external_id
+            session.flush()
+    except IntegrityError:
+        duplicate = session.execute(select(Message).where(Message.channel_id == message.channel_id,
+                                                          Message.external_id == external_id)).scalar_one()
+        conversation = session.get(Conversation, duplicate.conversation_id)
+        session.delete(duplicate)
+        session.flush()
+        message.external_id = external_id
+        if conversation is not None:
+            realtime.publish(session, "message.deleted", {"id": duplicate.id, "conversation_id": conversation.id},
+                             realtime.conversation_rooms(conversation.brand_id, conversation.id))

@@ -1,0 +1,79 @@
+"""The safety net: what a lost job, a killed worker or a crash left behind is picked up again.
+
+Runs every RECONCILE_INTERVAL_SECONDS: on a thread of the web process in the embedded default, in every
+worker process with Redis (running it in several processes at once is safe: each step is idempotent and
+claims with SKIP LOCKED / conditional updates).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import delete, select
+
+from inbox.db import db, utcnow
+from inbox.models import Message, RealtimeEvent
+
+log = logging.getLogger(__name__)
+STUCK_SENDING_AFTER = timedelta(minutes=2)
+LOST_SEND_AFTER = timedelta(seconds=30)
+KEEP_REALTIME_EVENTS = timedelta(hours=24)
+
+
+def reconcile_once() -> dict[str, int]:
+    """Drain pending webhook events, re-enqueue due sends, flag interrupted sends, wake snoozed conversations,
+    prune old live events. Returns counts of what it did."""
+    from inbox.jobs import SEND, enqueue
+    from inbox.jobs.tasks import send_message
+    from inbox.services.conversations import wake_snoozed
+    from inbox.services.delivery import _apply_outcome
+    from inbox.services.ingest import drain_webhook_events
+
+    report = {"events": drain_webhook_events()}
+    now = utcnow()
+    with db.transaction() as session:
+        due = session.execute(select(Message.id).where(
+            Message.delivery_status == "queued",
+            ((Message.next_attempt_at.is_(None)) & (Message.platform_time < now - LOST_SEND_AFTER))
+            | (Message.next_attempt_at < now - timedelta(seconds=5))).limit(500)).scalars().all()
+    for message_id in due:
+        enqueue(send_message, message_id, queue=SEND)
+    report["sends_requeued"] = len(due)
+    with db.transaction() as session:
+        stuck = list(session.execute(select(Message).where(
+            Message.delivery_status == "sending", Message.platform_time < now - STUCK_SENDING_AFTER)
+            .limit(500)).scalars())
+        for message in stuck:
+            _apply_outcome(session, message, "unknown", "sending was interrupted: the platform may have received "
+                                                        "this message; check it before sending again")
+        report["sends_interrupted"] = len(stuck)
+        report["snoozes_ended"] = wake_snoozed(session, now)
+    with db.transaction() as session:
+        session.execute(delete(RealtimeEvent).where(RealtimeEvent.created_at < now - KEEP_REALTIME_EVENTS))
+    return report
+
+
+def run_forever(app: Flask, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        with app.app_context():
+            try:
+                reconcile_once()
+            except Exception:  # keep the safety net alive through a database outage
+                log.exception("reconcile failed; will try again in %.1fs", interval)
+            finally:
+                db.session.remove()
+
+
+def start_reconciler_thread(app: Flask) -> threading.Event:
+    stop = threading.Event()
+    interval = app.extensions["relais.settings"].reconcile_interval_seconds
+    threading.Thread(target=run_forever, args=(app, stop, interval), name="relais-reconciler", daemon=True).start()
+    return stop
+
+
+def start_embedded_reconciler(app: Flask) -> None:
+    settings = app.extensions["relais.settings"]
+    if settings.embedded and settings.embedded_worker:
+        app.extensions["relais.reconciler_stop"] = start_reconciler_thread(app)

@@ -1,0 +1,158 @@
+"""Inbound webhooks: verify over the raw bytes, store durably, answer fast, process in a job.
+
+GET  /webhooks/meta                 Meta subscription handshake (hub.mode / hub.verify_token / hub.challenge)
+POST /webhooks/meta                 one callback per Meta app; entries routed by entry.id when processed
+POST /webhooks/api/<channel_id>     the API channel (X-Relais-Timestamp + X-Relais-Signature)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from adapters import api as api_adapter
+from adapters import meta as meta_adapter
+from adapters.base import PayloadError, SignatureError
+from inbox.db import db
+from inbox.jobs import INGEST, enqueue
+from inbox.services.channels import credentials, meta_app_secrets, meta_verify_token_matches
+from inbox.services.webhook_store import StoreUnavailable, store_webhook_event
+from inbox.settings import get_settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Hub-Signature-256", "X-Hub-Signature", "X-Relais-Timestamp",
+                "X-Relais-Signature", "X-Forwarded-For", "Content-Length")
+MAX_REJECTED_BODY = 64 * 1024
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def app_secret_fingerprint(secret: str) -> str:
+    return "app:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _headers() -> dict[str, str]:
+    return {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
+
+
+def _answer(status: int, code: str, message: str, **extra: object) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "fields": {}}, **extra}) if status >= 400 \
+        else jsonify({"status": code, **extra})
+    response.status_code = status
+    return response
+
+
+def _store(**kwargs: object) -> int | Response:
+    try:
+        return store_webhook_event(remote_addr=request.remote_addr, headers=_headers(), **kwargs)  # type: ignore[arg-type]
+    except StoreUnavailable:
+        return _answer(503, "unavailable", "could not store the event; retry later")
+
+
+def _nudge_drain() -> None:
+    from inbox.jobs.tasks import drain_webhook_events
+    try:
+        enqueue(drain_webhook_events, queue=INGEST)
+    except Exception:  # the event is stored: the reconciler will process it even if Redis is down
+        log.exception("could not enqueue the drain; the reconciler will pick the event up")
+
+
+@bp.get("/meta")
+def meta_handshake():
+    token = request.args.get("hub.verify_token", "")
+    if request.args.get("hub.mode") == "subscribe" and token and request.args.get("hub.challenge") is not None \
+            and meta_verify_token_matches(db.session, token):
+        return Response(request.args["hub.challenge"], 200, mimetype="text/plain")
+    return _answer(403, "forbidden", "verify token does not match any connected page")
+
+
+@bp.post("/meta")
+def meta_event():
+    raw = request.get_data(cache=False)
+    header = request.headers.get("X-Hub-Signature-256")
+    secrets_map = meta_app_secrets(db.session)
+    db.session.close()  # release the connection: the rest of this request never needs it
+    try:
+        secret = meta_adapter.verify_signature(raw, header, secrets_map.keys())
+    except SignatureError as first:
+        try:  # a page connected seconds ago in another process: look again before refusing
+            secret = meta_adapter.verify_signature(raw, header, meta_app_secrets(db.session, refresh=True).keys())
+        except SignatureError:
+            status = 401 if header is None else 403
+            stored = _store(source="meta", body=raw[:MAX_REJECTED_BODY], verification="invalid",
+                            detail=first.reason, status="rejected", error=first.reason)
+            if isinstance(stored, Response):
+                return stored
+            log.warning("meta webhook rejected (%s), kept as event %s", first.reason, stored)
+            return _answer(status, "invalid_signature", first.reason, event_id=stored)
+    error = _meta_body_error(raw)
+    if error:
+        stored = _store(source="meta", body=raw, verification="valid", detail=app_secret_fingerprint(secret),
+                        status="invalid", error=error)
+        if isinstance(stored, Response):
+            return stored
+        return _answer(400, "malformed_body", error, event_id=stored)
+    stored = _store(source="meta", body=raw, verification="valid", detail=app_secret_fingerprint(secret),
+                    status="pending")
+    if isinstance(stored, Response):
+        return stored
+    _nudge_drain()
+    return _answer(200, "EVENT_RECEIVED", "stored", event_id=stored)
+
+
+def _meta_body_error(raw: bytes) -> str | None:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return "body is not JSON"
+    if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
+        return "body has no entry list"
+    return None
+
+
+@bp.post("/api/<int:channel_id>")
+def api_event(channel_id: int):
+    from inbox.models import Channel
+
+    raw = request.get_data(cache=False)
+    channel = db.session.get(Channel, channel_id)
+    if channel is None or channel.kind != "api" or channel.status == "disabled":
+        db.session.close()
+        stored = _store(source="api", body=raw[:MAX_REJECTED_BODY], verification="invalid",
+                        detail="unknown channel", status="rejected", error=f"no active API channel {channel_id}")
+        return stored if isinstance(stored, Response) else _answer(404, "not_found", "no such API channel")
+    secret = credentials(channel)["webhook_secret"]
+    db.session.close()
+    try:
+        api_adapter.verify(raw, request.headers, secret, tolerance=get_settings().api_webhook_tolerance_seconds)
+    except SignatureError as exc:
+        stored = _store(source="api", channel_id=channel_id, body=raw[:MAX_REJECTED_BODY], verification="invalid",
+                        detail=exc.reason, status="rejected", error=exc.reason)
+        if isinstance(stored, Response):
+            return stored
+        status = 401 if "missing" in exc.reason else 403
+        return _answer(status, "invalid_signature", exc.reason, event_id=stored)
+    try:
+        api_adapter.parse(raw, str(channel_id))
+    except PayloadError as exc:
+        stored = _store(source="api", channel_id=channel_id, body=raw, verification="valid", status="invalid",
+                        error=str(exc))
+        if isinstance(stored, Response):
+            return stored
+        response = _answer(400, "malformed_body", str(exc), event_id=stored)
+        fields = getattr(exc, "fields", None)
+        if fields:
+            body = response.get_json()
+            body["error"]["fields"] = fields
+            response.set_data(json.dumps(body))
+        return response
+    stored = _store(source="api", channel_id=channel_id, body=raw, verification="valid", status="pending")
+    if isinstance(stored, Response):
+        return stored
+    _nudge_drain()
+    return _answer(202, "accepted", "stored", event_id=stored)

@@ -1,0 +1,131 @@
+"""Shared fixtures: an app on its own database (SQLite file, or a fresh PostgreSQL database when
+RELAIS_TEST_DB=postgresql), a fake Meta Graph server, HTTP clients and signed-in agents.
+
+Nothing assumes an empty server: each run creates its own database / Redis key prefix and removes them.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests import factories
+from tests.services import postgres_admin_url, require_or_skip_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    backend = os.environ.get("RELAIS_TEST_DB", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'relais.db'}"
+        return
+    require_or_skip_postgres()
+    import psycopg
+
+    name = f"relais_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_admin_url(database=name, driver="postgresql+psycopg")
+    finally:
+        from inbox.db import db
+        if db.engine is not None:
+            db.engine.dispose()
+        with psycopg.connect(postgres_admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def fake_meta() -> Iterator[Any]:
+    from inbox.demo.fake_meta import FakeMeta
+
+    fake = FakeMeta()
+    yield fake
+    fake.stop()
+
+
+def migrate(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, fake_meta: Any) -> Iterator[Any]:
+    from config import load_settings
+    from inbox import create_app, jobs
+
+    migrate(database_url)
+    settings = load_settings({"RELAIS_ENV": "test", "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex}) \
+        .with_overrides(database_url=database_url, meta_graph_base_url=fake_meta.base_url,
+                        login_rate_limit="1000 per minute", reconcile_interval_seconds=0.5)
+    application = create_app(settings=settings)
+    application.config["TESTING"] = True
+    yield application
+    jobs.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that used the app starts from its own rows: tables are emptied after it."""
+    yield
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        wait_for_jobs(app)
+        factories.empty_database()
+        fake = request.getfixturevalue("fake_meta")
+        fake.reset()
+
+
+def wait_for_jobs(app: Any, timeout: float = 10.0) -> None:
+    """Wait until the embedded job threads have nothing queued or running."""
+    backend = app.extensions.get("relais.jobs")
+    if backend is None or not hasattr(backend, "idle"):
+        return
+    deadline = time.monotonic() + timeout
+    stable = 0
+    while time.monotonic() < deadline:
+        stable = stable + 1 if backend.idle() else 0
+        if stable >= 3:
+            return
+        time.sleep(0.02)
+    raise AssertionError("background jobs did not finish in time")
+
+
+@pytest.fixture
+def jobs_done(app: Any) -> Callable[[], None]:
+    return lambda: wait_for_jobs(app)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def world(app: Any) -> factories.World:
+    """A brand with a Facebook page and an API channel, a team serving it, an admin, a supervisor, two agents
+    of that team and an outsider agent (a team serving another brand)."""
+    with app.app_context():
+        return factories.build_world()
+
+
+@pytest.fixture
+def login(app: Any) -> Callable[..., Any]:
+    """login(agent_email) -> a test client signed in as that agent, with `.csrf` set."""
+    def _login(email: str, password: str = factories.PASSWORD) -> Any:
+        c = app.test_client()
+        response = c.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        c.csrf = response.get_json()["csrf_token"]
+        return c
+    return _login

@@ -1,0 +1,3 @@
+from inbox import create_app
+
+app = create_app()
