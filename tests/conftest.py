@@ -129,3 +129,35 @@ def login(app: Any) -> Callable[..., Any]:
         c.csrf = response.get_json()["csrf_token"]
         return c
     return _login
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Any) -> Iterator[str]:
+    """The app served over real HTTP + WebSocket on a free loopback port (threaded werkzeug)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="relais-live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def token_for(app: Any) -> Callable[[str], str]:
+    """token_for(email) -> a clear API token of that agent."""
+    def _token(email: str) -> str:
+        from sqlalchemy import select
+
+        from inbox.db import db
+        from inbox.models import Agent
+        from inbox.services.auth import create_api_token
+
+        with app.app_context():
+            agent = db.session.execute(select(Agent).where(Agent.email == email)).scalar_one()
+            _, clear = create_api_token(db.session, agent, "tests")
+            db.session.commit()
+            return clear
+    return _token

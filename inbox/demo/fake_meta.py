@@ -379,7 +379,8 @@ class FakeMeta:
         self._counter = 0
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-meta", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-meta", daemon=True)
         self._thread.start()
 
     @property

@@ -35,8 +35,7 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
             message_queue=settings.redis_url,
             channel=channel,
             manage_session=False,            # read the Flask session cookie of the handshake
-            cors_allowed_origins=[settings.public_base_url, f"http://127.0.0.1:{settings.port}",
-                                  f"http://localhost:{settings.port}"],
+            cors_allowed_origins=None,       # same origin only (the console is served by this app)
             ping_interval=20,
             ping_timeout=20,
             logger=False,

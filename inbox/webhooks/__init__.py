@@ -75,13 +75,11 @@ def meta_handshake():
 def meta_event():
     raw = request.get_data(cache=False)
     header = request.headers.get("X-Hub-Signature-256")
-    secrets_map = meta_app_secrets(db.session)
-    db.session.close()  # release the connection: the rest of this request never needs it
     try:
-        secret = meta_adapter.verify_signature(raw, header, secrets_map.keys())
+        secret = meta_adapter.verify_signature(raw, header, _meta_secrets(refresh=False))
     except SignatureError as first:
         try:  # a page connected seconds ago in another process: look again before refusing
-            secret = meta_adapter.verify_signature(raw, header, meta_app_secrets(db.session, refresh=True).keys())
+            secret = meta_adapter.verify_signature(raw, header, _meta_secrets(refresh=True))
         except SignatureError:
             status = 401 if header is None else 403
             stored = _store(source="meta", body=raw[:MAX_REJECTED_BODY], verification="invalid",
@@ -103,6 +101,13 @@ def meta_event():
         return stored
     _nudge_drain()
     return _answer(200, "EVENT_RECEIVED", "stored", event_id=stored)
+
+
+def _meta_secrets(*, refresh: bool) -> list[str]:
+    try:
+        return list(meta_app_secrets(db.session, refresh=refresh))
+    finally:
+        db.session.close()  # release the connection (and SQLite's lock): storing goes through the committer
 
 
 def _meta_body_error(raw: bytes) -> str | None:

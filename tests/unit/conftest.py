@@ -13,7 +13,8 @@ import pytest
 from inbox.demo.fake_meta import FakeMeta
 
 @pytest.fixture
-def fake_meta() -> Iterator[FakeMeta]:
+def fake_graph() -> Iterator[FakeMeta]:
+    """A fresh fake Graph API per test, checking appsecret_proof against "app-secret"."""
     with FakeMeta(app_secret="app-secret") as fake:
         yield fake
 
@@ -73,7 +74,7 @@ def receiver() -> Iterator[Receiver]:
     receiver = Receiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver_handler(receiver))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     yield receiver

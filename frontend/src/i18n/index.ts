@@ -31,11 +31,12 @@ function readStoredLocale(): string | null {
 }
 
 export function createAppI18n(locale: Locale = detectLocale(readStoredLocale())) {
-  return createI18n<[MessageSchema], Locale, false>({
+  const messages: Record<Locale, MessageSchema> = { fr, en };
+  return createI18n({
     legacy: false,
     locale,
     fallbackLocale: "en",
-    messages: { fr, en },
+    messages,
     datetimeFormats,
     numberFormats,
     missingWarn: import.meta.env.DEV,

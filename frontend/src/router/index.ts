@@ -1,4 +1,4 @@
-import { createRouter, createWebHistory, type RouteLocationRaw, type RouterHistory } from "vue-router";
+import { createRouter, createWebHistory, type RouterHistory } from "vue-router";
 import { useAuthStore } from "@/stores/auth";
 import AppLayout from "@/views/AppLayout.vue";
 import ConversationView from "@/views/ConversationView.vue";
@@ -6,20 +6,15 @@ import InboxView from "@/views/InboxView.vue";
 import LoginView from "@/views/LoginView.vue";
 import NoConversationView from "@/views/NoConversationView.vue";
 import NotFoundView from "@/views/NotFoundView.vue";
+import { HOME, safeRedirect } from "./navigation";
+
+export { HOME, safeRedirect };
 
 declare module "vue-router" {
   interface RouteMeta {
     /** Reachable without signing in. */
     public?: boolean;
   }
-}
-
-export const HOME: RouteLocationRaw = { name: "inbox", params: { view: "mine" } };
-
-/** Only same-site paths are followed after sign-in (never `//host` or a full URL). */
-export function safeRedirect(value: unknown): string | null {
-  if (typeof value !== "string" || !value.startsWith("/") || value.startsWith("//") || value.startsWith("/\\")) return null;
-  return value.startsWith("/login") ? null : value;
 }
 
 export function createAppRouter(history: RouterHistory = createWebHistory("/")) {

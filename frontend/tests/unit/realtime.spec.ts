@@ -1,0 +1,154 @@
+import { describe, expect, it, vi } from "vitest";
+import { RealtimeClient, type SocketLike } from "@/socket/client";
+import type { ServerEvent } from "@/socket/events";
+import { SeqTracker } from "@/socket/seq";
+import { conversation } from "../factories";
+
+describe("SeqTracker", () => {
+  it("accepts each seq once, in any order, and remembers the highest", () => {
+    const tracker = new SeqTracker();
+    expect(tracker.lastSeq).toBeNull();
+    expect(tracker.accept(5)).toBe(true);
+    expect(tracker.accept(3)).toBe(true); // replayed out of order, not seen yet
+    expect(tracker.accept(5)).toBe(false); // duplicate
+    expect(tracker.accept(3)).toBe(false);
+    expect(tracker.lastSeq).toBe(5);
+  });
+
+  it("stays bounded and treats anything older than what it forgot as seen", () => {
+    const tracker = new SeqTracker(100);
+    for (let seq = 1; seq <= 1000; seq++) tracker.accept(seq);
+    expect(tracker.size).toBeLessThanOrEqual(100);
+    expect(tracker.lastSeq).toBe(1000);
+    expect(tracker.accept(10)).toBe(false);
+    expect(tracker.accept(999)).toBe(false);
+    expect(tracker.accept(1001)).toBe(true);
+  });
+
+  it("rejects non-numbers", () => {
+    expect(new SeqTracker().accept(Number.NaN)).toBe(false);
+  });
+});
+
+class FakeSocket implements SocketLike {
+  active = true;
+  handlers = new Map<string, ((...args: any[]) => void)[]>();
+  managerHandlers = new Map<string, ((...args: any[]) => void)[]>();
+  connect = vi.fn();
+  disconnect = vi.fn();
+  io = {
+    on: (event: string, listener: (...args: any[]) => void) => {
+      this.managerHandlers.set(event, [...(this.managerHandlers.get(event) ?? []), listener]);
+    },
+  };
+  on(event: string, listener: (...args: any[]) => void) {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), listener]);
+  }
+  emit(event: string, ...args: unknown[]) {
+    for (const listener of this.handlers.get(event) ?? []) listener(...args);
+  }
+  emitManager(event: string, ...args: unknown[]) {
+    for (const listener of this.managerHandlers.get(event) ?? []) listener(...args);
+  }
+}
+
+function setup() {
+  const socket = new FakeSocket();
+  let options: Record<string, unknown> = {};
+  const events: ServerEvent[] = [];
+  const states: string[] = [];
+  const connects: { resumed: boolean }[] = [];
+  const refused = vi.fn();
+  const client = new RealtimeClient({
+    factory: (o) => {
+      options = o as Record<string, unknown>;
+      return socket;
+    },
+    onEvent: (event) => events.push(event),
+    onState: (state) => states.push(state),
+    onConnect: (info) => connects.push(info),
+    onRefused: refused,
+    retryAfterRefusalMs: 1000,
+  });
+  client.start();
+  const auth = () => {
+    let sent: Record<string, unknown> = {};
+    (options.auth as (cb: (a: Record<string, unknown>) => void) => void)((a) => (sent = a));
+    return sent;
+  };
+  return { socket, options, events, states, connects, refused, client, auth };
+}
+
+describe("RealtimeClient", () => {
+  it("connects to /socket.io with the session cookie and an auth function", () => {
+    const { options, auth } = setup();
+    expect(options.path).toBe("/socket.io");
+    expect(options.withCredentials).toBe(true);
+    expect(typeof options.auth).toBe("function");
+    expect(auth()).toEqual({ last_seq: null });
+  });
+
+  it("dedupes events by seq and resumes from the highest seq on reconnect", () => {
+    const { socket, events, auth, connects } = setup();
+    socket.emit("connect");
+    const data = conversation({ id: 1 });
+    socket.emit("conversation.updated", { seq: 1, data });
+    socket.emit("conversation.updated", { seq: 2, data });
+    socket.emit("conversation.updated", { seq: 2, data });
+    expect(events.map((e) => e.seq)).toEqual([1, 2]);
+
+    socket.emit("disconnect", "transport close");
+    // socket.io calls the auth function again for the new handshake.
+    expect(auth()).toEqual({ last_seq: 2 });
+    socket.emit("connect");
+    // The replay may repeat and reorder.
+    socket.emit("message.created", { seq: 4, data: { id: 9 } });
+    socket.emit("conversation.updated", { seq: 2, data });
+    socket.emit("message.updated", { seq: 3, data: { id: 9 } });
+    expect(events.map((e) => [e.event, e.seq])).toEqual([
+      ["conversation.updated", 1],
+      ["conversation.updated", 2],
+      ["message.created", 4],
+      ["message.updated", 3],
+    ]);
+    expect(auth()).toEqual({ last_seq: 4 });
+    expect(connects.map((c) => c.resumed)).toEqual([false, true]);
+  });
+
+  it("ignores malformed envelopes", () => {
+    const { socket, events } = setup();
+    socket.emit("conversation.updated", { data: conversation() });
+    socket.emit("conversation.updated", undefined);
+    expect(events).toEqual([]);
+  });
+
+  it("reports connected / reconnecting / offline", () => {
+    vi.useFakeTimers();
+    try {
+      const { socket, states, refused } = setup();
+      expect(states).toEqual(["reconnecting"]);
+      socket.emit("connect");
+      socket.emit("disconnect", "transport close");
+      expect(states).toEqual(["reconnecting", "connected", "reconnecting"]);
+
+      // Refused by the server (not signed in): socket.io gives up, we ask the session and retry later.
+      socket.active = false;
+      socket.emit("connect_error", new Error("unauthorized"));
+      expect(states.at(-1)).toBe("offline");
+      expect(refused).toHaveBeenCalledOnce();
+      vi.advanceTimersByTime(1000);
+      expect(socket.connect).toHaveBeenCalledOnce();
+      expect(states.at(-1)).toBe("reconnecting");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("goes offline and stays so when stopped", () => {
+    const { socket, states, client } = setup();
+    socket.emit("connect");
+    client.stop();
+    expect(socket.disconnect).toHaveBeenCalled();
+    expect(states.at(-1)).toBe("offline");
+  });
+});

@@ -1,0 +1,34 @@
+"""Small helpers shared by integration tests: signed webhooks and waiting for conditions."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+from inbox.demo.fake_meta import sign_meta
+from tests.factories import APP_SECRET
+
+
+def signed_meta(payload: dict[str, Any] | bytes, secret: str = APP_SECRET) -> tuple[bytes, dict[str, str]]:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return raw, {"X-Hub-Signature-256": sign_meta(secret, raw), "Content-Type": "application/json"}
+
+
+def post_meta(client: Any, payload: dict[str, Any] | bytes, secret: str = APP_SECRET) -> Any:
+    raw, headers = signed_meta(payload, secret)
+    return client.post("/webhooks/meta", data=raw, headers=headers)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
