@@ -15,7 +15,7 @@ from inbox.db import utcnow
 from inbox.errors import Conflict, ValidationFailed
 from inbox.models import Agent, Channel, Contact, Conversation, ConversationLabel, Message, Team
 from inbox.models.conversation import PRIORITIES
-from inbox.services import access
+from inbox.services import access, sla
 
 _conversation_schema = ConversationSchema()
 _message_schema = MessageSchema()
@@ -94,7 +94,7 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
         key = (lambda c: [c.last_message_at, c.id])
     else:
         rows = _page_waiting(session, base, conditions, params.get("cursor"), limit)
-        key = (lambda c: [c.waiting_since, c.id])
+        key = _waiting_key
     next_cursor = encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
     result: dict[str, Any] = {"items": rows[:limit], "next_cursor": next_cursor}
     if params.get("counts", True):
@@ -103,24 +103,38 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
 
 
 def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
-    waiting_since, last_id = decode_cursor(cursor, 2) if cursor else (None, None)
+    """Waiting customers first (oldest waiting_since first), then the others (most recent activity first).
+    The cursor says which of the two runs it stopped in: ["w", waiting_since, id] or ["n", last_message_at, id]."""
+    phase, last_at, last_id = decode_cursor(cursor, 3) if cursor else ("w", None, None)
     rows: list[Conversation] = []
-    if cursor is None or waiting_since is not None:
+    if phase == "w":
         query = base.where(*conditions, Conversation.waiting_since.is_not(None))
-        if waiting_since is not None:
-            at = _when(waiting_since)
+        if last_at is not None:
+            at = _when(last_at)
             query = query.where(or_(Conversation.waiting_since > at,
                                     and_(Conversation.waiting_since == at, Conversation.id > last_id)))
         rows = list(session.execute(query.order_by(Conversation.waiting_since, Conversation.id)
                                     .limit(limit + 1)).scalars())
         if len(rows) > limit:
             return rows
-        last_id = None
+        last_at = last_id = None
     query = base.where(*conditions, Conversation.waiting_since.is_(None))
     if last_id is not None:
-        query = query.where(Conversation.id > last_id)
-    rows += list(session.execute(query.order_by(Conversation.id).limit(limit + 1 - len(rows))).scalars())
+        at = _when(last_at)
+        query = query.where(or_(Conversation.last_message_at < at,
+                                and_(Conversation.last_message_at == at, Conversation.id < last_id),
+                                Conversation.last_message_at.is_(None) & (Conversation.id < last_id))
+                            if at is not None else
+                            and_(Conversation.last_message_at.is_(None), Conversation.id < last_id))
+    rows += list(session.execute(query.order_by(Conversation.last_message_at.desc().nulls_last(),
+                                                Conversation.id.desc()).limit(limit + 1 - len(rows))).scalars())
     return rows
+
+
+def _waiting_key(conversation: Conversation) -> list[Any]:
+    if conversation.waiting_since is not None:
+        return ["w", conversation.waiting_since, conversation.id]
+    return ["n", conversation.last_message_at, conversation.id]
 
 
 def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
@@ -250,6 +264,7 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
         have = {row.label for row in conversation.label_rows}
         conversation.label_rows += [ConversationLabel(label=label) for label in wanted if label not in have]
     conversation.updated_at = now
+    sla.refresh_conversation(session, conversation, f"status:{conversation.status}")
     publish_conversation(session, conversation)
     return conversation
 
@@ -264,5 +279,6 @@ def wake_snoozed(session: Session, now: datetime | None = None) -> int:
         conversation.snoozed_until = None
         _activity(session, conversation, None, "The snooze ended: the conversation is open again",
                   {"type": "status", "from": "snoozed", "to": "open"})
+        sla.refresh_conversation(session, conversation, "status:open")
         publish_conversation(session, conversation)
     return len(rows)

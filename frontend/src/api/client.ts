@@ -67,7 +67,8 @@ export class ApiClient {
     return this.request<T>("GET", path, options);
   }
 
-  post<T>(path: string, body?: unknown, options: Omit<RequestOptions, "body"> = {}): Promise<T> {
+  /** A POST always carries a JSON body (`{}` when there is nothing to say), which JSON endpoints expect. */
+  post<T>(path: string, body: unknown = {}, options: Omit<RequestOptions, "body"> = {}): Promise<T> {
     return this.request<T>("POST", path, { ...options, body });
   }
 

@@ -44,6 +44,10 @@ export class RealtimeClient {
   private lostAt: number | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = true;
+  private readonly onBrowserOffline = () => this.setState("offline");
+  private readonly onBrowserOnline = () => {
+    if (this.state !== "connected") this.setState("reconnecting");
+  };
 
   constructor(private readonly options: RealtimeOptions) {
     this.tracker = options.tracker ?? new SeqTracker();
@@ -72,6 +76,10 @@ export class RealtimeClient {
     });
     this.socket = socket;
     this.setState("reconnecting");
+    if (typeof window !== "undefined") {
+      window.addEventListener("offline", this.onBrowserOffline);
+      window.addEventListener("online", this.onBrowserOnline);
+    }
 
     socket.on("connect", () => {
       const resumed = this.everConnected;
@@ -111,6 +119,10 @@ export class RealtimeClient {
 
   stop(): void {
     this.stopped = true;
+    if (typeof window !== "undefined") {
+      window.removeEventListener("offline", this.onBrowserOffline);
+      window.removeEventListener("online", this.onBrowserOnline);
+    }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.socket?.disconnect();
@@ -137,7 +149,10 @@ export class RealtimeClient {
     }, this.options.retryAfterRefusalMs ?? 5000);
   }
 
-  private setState(state: ConnectionState): void {
+  private setState(next: ConnectionState): void {
+    // While the browser itself has no network, "reconnecting" would be a false promise.
+    const browserOffline = typeof navigator !== "undefined" && navigator.onLine === false;
+    const state = next === "reconnecting" && browserOffline ? "offline" : next;
     if (state === this.state) return;
     this.state = state;
     this.options.onState?.(state);

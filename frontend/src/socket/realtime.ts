@@ -1,4 +1,3 @@
-import type { Composer } from "vue-i18n";
 import { useAuthStore } from "@/stores/auth";
 import { useConnectionStore } from "@/stores/connection";
 import { useConversationStore } from "@/stores/conversations";
@@ -11,7 +10,6 @@ import type { SlaAlert } from "./events";
 const LONG_GAP_MS = 2 * 60_000;
 
 export interface RealtimeWiring {
-  i18n: Pick<Composer, "t" | "d" | "te">;
   /** The server refused the socket and the session turned out to be over. */
   onSignedOut: () => void;
   factory?: SocketFactory;
@@ -36,19 +34,21 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
   }
 
   function slaToast(kind: "warning" | "breached", alert: SlaAlert): void {
-    const { t, d, te } = wiring.i18n;
     const conversation = conversations.get(alert.conversation_id);
-    const contact =
-      conversation?.contact.name ?? conversation?.contact.handle ?? t("sla.unknownContact", { id: String(alert.conversation_id) });
-    const metricKey = `sla.metric.${alert.metric}`;
     const due = Date.parse(alert.due_at);
     toasts.push({
       tone: kind === "breached" ? "error" : "warning",
-      text: t(`sla.${kind}`, {
-        metric: te(metricKey) ? t(metricKey) : alert.metric,
-        contact,
-        date: Number.isNaN(due) ? alert.due_at : d(due, "short"),
-      }),
+      text: ({ t, d, te }) => {
+        const metricKey = `sla.metric.${alert.metric}`;
+        return t(`sla.${kind}`, {
+          metric: te(metricKey) ? t(metricKey) : alert.metric,
+          contact:
+            conversation?.contact.name ??
+            conversation?.contact.handle ??
+            t("sla.unknownContact", { id: String(alert.conversation_id) }),
+          date: Number.isNaN(due) ? alert.due_at : d(due, "short"),
+        });
+      },
       conversationId: alert.conversation_id,
       timeoutMs: kind === "breached" ? 0 : 15_000,
     });

@@ -61,10 +61,7 @@ export function viewsOf(conversation: Conversation, filters: ConversationFilters
   return views;
 }
 
-/**
- * Whether a conversation belongs in the list on screen. A text search (`q`) is the server's
- * business: with one active, nothing new is inserted from live events, known rows are only updated.
- */
+/** Whether a conversation belongs in the list on screen (a text search `q` is left to the server). */
 export function belongsToView(conversation: Conversation, filters: ConversationFilters, meId: Id | null): boolean {
   return viewsOf(conversation, filters, meId).has(filters.view);
 }

@@ -1,19 +1,23 @@
 import { defineStore } from "pinia";
-import { ref } from "vue";
+import { shallowRef } from "vue";
+import type { Composer } from "vue-i18n";
 import type { Id } from "@/api/types";
 
 export type ToastTone = "info" | "success" | "warning" | "error";
 
+/** Text written when shown, so a toast follows a language switch. */
+export type ToastText = string | ((i18n: Pick<Composer, "t" | "d" | "n" | "te">) => string);
+
 export interface Toast {
   id: number;
   tone: ToastTone;
-  text: string;
+  text: ToastText;
   conversationId: Id | null;
 }
 
 export interface ToastInput {
   tone?: ToastTone;
-  text: string;
+  text: ToastText;
   conversationId?: Id | null;
   /** Milliseconds before it goes away by itself; 0 keeps it until dismissed. */
   timeoutMs?: number;
@@ -22,7 +26,7 @@ export interface ToastInput {
 const MAX_TOASTS = 5;
 
 export const useToastStore = defineStore("toasts", () => {
-  const toasts = ref<Toast[]>([]);
+  const toasts = shallowRef<Toast[]>([]);
   let nextId = 1;
 
   function push(input: ToastInput): number {
@@ -42,5 +46,9 @@ export const useToastStore = defineStore("toasts", () => {
     toasts.value = toasts.value.filter((toast) => toast.id !== id);
   }
 
-  return { toasts, push, dismiss };
+  function clear(): void {
+    toasts.value = [];
+  }
+
+  return { toasts, push, dismiss, clear };
 });

@@ -26,6 +26,13 @@ describe("ApiClient", () => {
     expect(headersOf(2)["X-CSRF-Token"]).toBe("tok-123");
     expect(headersOf(3)["X-CSRF-Token"]).toBe("tok-123");
     for (const call of fetch.mock.calls) expect(call[1]?.credentials).toBe("same-origin");
+    expect(fetch.mock.calls[1]?.[1]?.body).toBe("{}");
+  });
+
+  it("sends no CSRF header before a session exists (sign-in)", async () => {
+    const { client, headersOf } = setup(jsonResponse(200, { agent: {}, csrf_token: "new" }));
+    await authApi.login("camille@agence.fr", "secret", client);
+    expect(headersOf()["X-CSRF-Token"]).toBeUndefined();
   });
 
   it("builds URLs under /api/v1 with the query, skipping empty values", async () => {

@@ -1,5 +1,5 @@
 import { createPinia, setActivePinia } from "pinia";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
 import { ApiError, conversationsApi, type ConversationPage } from "@/api";
 import { useAuthStore } from "@/stores/auth";
 import { ClaimConflictError, useConversationStore } from "@/stores/conversations";
@@ -12,7 +12,7 @@ function page(items: ConversationPage["items"], extra: Partial<ConversationPage>
 const ids = (store: ReturnType<typeof useConversationStore>) => store.items.map((c) => c.id);
 
 describe("conversation store: live events", () => {
-  let listSpy: ReturnType<typeof vi.spyOn>;
+  let listSpy: MockInstance<typeof conversationsApi.list>;
 
   beforeEach(() => {
     setActivePinia(createPinia());
