@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 5000
+DEMO_FAKE_PORT ?= 5071
 export PORT
 
 .PHONY: run demo worker test test-python test-frontend test-e2e bench migrate bootstrap venv dev-deps frontend clean
@@ -51,9 +52,9 @@ run: venv frontend bootstrap
 demo: venv frontend
 	@mkdir -p instance
 	trap 'kill 0' EXIT INT TERM; \
-	export META_GRAPH_BASE_URL=http://127.0.0.1:5055/v21.0 DEMO_APP_SECRET=$${DEMO_APP_SECRET:-demo-app-secret}; \
+	export META_GRAPH_BASE_URL=http://127.0.0.1:$(DEMO_FAKE_PORT)/v21.0 DEMO_APP_SECRET=$${DEMO_APP_SECRET:-demo-app-secret}; \
 	$(PY) -m alembic upgrade head && $(PY) -m flask --app wsgi bootstrap && \
-	( $(PY) -m inbox.demo.fake_meta --port 5055 --webhook-url http://127.0.0.1:$(PORT)/webhooks/meta \
+	( $(PY) -m inbox.demo.fake_meta --port $(DEMO_FAKE_PORT) --webhook-url http://127.0.0.1:$(PORT)/webhooks/meta \
 	    --app-secret $$DEMO_APP_SECRET --page-id 1000000001 --page-id 2000000002 --rate $${DEMO_RATE:-0.5} & ) ; \
 	if [ -n "$$REDIS_URL" ]; then \
 	  $(PY) -m inbox.jobs.worker & \

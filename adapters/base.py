@@ -106,11 +106,13 @@ class PlatformError(Exception):
     retry_after  seconds the platform asked us to wait, when it said so
     error_type   the platform's error class when it gives one (Graph: "OAuthException"...), for logs
     trace_id     the platform's request id for support tickets (Graph: fbtrace_id)
+    maybe_delivered  the request reached the platform but its answer was lost or unreadable (read timeout,
+                 connection dropped mid-answer, 2xx without an id): sending again may duplicate the message
     """
 
     def __init__(self, message: str, *, code: int | None = None, subcode: int | None = None,
                  http_status: int | None = None, retryable: bool = False, retry_after: float | None = None,
-                 error_type: str | None = None, trace_id: str | None = None):
+                 error_type: str | None = None, trace_id: str | None = None, maybe_delivered: bool = False):
         super().__init__(message)
         self.message = message
         self.code = code
@@ -120,6 +122,7 @@ class PlatformError(Exception):
         self.retry_after = retry_after
         self.error_type = error_type
         self.trace_id = trace_id
+        self.maybe_delivered = maybe_delivered
 
     def __str__(self) -> str:
         bits = [self.message]

@@ -8,11 +8,13 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+import urllib3
 
 from adapters.base import PlatformError
 
@@ -53,22 +55,47 @@ class PlatformClient:
         A 2xx answer returns the JSON object; a JSON value that is not an object comes back as
         `{"data": value}`, a non-JSON body as `{"body": text}` and an empty body as `{}`.
         Raises PlatformError: network errors, timeouts, 429 and 5xx are retryable; a Graph error envelope
-        is mapped by `graph_error`; redirects and other 4xx are not retryable. Never retries by itself.
+        is mapped by `graph_error`; redirects and other 4xx are not retryable. `maybe_delivered` is set
+        when the request left but no answer came back (read timeout, dropped connection). Never retries.
         """
         try:
             response = self.session.request(
                 method, self.url_for(path), params=params, json=json, data=data, headers=headers,
                 timeout=self.timeout, allow_redirects=False)
+        # `from None`: requests' exceptions quote the full URL, access token included, and chained
+        # exceptions end up in logs.
         except requests.Timeout as exc:
-            raise PlatformError(f"timed out after {self.timeout}s: {method} {path}",
-                                retryable=True) from exc
+            raise PlatformError(f"timed out after {self.timeout}s: {method} {path}", retryable=True,
+                                maybe_delivered=not _never_sent(exc)) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
-            raise PlatformError(f"network error: {method} {path}: {exc}", retryable=True) from exc
+            raise PlatformError(f"network error: {method} {path}: {_describe(exc)}", retryable=True,
+                                maybe_delivered=not _never_sent(exc)) from None
         except requests.RequestException as exc:
             # Invalid URL, bad scheme...: configuration errors, retrying cannot help.
-            raise PlatformError(f"request failed: {method} {path}: {exc}") from exc
+            raise PlatformError(f"request failed: {method} {path}: {_describe(exc)}") from None
         return _answer(response, graph_errors=self.graph_errors)
+
+
+_SECRET_PARAMS = re.compile(r"((?:access_token|appsecret_proof|token|key|secret)=)[^&\s'\")]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the values of token-like query parameters replaced by "***"."""
+    return _SECRET_PARAMS.sub(r"\1***", text)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    # NewConnectionError (refused, DNS failure) is a ConnectTimeoutError in urllib3's hierarchy
+    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
 
 
 def _answer(response: requests.Response, *, graph_errors: bool) -> dict[str, Any]:
@@ -80,7 +107,7 @@ def _answer(response: requests.Response, *, graph_errors: bool) -> dict[str, Any
     if graph_errors and isinstance(envelope, dict):
         raise graph_error(envelope, http_status=response.status_code, retry_after=retry_after)
     if 300 <= response.status_code < 400:
-        location = response.headers.get("Location", "?")
+        location = redact(response.headers.get("Location", "?"))
         raise PlatformError(f"unexpected redirect HTTP {response.status_code} to {location}",
                             http_status=response.status_code)
     raise PlatformError(f"HTTP {response.status_code}: {_snippet(response)}",
@@ -99,7 +126,7 @@ def _decode_body(response: requests.Response) -> dict[str, Any]:
 
 
 def _snippet(response: requests.Response) -> str:
-    text = " ".join(response.text.split())
+    text = redact(" ".join(response.text.split()))
     if not text:
         return response.reason or "empty answer"
     return text[:_ERROR_SNIPPET_CHARS] + ("..." if len(text) > _ERROR_SNIPPET_CHARS else "")

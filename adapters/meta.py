@@ -21,8 +21,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from adapters.base import (Attachment, Author, EventKind, InboundEvent, PayloadError, PlatformError, PostRef,
-                           SendResult, SignatureError)
+from adapters.base import (
+    Attachment,
+    Author,
+    EventKind,
+    InboundEvent,
+    PayloadError,
+    PlatformError,
+    PostRef,
+    SendResult,
+    SignatureError,
+)
 from adapters.http import PlatformClient, get_header, is_retryable_graph_code
 
 GRAPH_VERSION = "v21.0"
@@ -194,7 +203,7 @@ def _parse_item(item_parser: Callable[[_Entry, Any], InboundEvent], context: _En
 def _messaging_event(context: _Entry, item: Any) -> InboundEvent:
     if not isinstance(item, dict):
         raise _Malformed("messaging item is not an object")
-    sender = _required_id(item.get("sender"), "sender.id")
+    sender = _required_id(item.get("sender"), "id", "sender.id")
     when = _from_ms(item.get("timestamp")) or context.time
     if "message" in item:
         return _message_event(context, item, sender, when)
@@ -207,7 +216,8 @@ def _messaging_event(context: _Entry, item: Any) -> InboundEvent:
         return _dm(context, "status", when, sender, status="read", watermark=_from_ms(read.get("watermark")))
     if "delivery" in item:
         delivery = _required_dict(item, "delivery")
-        mids = [mid for mid in delivery.get("mids") or [] if isinstance(mid, str)]
+        listed = delivery.get("mids")
+        mids = [mid for mid in listed if isinstance(mid, str)] if isinstance(listed, list) else []
         return _dm(context, "status", when, sender, status="delivered", target_external_ids=mids,
                    watermark=_from_ms(delivery.get("watermark")))
     if "reaction" in item:
@@ -235,7 +245,7 @@ def _message_event(context: _Entry, item: dict[str, Any], sender: str, when: dat
 
 def _echo_event(context: _Entry, item: dict[str, Any], message: dict[str, Any], mid: str,
                 when: datetime) -> InboundEvent:
-    customer = _required_id(item.get("recipient"), "recipient.id")
+    customer = _required_id(item.get("recipient"), "id", "recipient.id")
     app_id = message.get("app_id")
     return _dm(context, "echo", when, customer, author=Author(external_id=context.page_id),
                external_id=mid, dedupe_key=mid, text=_text(message),
@@ -250,7 +260,7 @@ def _postback_event(context: _Entry, item: dict[str, Any], sender: str, when: da
     mid = _id_or_none(postback.get("mid"))
     if mid is None:
         # Redeliveries carry the same sender, timestamp and payload, so this id stays stable across them.
-        seed = f"{sender}|{item.get('timestamp')}|{payload}".encode("utf-8")
+        seed = f"{sender}|{item.get('timestamp')}|{payload}".encode()
         mid = "postback:" + hashlib.sha256(seed).hexdigest()[:32]
         extra["synthetic_id"] = True
     if "referral" in postback:
@@ -317,7 +327,7 @@ def _change_event(context: _Entry, change: Any) -> InboundEvent:
 
 
 def _comment_event(context: _Entry, value: dict[str, Any], verb: str, when: datetime) -> InboundEvent:
-    comment_id = _required_id(value, "comment_id")
+    comment_id = _required_id(value, "comment_id", "comment_id")
     post = value.get("post") if isinstance(value.get("post"), dict) else {}
     post_id = _id_or_none(value.get("post_id")) or _id_or_none(post.get("id"))
     parent_id = _id_or_none(value.get("parent_id"))
@@ -329,10 +339,13 @@ def _comment_event(context: _Entry, value: dict[str, Any], verb: str, when: date
         route_key=context.page_id, kind="comment", platform_time=when, conversation_kind="comment",
         author=Author(external_id=commenter_id, name=_text(commenter, "name")) if commenter_id else None,
         thread_key=_comment_thread_key(post_id, commenter_id, by_page),
+        reply_to=parent_id if is_reply else None, text=_text(value, "message"),
+        post=PostRef(external_id=post_id, text=_text(post, "message"), permalink=_text(post, "permalink_url"))
+        if post_id else None,
         dedupe_key=f"comment:{comment_id}:{verb}:{value.get('created_time')}",
         extra={"verb": verb, "parent_id": parent_id, "post_id": post_id})
     if verb == "edited":
-        event.kind, event.target_external_id, event.text = "edit", comment_id, _text(value, "message")
+        event.kind, event.target_external_id = "edit", comment_id
         return event
     if verb == "remove":
         event.kind, event.target_external_id = "delete", comment_id
@@ -344,10 +357,7 @@ def _comment_event(context: _Entry, value: dict[str, Any], verb: str, when: date
         event.thread_key = f"comment:{post_id}:anonymous:{parent_id if is_reply else comment_id}"
     event.kind = "echo" if by_page else "comment"
     event.external_id = comment_id
-    event.text = _text(value, "message")
-    event.reply_to = parent_id if is_reply else None
     event.attachments = _comment_attachments(value)
-    event.post = PostRef(external_id=post_id, text=_text(post, "message"), permalink=_text(post, "permalink_url"))
     return event
 
 
@@ -380,12 +390,11 @@ def _required_dict(container: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _required_id(container: Any, path: str) -> str:
-    """`container["id"]` when path is "x.id" (container is x), else `container[path]`, as a string."""
-    key = path.rsplit(".", 1)[-1] if "." in path else path
+def _required_id(container: Any, key: str, label: str) -> str:
+    """`container[key]` as a string id (Meta ids are strings, sometimes integers); `label` names it."""
     value = _id_or_none(container.get(key)) if isinstance(container, dict) else None
     if value is None:
-        raise _Malformed(f"missing {path}")
+        raise _Malformed(f"missing {label}")
     return value
 
 
@@ -572,8 +581,8 @@ def _utf16_length(text: str) -> int:
 def _answer_id(answer: dict[str, Any], key: str) -> str:
     value = _id_or_none(answer.get(key))
     if value is None:
-        # The call may have succeeded: retrying could send twice, so this is not retryable.
-        raise PlatformError(f"unexpected Graph answer without {key}: {str(answer)[:200]}")
+        # The call most likely succeeded: sending again could duplicate, so not retryable.
+        raise PlatformError(f"unexpected Graph answer without {key}: {str(answer)[:200]}", maybe_delivered=True)
     return value
 
 

@@ -23,6 +23,7 @@ from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, utcnow
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
+from inbox.services import sla
 from inbox.services.channels import credentials
 from inbox.services.ingest import note_public_reply
 from inbox.settings import get_settings
@@ -117,7 +118,7 @@ def _record_failure(message_id: int, exc: PlatformError) -> str:
     with db.transaction() as session:
         message = session.get(Message, message_id)
         assert message is not None
-        if exc.retryable and getattr(exc, "maybe_delivered", False):
+        if getattr(exc, "maybe_delivered", False):  # a timeout after sending, or a 2xx without an id
             status, error, delay = "unknown", (f"no answer from the platform ({exc}); it may have received the "
                                                "message: check before sending again"), None
         elif exc.retryable and message.delivery_attempts < max_attempts:
@@ -163,6 +164,7 @@ def _record_success(message_id: int, result: SendResult) -> str:
         conversation = session.get(Conversation, message.conversation_id)
         assert conversation is not None
         note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)
+        sla.refresh_conversation(session, conversation, f"message:{message.id}")
         rooms = realtime.conversation_rooms(conversation.brand_id, conversation.id)
         session.flush()
         realtime.publish(session, "message.updated", _message_schema.dump(message), rooms)

@@ -12,6 +12,7 @@ import pytest
 
 from inbox.demo.fake_meta import FakeMeta
 
+
 @pytest.fixture
 def fake_graph() -> Iterator[FakeMeta]:
     """A fresh fake Graph API per test, checking appsecret_proof against "app-secret"."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import random
 import threading
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 import requests
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import PlatformError
@@ -49,7 +49,7 @@ def test_graph_envelope_is_mapped(graph: PlatformClient, fake_graph: FakeMeta) -
     assert (error.code, error.subcode, error.http_status) == (10, 2018278, 400)
     assert error.message == "(#10) This message is sent outside of allowed window."
     assert error.error_type == "OAuthException" and error.trace_id
-    assert error.retryable is False and error.retry_after is None
+    assert error.retryable is False and error.retry_after is None and not error.maybe_delivered
     assert str(error) == "(#10) This message is sent outside of allowed window. (code 10/2018278)"
 
 
@@ -97,11 +97,22 @@ def test_timeout_is_retryable(fake_graph: FakeMeta) -> None:
     fake_graph.fail_next(1, http_status=200, body="{}", delay=1.0)
     error = failure(PlatformClient(fake_graph.base_url, timeout=0.2))
     assert error.retryable and "timed out" in error.message and error.http_status is None
+    assert error.maybe_delivered  # the request left: the platform may have acted on it
 
 
 def test_connection_refused_is_retryable(closed_port_url: str) -> None:
     error = failure(PlatformClient(closed_port_url))
     assert error.retryable and error.message.startswith("network error")
+    assert not error.maybe_delivered
+
+
+def test_errors_never_quote_the_access_token(closed_port_url: str) -> None:
+    with pytest.raises(PlatformError) as caught:
+        PlatformClient(closed_port_url).request("POST", "/1/messages", params=AUTH, json=SEND)
+    error = caught.value
+    assert "page-token" not in str(error) and AUTH["appsecret_proof"] not in str(error)
+    assert "access_token=***" in error.message
+    assert error.__cause__ is None and error.__suppress_context__
 
 
 def test_invalid_url_is_not_retryable() -> None:
@@ -199,6 +210,7 @@ def test_backoff_rejects_attempt_zero() -> None:
         backoff_seconds(0, None)
 
 
+@settings(deadline=None)
 @given(attempt=st.integers(min_value=1, max_value=10_000),
        retry_after=st.none() | st.floats(min_value=0, max_value=100_000))
 def test_backoff_bounds(attempt: int, retry_after: float | None) -> None:
