@@ -79,22 +79,29 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test that used the app starts from its own rows: tables are emptied after it."""
     yield
     if "app" in request.fixturenames:
+        from inbox.background import BACKGROUND_LOCK
+
         app = request.getfixturevalue("app")
-        wait_for_jobs(app)
-        factories.empty_database()
+        with BACKGROUND_LOCK:
+            wait_for_jobs(app)
+            factories.empty_database()
         fake = request.getfixturevalue("fake_meta")
         fake.reset()
 
 
 def wait_for_jobs(app: Any, timeout: float = 10.0) -> None:
-    """Wait until the embedded job threads have nothing queued or running."""
+    """Wait until the embedded job threads have nothing queued or running and no periodic loop (reconciler,
+    SLA timer) is halfway through an iteration."""
+    from inbox.background import BACKGROUND_LOCK
+
     backend = app.extensions.get("relais.jobs")
     if backend is None or not hasattr(backend, "idle"):
         return
     deadline = time.monotonic() + timeout
     stable = 0
     while time.monotonic() < deadline:
-        stable = stable + 1 if backend.idle() else 0
+        with BACKGROUND_LOCK:
+            stable = stable + 1 if backend.idle() else 0
         if stable >= 3:
             return
         time.sleep(0.02)

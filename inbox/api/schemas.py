@@ -80,6 +80,12 @@ class ConversationSchema(Schema):
     updated_at = UTC()
     reply_window = fields.Method("_reply_window")
     sla = fields.Method("_sla")
+    language = fields.String(allow_none=True)
+    linked_conversation_ids = fields.Method("_linked_conversation_ids")
+
+    def _linked_conversation_ids(self, conversation: Any) -> list[int]:
+        from inbox.services.handoff import linked_ids
+        return linked_ids(conversation)
 
     def _last_message(self, conversation: Any) -> dict[str, Any] | None:
         if conversation.last_message_at is None:
@@ -93,7 +99,9 @@ class ConversationSchema(Schema):
         return ReplyWindowSchema().dump(reply_window(conversation))
 
     def _sla(self, conversation: Any) -> list[dict[str, Any]]:
-        return []
+        from inbox.api.sla import SlaClockSchema  # the SLA routes module owns its schemas
+        from inbox.services.sla import current_clocks
+        return SlaClockSchema(many=True).dump(current_clocks(conversation))
 
 
 class AttachmentSchema(Schema):
@@ -554,7 +562,7 @@ class ContactPageSchema(PageSchema):
     items = fields.List(fields.Nested(ContactSchema))
 
 
-class ConversationPageSchema(PageSchema):
+class ContactConversationPageSchema(PageSchema):
     items = fields.List(fields.Nested(ConversationSchema))
 
 

@@ -26,6 +26,7 @@ from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, insert_for, utcnow
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message, Post, WebhookEvent
 from inbox.services import channels as channel_service
+from inbox.services import assignment, sla
 from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -500,6 +501,8 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
         if conversation is None:
             continue
         ctx.session.flush()
+        assignment.route_conversation(ctx.session, conversation)  # team, language, auto-assignment
+        sla.refresh_conversation(ctx.session, conversation, "ingest")
         name = "conversation.created" if created else "conversation.updated"
         realtime.publish(ctx.session, name, _conversation_schema.dump(conversation),
                          realtime.conversation_rooms(conversation.brand_id, conversation.id))

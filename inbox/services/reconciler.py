@@ -13,6 +13,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import delete, select
 
+from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
 from inbox.models import Message, RealtimeEvent
 
@@ -50,6 +51,8 @@ def reconcile_once() -> dict[str, int]:
                                                         "this message; check it before sending again")
         report["sends_interrupted"] = len(stuck)
         report["snoozes_ended"] = wake_snoozed(session, now)
+    from inbox.services.assignment import reconcile_assignment
+    report.update(reconcile_assignment(now))
     with db.transaction() as session:
         session.execute(delete(RealtimeEvent).where(RealtimeEvent.created_at < now - KEEP_REALTIME_EVENTS))
     return report
@@ -57,7 +60,7 @@ def reconcile_once() -> dict[str, int]:
 
 def run_forever(app: Flask, stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
-        with app.app_context():
+        with BACKGROUND_LOCK, app.app_context():
             try:
                 reconcile_once()
             except Exception:  # keep the safety net alive through a database outage
