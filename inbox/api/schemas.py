@@ -53,6 +53,7 @@ class LastMessageSchema(Schema):
 
 class ReplyWindowSchema(Schema):
     open = fields.Boolean()
+    mode = fields.String()  # standard | human_agent | closed
     closes_at = UTC(allow_none=True)
     human_agent_until = UTC(allow_none=True)
 

@@ -44,3 +44,39 @@ def reconcile() -> dict[str, int]:
     from inbox.services.reconciler import reconcile_once
 
     return reconcile_once()
+
+
+@task
+def pick_up_backlog(agent_id: int) -> int:
+    """An agent came online or has room again: waiting conversations of their teams (services.assignment)."""
+    from inbox.db import db as database
+    from inbox.services.assignment import pick_up_backlog as pick_up
+
+    with database.transaction() as session:
+        return pick_up(session, agent_id)
+
+
+@task
+def assign_waiting(team_id: int) -> int:
+    """Offer a team's waiting unassigned conversations to its agents, per its policy."""
+    from inbox.db import db as database
+    from inbox.services.assignment import assign_waiting as sweep
+
+    with database.transaction() as session:
+        return sweep(session, team_id)
+
+
+@task
+def check_presence(agent_id: int) -> bool:
+    """After the disconnect grace period: offline if the agent has no socket left (services.presence)."""
+    from inbox.services.presence import check
+
+    return check(agent_id)
+
+
+@task
+def fetch_contact_profile(identity_id: int, channel_id: int) -> bool:
+    """Fill in a customer's name and picture from the platform (see services.profiles)."""
+    from inbox.services.profiles import fetch_contact_profile as fetch
+
+    return fetch(identity_id, channel_id)

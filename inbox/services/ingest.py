@@ -24,6 +24,7 @@ from adapters.base import InboundEvent, PayloadError
 from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, insert_for, utcnow
+from inbox.jobs import enqueue_after_commit
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message, Post, WebhookEvent
 from inbox.services import channels as channel_service
 from inbox.services import assignment, sla
@@ -210,6 +211,9 @@ def upsert_contact(session: Session, channel: Channel, item: InboundEvent) -> Co
                                            avatar_url=item.author.avatar_url)
                 session.add(identity)
                 session.flush()
+                if not item.author.name and channel.kind == "facebook_page" and item.conversation_kind == "dm":
+                    from inbox.jobs.tasks import fetch_contact_profile
+                    enqueue_after_commit(session, fetch_contact_profile, identity.id, channel.id)
                 return contact
         except IntegrityError:  # another worker created it between our read and our insert
             identity = session.execute(query).scalar_one()

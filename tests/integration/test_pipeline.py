@@ -294,3 +294,12 @@ def test_claim_is_exclusive(app, client, world, token_for, jobs_done):
     loser = b if holder == world.agent_ids[world.agent] else a
     conflict = client.post(f"/api/v1/conversations/{conversation['id']}/claim", headers=bearer(loser))
     assert conflict.status_code == 409 and "already taken" in conflict.get_json()["error"]["message"]
+
+
+def test_messenger_contact_name_is_fetched_from_the_profile_api(app, client, world, token_for, fake_meta, jobs_done):
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-profile", "salut"))
+    jobs_done()
+    token = token_for(world.agent)
+    conversation = _list(client, token)["items"][0]
+    assert conversation["contact"]["name"]  # filled by the profile lookup job, not by the webhook
+    assert any(r.method == "GET" and r.path == "/psid-profile" for r in fake_meta.requests)
