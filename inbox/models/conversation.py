@@ -41,6 +41,8 @@ class Conversation(TimestampMixin, Base):
         Index("ix_conversations_team_status_waiting", "team_id", "status", "waiting_since", "id"),
         Index("ix_conversations_contact", "contact_id"),
         Index("ix_conversations_snoozed_until", "snoozed_until"),
+        Index("ix_conversations_status_sla_due", "status", "sla_due_at", "id"),
+        Index("ix_conversations_status_sla_state", "status", "sla_state", "sla_due_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -64,6 +66,11 @@ class Conversation(TimestampMixin, Base):
     last_message_preview: Mapped[str | None] = mapped_column(String(300))
     last_message_direction: Mapped[str | None] = mapped_column(String(4))
     resolved_at: Mapped[datetime | None]
+    # the earliest due time among its running SLA clocks and their worst state (breached > warning >
+    # running > paused), kept by services.sla so the queue sorts and filters on an index
+    sla_due_at: Mapped[datetime | None]
+    sla_state: Mapped[str | None] = mapped_column(String(16))
+    language: Mapped[str | None] = mapped_column(String(10))  # guessed from the first inbound text
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     brand: Mapped[Brand] = relationship()

@@ -66,6 +66,12 @@ def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_
         conditions.append(Conversation.priority == PRIORITIES.index(params["priority"]))
     if params.get("channel_kind"):
         conditions.append(Conversation.channel_id.in_(select(Channel.id).where(Channel.kind == params["channel_kind"])))
+    if params.get("sla") == "due":
+        conditions.append(Conversation.sla_due_at.is_not(None))
+    elif params.get("sla") == "at_risk":
+        conditions.append(Conversation.sla_state == "warning")
+    elif params.get("sla") == "breached":
+        conditions.append(Conversation.sla_state == "breached")
     if params.get("label"):
         conditions.append(exists().where(ConversationLabel.conversation_id == Conversation.id,
                                          ConversationLabel.label == params["label"]))
@@ -89,7 +95,10 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
     base = select(Conversation).options(selectinload(Conversation.assignee), selectinload(Conversation.contact),
                                         selectinload(Conversation.brand), selectinload(Conversation.channel),
                                         selectinload(Conversation.post))
-    if params.get("sort") == "newest":
+    if params.get("sort") == "sla_due":
+        rows = _page_sla_due(session, base, conditions, params.get("cursor"), limit)
+        key = (lambda c: [c.sla_due_at, c.id])
+    elif params.get("sort") == "newest":
         rows = _page_newest(session, base, conditions, params.get("cursor"), limit)
         key = (lambda c: [c.last_message_at, c.id])
     else:
@@ -128,6 +137,28 @@ def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: st
                             and_(Conversation.last_message_at.is_(None), Conversation.id < last_id))
     rows += list(session.execute(query.order_by(Conversation.last_message_at.desc().nulls_last(),
                                                 Conversation.id.desc()).limit(limit + 1 - len(rows))).scalars())
+    return rows
+
+
+def _page_sla_due(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
+    """Soonest SLA due time first; conversations without a running clock follow, by id."""
+    due_at, last_id = decode_cursor(cursor, 2) if cursor else (None, None)
+    rows: list[Conversation] = []
+    if cursor is None or due_at is not None:
+        query = base.where(*conditions, Conversation.sla_due_at.is_not(None))
+        if due_at is not None:
+            at = _when(due_at)
+            query = query.where(or_(Conversation.sla_due_at > at,
+                                    and_(Conversation.sla_due_at == at, Conversation.id > last_id)))
+        rows = list(session.execute(query.order_by(Conversation.sla_due_at, Conversation.id)
+                                    .limit(limit + 1)).scalars())
+        if len(rows) > limit:
+            return rows
+        last_id = None
+    query = base.where(*conditions, Conversation.sla_due_at.is_(None))
+    if last_id is not None:
+        query = query.where(Conversation.id > last_id)
+    rows += list(session.execute(query.order_by(Conversation.id).limit(limit + 1 - len(rows))).scalars())
     return rows
 
 
@@ -222,6 +253,7 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
     """Apply a PATCH (status, snoozed_until, priority, labels, assignee_id, team_id) with access checks;
     writes activity rows and publishes conversation.updated."""
     conversation = access.get_conversation_for(session, agent, conversation_id, lock=True)
+    before = (conversation.assignee_id, conversation.status, conversation.team_id)
     now = utcnow()
     if "assignee_id" in changes and changes["assignee_id"] != conversation.assignee_id:
         new_id = changes["assignee_id"]
@@ -265,6 +297,8 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
         conversation.label_rows += [ConversationLabel(label=label) for label in wanted if label not in have]
     conversation.updated_at = now
     sla.refresh_conversation(session, conversation, f"status:{conversation.status}")
+    from inbox.services.assignment import after_update  # freed capacity -> backlog pickup
+    after_update(session, conversation, before)
     publish_conversation(session, conversation)
     return conversation
 

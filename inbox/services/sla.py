@@ -249,9 +249,21 @@ def _remove_clocks(session: Session, conversation: Conversation) -> None:
     _set_current(conversation, [])
 
 
+SLA_STATE_RANK = {"breached": 4, "warning": 3, "running": 2, "paused": 1}
+
+
 def _set_current(conversation: Conversation, clocks: list[SlaClock]) -> None:
+    """Keep the current clocks on the object and the queue columns (sla_due_at, sla_state) in step: the
+    list sorts and filters by them with an index instead of joining the clocks."""
     from sqlalchemy.orm.attributes import set_committed_value
     set_committed_value(conversation, "current_sla_clocks", sorted(clocks, key=lambda c: c.metric))
+    open_clocks = [c for c in clocks if c.state in SLA_STATE_RANK]
+    due = min((c.due_at for c in open_clocks if c.due_at is not None and c.state != "paused"), default=None)
+    state = max((c.state for c in open_clocks), key=SLA_STATE_RANK.__getitem__, default=None)
+    if conversation.sla_due_at != due:
+        conversation.sla_due_at = due
+    if conversation.sla_state != state:
+        conversation.sla_state = state
 
 
 def _store(session: Session, conversation: Conversation, policy: ActivePolicy, result: SlaResult, cause: str,

@@ -324,3 +324,28 @@ def test_policy_change_re_evaluates_running_clocks_and_logs_it(client, world, to
     assert client.delete(f"/api/v1/sla-policies/{policy['id']}", headers=bearer(admin)).status_code == 204
     assert fetch(client, agent, conversation_id)["sla"] == []
     assert events(client, agent, conversation_id)  # the log stays
+
+
+def test_queue_sorts_and_filters_by_sla_due_at_risk_and_breached(client, world, token_for, jobs_done):
+    admin = token_for(world.admin)
+    create_policy(client, admin, name="Response", position=1, first_response_seconds=3600, warning_ratio=0.5)
+    customer_writes(client, "psid-breached", "waited 2 h", now_ms(-7200))
+    customer_writes(client, "psid-risk", "waited 40 min", now_ms(-2400))
+    customer_writes(client, "psid-fresh", "just now", now_ms(-60))
+    jobs_done()
+    token = token_for(world.agent)
+
+    def names(**query: Any) -> list[str]:
+        page = client.get("/api/v1/conversations", query_string=query, headers=bearer(token)).get_json()
+        return [c["last_message"]["text"] for c in page["items"]]
+
+    assert names(sort="sla_due") == ["waited 2 h", "waited 40 min", "just now"]
+    assert names(sla="breached") == ["waited 2 h"]
+    assert names(sla="at_risk") == ["waited 40 min"]
+    assert len(names(sla="due")) == 3
+    first_page = client.get("/api/v1/conversations", query_string={"sort": "sla_due", "limit": 2},
+                            headers=bearer(token)).get_json()
+    second = client.get("/api/v1/conversations", query_string={"sort": "sla_due", "limit": 2,
+                                                                "cursor": first_page["next_cursor"]},
+                        headers=bearer(token)).get_json()
+    assert [c["last_message"]["text"] for c in second["items"]] == ["just now"]
