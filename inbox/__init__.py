@@ -56,4 +56,6 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
     if role == "web":
         from inbox.services.reconciler import start_embedded_reconciler
         start_embedded_reconciler(app)
+        from inbox.services.sla_timer import start_embedded_sla_timer
+        start_embedded_sla_timer(app)
     return app

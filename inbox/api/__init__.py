@@ -8,7 +8,9 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def init_app(app: Flask) -> None:
     # importing the route modules registers their routes on `bp`
-    from inbox.api import admin, auth, contacts, conversations, openapi  # noqa: F401
+    from inbox.api import admin, auth, canned_replies, contacts, conversations, openapi, sla  # noqa: F401
+    from inbox.api import assignment  # noqa: F401
+    from inbox.api import reports  # noqa: F401
     from inbox.api.errors import register_error_handlers
     from inbox.api.security import install_request_hooks
 

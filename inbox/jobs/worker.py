@@ -33,12 +33,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from inbox.jobs import backend
     from inbox.services.reconciler import start_reconciler_thread
+    from inbox.services.sla_timer import start_sla_timer
 
     rq_backend = backend()
     queues = [rq_backend.queues[name] for name in args.queues]  # type: ignore[union-attr]
     app.app_context().push()
     if not args.no_reconciler:
         start_reconciler_thread(app)
+        start_sla_timer(app)
     worker = SimpleWorker(queues, connection=rq_backend.redis)  # type: ignore[union-attr]
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in queues))
     worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from inbox.db import db
 from inbox.models import Agent, RealtimeEvent
 from inbox.realtime import socketio
-from inbox.services import access
+from inbox.services import access, presence
 from inbox.services.auth import agent_for_token
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def on_connect(auth: Any = None) -> None:
         rooms = access.rooms_for(db.session, agent)
         for room in rooms:
             join_room(room)
+        presence.socket_connected(db.session, agent, request.sid)
         db.session.commit()
         emit("session", {"agent_id": agent.id, "rooms": rooms})
         last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
@@ -84,4 +85,13 @@ def replay(rooms: set[str], last_seq: int) -> int:
 
 @socketio.on("disconnect")
 def on_disconnect(*_args: Any) -> None:
-    return None
+    try:
+        presence.socket_disconnected(request.sid)  # the last socket: offline after a grace period
+    finally:
+        db.session.remove()
+
+
+@socketio.on("heartbeat")
+def on_heartbeat(*_args: Any) -> None:
+    """The console is still there (every ~30 s): last_seen_at."""
+    presence.heartbeat(request.sid)
