@@ -1,5 +1,14 @@
 import { api, type ApiClient } from "./client";
 import type {
+  AgentBrief,
+  AssignmentPolicy,
+  Availability,
+  Brand,
+  BusinessCalendar,
+  CalendarInput,
+  CannedReply,
+  CannedReplyInput,
+  Agent,
   Conversation,
   ConversationPage,
   ConversationPatch,
@@ -9,7 +18,12 @@ import type {
   ModerationAction,
   NewMessage,
   Page,
+  RenderedReply,
   Session,
+  SlaEvent,
+  SlaPolicy,
+  SlaPolicyInput,
+  Team,
 } from "./types";
 
 const seg = (id: Id) => encodeURIComponent(String(id));
@@ -20,6 +34,8 @@ export const authApi = {
     client.post<Session>("/auth/login", { email, password }),
   me: (client: ApiClient = api) => client.get<Session>("/auth/me"),
   logout: (client: ApiClient = api) => client.post<unknown>("/auth/logout"),
+  updateMe: (patch: { availability?: Availability }, client: ApiClient = api) =>
+    client.patch<Agent>("/auth/me", patch),
 };
 
 export const conversationsApi = {
@@ -29,7 +45,80 @@ export const conversationsApi = {
   update: (id: Id, patch: ConversationPatch, client: ApiClient = api) =>
     client.patch<Conversation>(`/conversations/${seg(id)}`, patch),
   claim: (id: Id, client: ApiClient = api) => client.post<Conversation>(`/conversations/${seg(id)}/claim`),
+  slaEvents: (id: Id, client: ApiClient = api) => client.get<SlaEvent[]>(`/conversations/${seg(id)}/sla-events`),
+  handoff: (id: Id, body: { team_id: number; note: string }, client: ApiClient = api) =>
+    client.post<Conversation>(`/conversations/${seg(id)}/handoff`, body),
+  links: async (id: Id, client: ApiClient = api): Promise<Conversation[]> =>
+    asItems<Conversation>(await client.get<unknown>(`/conversations/${seg(id)}/links`)),
+  link: (id: Id, otherId: Id, client: ApiClient = api) =>
+    client.post<unknown>(`/conversations/${seg(id)}/links`, { conversation_id: Number(otherId) }),
+  unlink: (id: Id, otherId: Id, client: ApiClient = api) =>
+    client.delete<unknown>(`/conversations/${seg(id)}/links/${seg(otherId)}`),
+  resolve: (id: Id, resolveLinked: boolean, client: ApiClient = api) =>
+    client.post<Conversation>(`/conversations/${seg(id)}/resolve`, { resolve_linked: resolveLinked }),
 };
+
+export const contactsApi = {
+  conversations: async (contactId: Id, client: ApiClient = api): Promise<Conversation[]> =>
+    asItems<Conversation>(await client.get<unknown>(`/contacts/${seg(contactId)}/conversations`, { query: { limit: 50 } })),
+};
+
+export const cannedApi = {
+  search: (
+    query: { q?: string; conversation_id?: Id; limit?: number; archived?: boolean },
+    signal?: AbortSignal,
+    client: ApiClient = api,
+  ) =>
+    client.get<CannedReply[]>("/canned-replies", {
+      query: { q: query.q, conversation_id: query.conversation_id, limit: query.limit, archived: query.archived },
+      signal,
+    }),
+  create: (body: CannedReplyInput, client: ApiClient = api) => client.post<CannedReply>("/canned-replies", body),
+  update: (id: Id, body: Partial<CannedReplyInput>, client: ApiClient = api) =>
+    client.patch<CannedReply>(`/canned-replies/${seg(id)}`, body),
+  remove: (id: Id, client: ApiClient = api) => client.delete<null>(`/canned-replies/${seg(id)}`),
+  render: (id: Id, conversationId: Id, client: ApiClient = api) =>
+    client.post<RenderedReply>(`/canned-replies/${seg(id)}/render`, { conversation_id: Number(conversationId) }),
+};
+
+export const calendarsApi = {
+  list: (client: ApiClient = api) => client.get<BusinessCalendar[]>("/calendars"),
+  create: (body: CalendarInput, client: ApiClient = api) => client.post<BusinessCalendar>("/calendars", body),
+  update: (id: Id, body: Partial<CalendarInput>, client: ApiClient = api) =>
+    client.patch<BusinessCalendar>(`/calendars/${seg(id)}`, body),
+  /** The backend takes text/calendar or JSON `{"ics": "..."}`; the client speaks JSON. */
+  importHolidays: (id: Id, ics: string, client: ApiClient = api) =>
+    client.post<BusinessCalendar & { imported: number }>(`/calendars/${seg(id)}/holidays/import`, { ics }),
+};
+
+export const slaPoliciesApi = {
+  list: (client: ApiClient = api) => client.get<SlaPolicy[]>("/sla-policies"),
+  create: (body: SlaPolicyInput, client: ApiClient = api) => client.post<SlaPolicy>("/sla-policies", body),
+  update: (id: Id, body: Partial<SlaPolicyInput>, client: ApiClient = api) =>
+    client.patch<SlaPolicy>(`/sla-policies/${seg(id)}`, body),
+  remove: (id: Id, client: ApiClient = api) => client.delete<null>(`/sla-policies/${seg(id)}`),
+};
+
+export const assignmentApi = {
+  get: (teamId: Id, client: ApiClient = api) => client.get<AssignmentPolicy>(`/teams/${seg(teamId)}/assignment-policy`),
+  put: (teamId: Id, body: AssignmentPolicy, client: ApiClient = api) =>
+    client.request<AssignmentPolicy>("PUT", `/teams/${seg(teamId)}/assignment-policy`, { body }),
+};
+
+export const directoryApi = {
+  teams: (client: ApiClient = api) => client.get<Team[]>("/teams"),
+  brands: (client: ApiClient = api) => client.get<Brand[]>("/brands"),
+  agents: (client: ApiClient = api) => client.get<AgentBrief[]>("/agents"),
+};
+
+/** Lists come bare (`[...]`) or paged (`{items}`); both read the same. */
+function asItems<T>(payload: unknown): T[] {
+  if (Array.isArray(payload)) return payload as T[];
+  if (payload && typeof payload === "object" && Array.isArray((payload as { items?: unknown }).items)) {
+    return (payload as { items: T[] }).items;
+  }
+  return [];
+}
 
 export const messagesApi = {
   list: (conversationId: Id, cursor: string | null, limit = 50, client: ApiClient = api) =>

@@ -55,10 +55,44 @@ export interface LastMessage {
   at: IsoDateTime;
 }
 
+export type ReplyWindowMode = "standard" | "human_agent" | "closed";
+
 export interface ReplyWindow {
   open: boolean;
   closes_at: IsoDateTime | null;
   human_agent_until: IsoDateTime | null;
+  /** Announced by the triage contract; not sent by the backend yet (derived from the fields above). */
+  mode?: ReplyWindowMode;
+}
+
+export type SlaMetric = "first_response" | "next_response" | "resolution";
+export type SlaState = "running" | "paused" | "warning" | "breached" | "met";
+export const SLA_METRICS: readonly SlaMetric[] = ["first_response", "next_response", "resolution"];
+
+/** The current clock of one SLA metric, as the conversation JSON carries it. */
+export interface SlaClock {
+  metric: SlaMetric | string;
+  state: SlaState | string;
+  cycle?: number;
+  turn?: number;
+  due_at: IsoDateTime | null;
+  warning_at: IsoDateTime | null;
+  started_at: IsoDateTime | null;
+  stopped_at: IsoDateTime | null;
+  /** Negative when overdue; null when stopped (or, for business time, without a calendar). */
+  business_seconds_left?: number | null;
+  calendar_seconds_left?: number | null;
+}
+
+export interface SlaEvent {
+  id?: Id;
+  metric: string;
+  cycle: number;
+  turn: number;
+  kind: string;
+  at: IsoDateTime;
+  cause: string | null;
+  policy_id?: Id | null;
 }
 
 export interface Conversation {
@@ -81,7 +115,9 @@ export interface Conversation {
   created_at: IsoDateTime;
   updated_at: IsoDateTime;
   reply_window: ReplyWindow;
-  sla: unknown[];
+  sla: SlaClock[];
+  linked_conversation_ids?: Id[];
+  language?: string | null;
 }
 
 export interface ConversationCounts {
@@ -161,3 +197,111 @@ export type ConversationQuery = Partial<{
   limit: number;
   cursor: string;
 }>;
+
+// ---------- triage: canned replies, SLA administration, assignment ----------
+
+export type CannedScope = "global" | "brand" | "team";
+export const CANNED_SCOPES: readonly CannedScope[] = ["global", "brand", "team"];
+
+export interface CannedReply {
+  id: Id;
+  shortcut: string;
+  title: string;
+  body: string;
+  placeholders?: string[];
+  scope: CannedScope;
+  brand_id: Id | null;
+  team_id: Id | null;
+  language: string | null;
+  usage_count?: number;
+  archived?: boolean;
+}
+
+export interface CannedReplyInput {
+  shortcut: string;
+  title: string;
+  body: string;
+  scope: CannedScope;
+  brand_id: number | null;
+  team_id: number | null;
+  language: string | null;
+}
+
+export interface RenderedReply {
+  text: string;
+  missing: string[];
+}
+
+export interface CalendarInterval {
+  /** 0 = Monday. */
+  weekday: number;
+  start: string;
+  end: string;
+}
+
+export interface BusinessCalendar {
+  id: Id;
+  name: string;
+  timezone: string;
+  intervals: CalendarInterval[];
+  holidays: string[];
+}
+
+export type CalendarInput = Omit<BusinessCalendar, "id">;
+
+export interface SlaConditions {
+  brand_ids?: number[];
+  channel_kinds?: string[];
+  conversation_kinds?: string[];
+  priorities?: string[];
+  labels?: string[];
+}
+
+export interface SlaPolicy {
+  id: Id;
+  name: string;
+  position: number;
+  calendar_id: Id | null;
+  first_response_seconds: number | null;
+  next_response_seconds: number | null;
+  resolution_seconds: number | null;
+  warning_ratio: number;
+  pause_on: string[];
+  conditions: SlaConditions;
+  archived?: boolean;
+}
+
+export type SlaPolicyInput = Omit<SlaPolicy, "id" | "archived" | "calendar_id"> & { calendar_id: number | null };
+
+export type AssignmentMode = "manual" | "round_robin" | "least_loaded";
+export const ASSIGNMENT_MODES: readonly AssignmentMode[] = ["manual", "round_robin", "least_loaded"];
+
+export interface AssignmentPolicy {
+  mode: AssignmentMode;
+  capacity_by_channel_kind: Record<string, number>;
+  match_language: boolean;
+  unassign_after_offline_minutes: number | null;
+}
+
+export interface Team {
+  id: Id;
+  name: string;
+  brand_ids?: Id[];
+  member_ids?: Id[];
+}
+
+export interface Brand {
+  id: Id;
+  name: string;
+}
+
+export interface AgentBrief {
+  id: Id;
+  name: string;
+  availability: Availability;
+  role?: Role;
+  email?: string;
+}
+
+/** Channel kinds the backend knows (inbox/models/channel.py CHANNEL_KINDS). */
+export const CHANNEL_KINDS: readonly string[] = ["facebook_page", "api"];

@@ -5,10 +5,10 @@ let subscribers = 0;
 let timer: ReturnType<typeof setInterval> | null = null;
 
 /**
- * One shared clock for every "waiting for" label, ticking every 30 s (all rows re-render together,
+ * One shared clock for every "waiting for" label, ticking every 15 s (SLA countdowns) (all rows re-render together,
  * once). The clock stops when nothing on screen uses it.
  */
-export function useNow(intervalMs = 30_000): Readonly<Ref<number>> {
+export function useNow(intervalMs = 15_000): Readonly<Ref<number>> {
   subscribers++;
   if (!timer) {
     now.value = Date.now();

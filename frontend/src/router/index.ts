@@ -6,6 +6,12 @@ import InboxView from "@/views/InboxView.vue";
 import LoginView from "@/views/LoginView.vue";
 import NoConversationView from "@/views/NoConversationView.vue";
 import NotFoundView from "@/views/NotFoundView.vue";
+import AssignmentSettings from "@/views/settings/AssignmentSettings.vue";
+import CalendarsSettings from "@/views/settings/CalendarsSettings.vue";
+import CannedRepliesSettings from "@/views/settings/CannedRepliesSettings.vue";
+import SettingsLayout from "@/views/settings/SettingsLayout.vue";
+import SlaPoliciesSettings from "@/views/settings/SlaPoliciesSettings.vue";
+import type { Role } from "@/api/types";
 import { HOME, safeRedirect } from "./navigation";
 
 export { HOME, safeRedirect };
@@ -14,6 +20,8 @@ declare module "vue-router" {
   interface RouteMeta {
     /** Reachable without signing in. */
     public?: boolean;
+    /** Only these roles may open the route (the API decides what they may change). */
+    roles?: readonly Role[];
   }
 }
 
@@ -28,6 +36,18 @@ export function createAppRouter(history: RouterHistory = createWebHistory("/")) 
         children: [
           { path: "", redirect: HOME },
           { path: "inbox", redirect: HOME },
+          {
+            path: "settings",
+            component: SettingsLayout,
+            meta: { roles: ["admin", "supervisor"] },
+            children: [
+              { path: "", name: "settings", redirect: { name: "settings-canned" } },
+              { path: "canned-replies", name: "settings-canned", component: CannedRepliesSettings },
+              { path: "sla-policies", name: "settings-sla", component: SlaPoliciesSettings },
+              { path: "calendars", name: "settings-calendars", component: CalendarsSettings },
+              { path: "assignment", name: "settings-assignment", component: AssignmentSettings },
+            ],
+          },
           {
             path: "inbox/:view(mine|unassigned|all)",
             component: InboxView,
@@ -48,6 +68,8 @@ export function createAppRouter(history: RouterHistory = createWebHistory("/")) 
     if (to.name === "login" && auth.isAuthenticated) return safeRedirect(to.query.redirect) ?? HOME;
     if (to.meta.public) return true;
     if (!auth.isAuthenticated) return { name: "login", query: { redirect: to.fullPath } };
+    const roles = to.matched.flatMap((record) => record.meta.roles ?? []);
+    if (roles.length && (!auth.agent || !roles.includes(auth.agent.role))) return HOME;
     return true;
   });
 

@@ -10,6 +10,7 @@ export interface SocketLike {
   on(event: string, listener: (...args: any[]) => void): unknown;
   connect(): unknown;
   disconnect(): unknown;
+  emit?(event: string, ...args: unknown[]): unknown;
   io: { on(event: string, listener: (...args: any[]) => void): unknown };
 }
 
@@ -29,6 +30,9 @@ export interface RealtimeOptions {
   retryAfterRefusalMs?: number;
 }
 
+/** Presence: the server marks an agent offline when a connected console stops sending these. */
+export const HEARTBEAT_INTERVAL_MS = 30_000;
+
 const defaultFactory: SocketFactory = (options) => io(options) as unknown as SocketLike;
 
 /**
@@ -43,6 +47,7 @@ export class RealtimeClient {
   private everConnected = false;
   private lostAt: number | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopped = true;
   private readonly onBrowserOffline = () => this.setState("offline");
   private readonly onBrowserOnline = () => {
@@ -109,6 +114,10 @@ export class RealtimeClient {
       this.scheduleRetry();
     });
 
+    this.heartbeatTimer = setInterval(() => {
+      if (this.state === "connected") socket.emit?.("heartbeat");
+    }, HEARTBEAT_INTERVAL_MS);
+
     socket.io.on("reconnect_attempt", () => this.setState("reconnecting"));
     socket.io.on("reconnect_failed", () => this.setState("offline"));
 
@@ -125,6 +134,8 @@ export class RealtimeClient {
     }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
     this.socket?.disconnect();
     this.socket = null;
     this.setState("offline");

@@ -70,9 +70,11 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
           messages.applyEvent(received.data, received.seq);
           break;
         case "sla.warning":
+          conversations.markSlaAlert(received.data.conversation_id, received.data.metric, "warning");
           slaToast("warning", received.data);
           break;
         case "sla.breached":
+          conversations.markSlaAlert(received.data.conversation_id, received.data.metric, "breached");
           slaToast("breached", received.data);
           break;
       }

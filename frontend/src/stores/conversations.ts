@@ -56,6 +56,9 @@ export const useConversationStore = defineStore("conversations", () => {
   const current = ref<Conversation | null>(null);
   const currentError = shallowRef<ApiError | null>(null);
 
+  /** Live SLA alerts (sla.warning / sla.breached) per conversation id, until a version shows the clock moved on. */
+  const slaAlerts = ref<Record<string, { metric: string; kind: "warning" | "breached" }>>({});
+
   /** Latest version seen of every conversation, for staleness checks and count deltas. */
   const known = new BoundedMap<string, Conversation>(5000);
   /** Highest event seq applied per conversation: a replayed older event never overwrites a newer one. */
@@ -186,6 +189,7 @@ export const useConversationStore = defineStore("conversations", () => {
     const previous = known.get(key) ?? null;
     if (isStale(conversation, previous)) return false;
     remember(conversation);
+    clearSettledAlert(conversation);
 
     if (current.value && sameId(current.value.id, conversation.id)) current.value = conversation;
     if (bufferedDuringLoad) bufferedDuringLoad.push(conversation);
@@ -194,6 +198,26 @@ export const useConversationStore = defineStore("conversations", () => {
     place(conversation);
     scheduleCountsRefresh();
     return true;
+  }
+
+  /** Marks the row of a conversation whose SLA clock just warned or breached (a breach wins over a warning). */
+  function markSlaAlert(id: Id, metric: string, kind: "warning" | "breached"): void {
+    const key = String(id);
+    const existing = slaAlerts.value[key];
+    if (existing?.kind === "breached" && kind === "warning") return;
+    slaAlerts.value = { ...slaAlerts.value, [key]: { metric, kind } };
+  }
+
+  function clearSettledAlert(conversation: Conversation): void {
+    const key = String(conversation.id);
+    const alert = slaAlerts.value[key];
+    if (!alert) return;
+    const clock = (conversation.sla ?? []).find((c) => c.metric === alert.metric);
+    if (clock && (clock.state === "warning" || clock.state === "breached")) return;
+    if (!clock && conversation.status !== "resolved") return;
+    const next = { ...slaAlerts.value };
+    delete next[key];
+    slaAlerts.value = next;
   }
 
   /** Inserts, replaces or removes the conversation in the list on screen, then re-sorts. */
@@ -322,6 +346,7 @@ export const useConversationStore = defineStore("conversations", () => {
     currentError.value = null;
     known.clear();
     seqById.clear();
+    slaAlerts.value = {};
   }
 
   return {
@@ -335,6 +360,8 @@ export const useConversationStore = defineStore("conversations", () => {
     error,
     current,
     currentError,
+    slaAlerts,
+    markSlaAlert,
     hasMore,
     load,
     loadMore,

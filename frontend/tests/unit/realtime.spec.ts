@@ -152,3 +152,24 @@ describe("RealtimeClient", () => {
     expect(states.at(-1)).toBe("offline");
   });
 });
+
+describe("heartbeat", () => {
+  it("sends a heartbeat every 30 s while connected, and stops with the client", () => {
+    vi.useFakeTimers();
+    try {
+      const { socket, client } = setup();
+      const sent = vi.spyOn(socket, "emit");
+      vi.advanceTimersByTime(30_000);
+      expect(sent).not.toHaveBeenCalledWith("heartbeat"); // not connected yet
+      socket.emit("connect");
+      vi.advanceTimersByTime(30_000);
+      expect(sent).toHaveBeenCalledWith("heartbeat");
+      const count = sent.mock.calls.filter(([name]) => name === "heartbeat").length;
+      client.stop();
+      vi.advanceTimersByTime(90_000);
+      expect(sent.mock.calls.filter(([name]) => name === "heartbeat").length).toBe(count);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
