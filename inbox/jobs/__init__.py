@@ -213,6 +213,8 @@ def _install_session_hooks() -> None:
 
     @sa_event.listens_for(Session, "after_commit")
     def _after_commit(session: Session) -> None:
+        if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
+            return
         for func, args, queue, delay in session.info.pop(_AFTER_COMMIT, []):
             try:
                 enqueue(func, *args, queue=queue, delay=delay)

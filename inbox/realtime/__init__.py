@@ -90,6 +90,8 @@ def emit_now(name: str, payload: dict[str, Any], rooms: list[str]) -> None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _emit_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
+        return
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return

@@ -45,6 +45,7 @@ def on_connect(auth: Any = None) -> None:
             join_room(room)
         presence.socket_connected(db.session, agent, request.sid)
         db.session.commit()
+        socketio.server.save_session(request.sid, {"agent_id": agent.id}, namespace="/")
         emit("session", {"agent_id": agent.id, "rooms": rooms})
         last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
         if isinstance(last_seq, int) and last_seq >= 0:
@@ -53,11 +54,18 @@ def on_connect(auth: Any = None) -> None:
         db.session.remove()
 
 
+def _socket_agent() -> Agent | None:
+    """The agent this socket authenticated as at connect (cookie or token), if still active."""
+    agent_id = socketio.server.get_session(request.sid, namespace="/").get("agent_id")
+    agent = db.session.get(Agent, agent_id) if agent_id is not None else None
+    return agent if agent is not None and agent.is_active else None
+
+
 @socketio.on("resume")
 def on_resume(data: Any = None) -> None:
     """A client asks again for what it missed: {"last_seq": n}."""
     try:
-        agent = _authenticate({})
+        agent = _socket_agent()
         if agent is None or not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
             return
         replay(set(access.rooms_for(db.session, agent)), data["last_seq"])

@@ -572,5 +572,7 @@ def _policies_changed(session: Session) -> None:
 @_sa_event.listens_for(Session, "after_commit")
 @_sa_event.listens_for(Session, "after_rollback")
 def _forget_own_policies(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     if session.info.pop(_OWN_POLICIES, None) is not None:
         invalidate_policy_cache()  # committed: everyone reloads; rolled back: nobody keeps what it saw

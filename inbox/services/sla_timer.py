@@ -128,6 +128,8 @@ def wake_after_commit(session: Session, at: datetime) -> None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _wake_timers(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
+        return
     at = session.info.pop(_WAKE_AT, None)
     if at is None:
         return

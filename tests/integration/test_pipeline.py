@@ -303,3 +303,21 @@ def test_messenger_contact_name_is_fetched_from_the_profile_api(app, client, wor
     conversation = _list(client, token)["items"][0]
     assert conversation["contact"]["name"]  # filled by the profile lookup job, not by the webhook
     assert any(r.method == "GET" and r.path == "/psid-profile" for r in fake_meta.requests)
+
+
+def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):
+    """A savepoint's commit (ingest uses one per event) must not emit or enqueue anything yet."""
+    from unittest import mock
+
+    from inbox import realtime
+
+    with app.app_context(), mock.patch.object(realtime, "emit_now") as emitted:
+        session = db.new_session()
+        try:
+            with session.begin():
+                with session.begin_nested():
+                    realtime.publish(session, "message.created", {"probe": True}, ["admins"])
+                assert emitted.call_count == 0
+            assert emitted.call_count == 1
+        finally:
+            session.close()

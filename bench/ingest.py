@@ -1,0 +1,254 @@
+"""Figure 1: webhook ingest. `python -m bench.ingest [--quick]`
+
+On a fresh production-like stack (gunicorn gthread x64 + RQ workers + PostgreSQL + Redis), from separate
+load-generator processes on 127.0.0.1:
+  * sustained messages/s, closed loop, single-entry and 10-entry webhooks, counted from the first POST until
+    every message is a `messages` row (i.e. listed in the queue);
+  * ack latency p50/p99 at a fixed offered 500 msg/s (open loop, latency from the scheduled send time);
+  * lost / duplicated: distinct mids answered 200 vs message rows.
+References measured in the same run: (a) raw single-row INSERT transactions/s (psycopg autocommit, 4 threads),
+(b) bench/naive_app.py (one ORM transaction per webhook, read-then-insert, inline) served by the same gunicorn.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (APP_SECRET, GUNICORN, OUT, PAGE_ID, PY, Stack, free_port, log, machine_info,
+                          machine_line, ms, pct, run_procs, save_json, wait_http, write_section)
+
+NAME = "ingest"
+
+
+# ------------------------------------------------------------------ load + "until listed"
+def load(url: str, *, prefix: str, count: int, batch: int = 1, rate: float = 0.0, procs: int = 3,
+         threads: int = 16, psids: int = 200, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `procs` loadgen processes sharing `count` messages; returns their merged rows."""
+    per = count // procs
+    start_at = time.time() + 1.0 + count / 20000
+    outs = [OUT / f"load-{prefix}-{i}.json" for i in range(procs)]
+    commands = [[PY, "-m", "bench.loadgen", "--url", url, "--secret", APP_SECRET, "--page-id", PAGE_ID,
+                 "--count", str(per), "--batch", str(batch), "--rate", str(rate / procs), "--threads", str(threads),
+                 "--psids", str(psids), "--prefix", f"{prefix}p{i}", "--start-at", str(start_at),
+                 "--out", str(outs[i])] for i in range(procs)]
+    run_procs(commands, env=env, timeout=600)
+    rows, mids = [], []
+    for i, path in enumerate(outs):
+        data = json.loads(path.read_text())
+        path.unlink()
+        for row in data["rows"]:
+            first, status = int(row[0]), row[4]
+            n_msgs = min(batch, per - first)
+            rows.append(row + [n_msgs])
+            if status == 200:
+                mids.extend(f"{prefix}p{i}-{n}" for n in range(first, first + n_msgs))
+    started = min(r[2] for r in rows)
+    answered = max(r[3] for r in rows)
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[str(r[4])] = statuses.get(str(r[4]), 0) + 1
+    return {"prefix": prefix, "messages": per * procs, "posts": len(rows), "batch": batch, "rate": rate,
+            "started": started, "answered": answered, "statuses": statuses, "ok_mids": mids, "rows": rows}
+
+
+class CountWatcher:
+    """Polls `SELECT count(*)` of the run's message rows until it reaches `expected` (or times out)."""
+
+    def __init__(self, stack: Stack, query: str, prefix: str, expected: int, timeout: float = 180.0):
+        self.stack, self.query, self.prefix, self.expected, self.timeout = stack, query, prefix, expected, timeout
+        self.done_at: float | None = None
+        self.last = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+        deadline = time.time() + self.timeout
+        with psycopg.connect(self.stack.database_url, autocommit=True) as conn:
+            while time.time() < deadline:
+                self.last = conn.execute(self.query, (self.prefix + "%",)).fetchone()[0]  # type: ignore[index]
+                if self.last >= self.expected:
+                    self.done_at = time.time()
+                    return
+                time.sleep(0.05)
+
+    def wait(self) -> float | None:
+        self._thread.join()
+        return self.done_at
+
+
+RELAIS_COUNT = "SELECT count(*) FROM messages WHERE external_id LIKE %s"
+NAIVE_COUNT = "SELECT count(*) FROM naive_messages WHERE mid LIKE %s"
+
+
+def measured_run(stack: Stack, url: str, count_query: str, *, prefix: str, count: int, batch: int,
+                 rate: float = 0.0, procs: int = 3, threads: int = 16) -> dict[str, Any]:
+    cpu0 = stack.cpu_snapshot()
+    watcher = CountWatcher(stack, count_query, prefix, count - count % procs)
+    result = load(url, prefix=prefix, count=count, batch=batch, rate=rate, procs=procs, threads=threads)
+    done_at = watcher.wait()
+    cpu1 = stack.cpu_snapshot()
+    n = result["messages"]
+    result["listed_at"] = done_at
+    result["listed_count"] = watcher.last
+    result["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / n, 3) for k in cpu0}
+    if done_at is not None:
+        result["msgs_per_s"] = n / (done_at - result["started"])
+    result["ack_msgs_per_s"] = n / (result["answered"] - result["started"])
+    lat = [r[3] - r[1] for r in result["rows"]]
+    result["ack_p50"], result["ack_p99"], result["ack_max"] = pct(lat, 50), pct(lat, 99), max(lat)
+    if done_at is not None:
+        result["lag_after_last_ack"] = done_at - result["answered"]
+    return result
+
+
+def integrity(stack: Stack, result: dict[str, Any]) -> dict[str, Any]:
+    """Distinct mids answered 200 vs message rows for those mids."""
+    total, distinct = stack.sql("SELECT count(*), count(DISTINCT external_id) FROM messages "
+                                "WHERE external_id LIKE %s", result["prefix"] + "%")[0]
+    listed = {r[0] for r in stack.sql("SELECT external_id FROM messages WHERE external_id LIKE %s",
+                                      result["prefix"] + "%")}
+    ok = set(result["ok_mids"])
+    return {"sent_ok_distinct": len(ok), "rows": total, "distinct_rows": distinct,
+            "lost": len(ok - listed), "duplicated": total - distinct, "unexpected": len(listed - ok)}
+
+
+def run(quick: bool = False, workers: int = 2) -> dict[str, Any]:
+    info = machine_info()
+    # sized so the run stays bounded at the rates measured on 2 cores (the drain, not the ack, is the limit)
+    n_closed = 600 if quick else 1500
+    open_seconds = {"single": 3, "batch10": 2} if quick else {"single": 5, "batch10": 3}
+    results: dict[str, Any] = {"machine": info, "workers": workers}
+    with Stack(workers=workers, label=NAME) as stack:
+        url = stack.base_url + "/webhooks/meta"
+        env = stack.env()
+        # (a) raw single-row INSERT transactions/s
+        ref_out = OUT / "ref-pg-insert.json"
+        run_procs([[PY, "-m", "bench.refs", "pg-insert", "--dsn", stack.database_url, "--threads", "4",
+                    "--seconds", "5", "--out", str(ref_out)]])
+        results["ref_pg_insert"] = json.loads(ref_out.read_text())
+        log(f"ref (a) raw INSERT: {results['ref_pg_insert']['tx_per_s']:.0f} tx/s")
+
+        # (b) the naive handler, served the same way
+        naive_port = free_port()
+        stack._spawn("naive", [GUNICORN, "-w", "1", "-k", "gthread", "--threads", "64", "-b",
+                               f"127.0.0.1:{naive_port}", "--log-level", "warning", "bench.naive_app:app"], env)
+        naive_url = f"http://127.0.0.1:{naive_port}/webhooks/meta"
+        wait_http(naive_url.replace("/webhooks/meta", "/"))
+        load(naive_url, prefix="nw", count=300, procs=1)  # warm-up
+        for mode, batch in (("single", 1), ("batch10", 10)):
+            r = measured_run(stack, naive_url, NAIVE_COUNT, prefix=f"n{mode[0]}", count=n_closed, batch=batch,
+                             threads=16 if batch == 1 else 8)
+            r["msgs_per_s"] = r["ack_msgs_per_s"]  # processed inline: listed when answered
+            results[f"naive_{mode}"] = _strip(r)
+            log(f"ref (b) naive {mode}: {r['msgs_per_s']:.0f} msg/s, statuses {r['statuses']}")
+        stack.stop_process("naive")
+
+        # Relais
+        load(url, prefix="w", count=300, procs=1)  # warm-up: connection pools, first-request costs
+        time.sleep(1.0)
+        for mode, batch in (("single", 1), ("batch10", 10)):
+            r = measured_run(stack, url, RELAIS_COUNT, prefix=mode[0], count=n_closed, batch=batch,
+                             threads=16 if batch == 1 else 8)
+            r["integrity"] = integrity(stack, r)
+            results[f"relais_{mode}"] = _strip(r)
+            log(f"relais {mode}: {r.get('msgs_per_s', 0):.0f} msg/s listed, ack {r['ack_msgs_per_s']:.0f} msg/s, "
+                f"{r['integrity']}")
+            time.sleep(1.0)
+        for mode, batch, procs in (("single", 1, 4), ("batch10", 10, 2)):
+            r = measured_run(stack, url, RELAIS_COUNT, prefix=f"o{mode[0]}", count=500 * open_seconds[mode],
+                             batch=batch, rate=500.0, procs=procs, threads=32)
+            r["integrity"] = integrity(stack, r)
+            results[f"open500_{mode}"] = _strip(r)
+            log(f"open loop 500 msg/s {mode}: ack p50 {ms(r['ack_p50'])} p99 {ms(r['ack_p99'])}, "
+                f"listed lag {r.get('lag_after_last_ack')}, {r['integrity']}")
+            time.sleep(1.0)
+        results["event_status"] = dict(stack.sql("SELECT status, count(*) FROM webhook_events GROUP BY status"))
+    save_json(NAME, results)
+    write_section(NAME, report(results))
+    return results
+
+
+def _strip(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    r.pop("ok_mids", None)
+    r["rows"] = r["rows"] if len(r["rows"]) <= 20000 else r["rows"][:20000]
+    return r
+
+
+def report(res: dict[str, Any]) -> str:
+    a = res["ref_pg_insert"]["tx_per_s"]
+    lines = ["## 1. Webhook ingest", "", machine_line(res["machine"]), "",
+             f"Stack: `gunicorn -w 1 -k gthread --threads 64 wsgi:app` + {res['workers']} x "
+             "`python -m inbox.jobs.worker`, fresh database; load from separate `bench.loadgen` processes on "
+             "127.0.0.1 (keep-alive HTTP/1.1, signed Messenger webhooks, 200 customers per process).", "",
+             "| run | messages | msgs/s until listed | ratio to (a) raw INSERT | ratio to (b) naive | ack msgs/s | "
+             "ack p50 | ack p99 | lost / dup | CPU ms/msg web / workers / all postgres |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| (a) raw single-row INSERT tx, psycopg autocommit, 4 threads | {res['ref_pg_insert']['rows']} | "
+                 f"{a:.0f} tx/s | 1.00 | | | | | | |")
+    for mode in ("single", "batch10"):
+        n = res[f"naive_{mode}"]
+        lines.append(f"| (b) naive handler, {mode}, closed loop 3x"
+                     f"{16 if mode == 'single' else 8} | {n['messages']} | {n['msgs_per_s']:.0f} | "
+                     f"{n['msgs_per_s'] / a:.2f} | 1.00 | {n['ack_msgs_per_s']:.0f} | {ms(n['ack_p50'])} | "
+                     f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: {n['cpu_ms_per_msg']['postgres_total']:.2f} |")
+    for mode in ("single", "batch10"):
+        r, n = res[f"relais_{mode}"], res[f"naive_{mode}"]
+        rate = r.get("msgs_per_s")
+        lines.append(f"| **Relais, {mode}, closed loop** | {r['messages']} | **{_f(rate)}** | **{_ratio(rate, a)}** | "
+                     f"**{_ratio(rate, n['msgs_per_s'])}** | {r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | "
+                     f"{ms(r['ack_p99'])} | {r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
+    for mode in ("single", "batch10"):
+        r = res[f"open500_{mode}"]
+        rate = r.get("msgs_per_s")
+        lines.append(f"| **Relais, {mode}, open loop 500 msg/s offered** | {r['messages']} | {_f(rate)} | "
+                     f"{_ratio(rate, a)} | | {r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | **{ms(r['ack_p99'])}** | "
+                     f"{r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
+    s, b, o = res["relais_single"], res["relais_batch10"], res["open500_single"]
+    lines += ["", "Targets:",
+              f"- ratio to (a) >= 1.5x: single-entry {_ratio(s.get('msgs_per_s'), a)}, batched "
+              f"{_ratio(b.get('msgs_per_s'), a)}",
+              f"- ratio to (b) >= 5x: single-entry {_ratio(s.get('msgs_per_s'), res['naive_single']['msgs_per_s'])}, "
+              f"batched {_ratio(b.get('msgs_per_s'), res['naive_batch10']['msgs_per_s'])}",
+              f"- ack p99 < 20 ms at 500 msg/s (single-entry POSTs): {ms(o['ack_p99'])} "
+              f"(p50 {ms(o['ack_p50'])}, max {ms(o['ack_max'])}; everything listed "
+              f"{_f(o.get('lag_after_last_ack'), '{:.2f}')} s after the last ack); batched: "
+              f"{ms(res['open500_batch10']['ack_p99'])}",
+              f"- lost / duplicated: " + ", ".join(
+                  f"{k}: {res[k]['integrity']['lost']} / {res[k]['integrity']['duplicated']} of "
+                  f"{res[k]['integrity']['sent_ok_distinct']}" for k in
+                  ("relais_single", "relais_batch10", "open500_single", "open500_batch10")),
+              f"- raw events by status at the end: {res['event_status']}",
+              "", "Raw data: `bench/out/ingest.json` (one row per POST: first message, scheduled, started, "
+              "answered, status)."]
+    return "\n".join(lines)
+
+
+def _f(value: float | None, fmt: str = "{:.0f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _ratio(x: float | None, ref: float | None) -> str:
+    return "n/a" if not x or not ref else f"{x / ref:.2f}x"
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    c = r["cpu_ms_per_msg"]
+    return f"{c['web']:.2f} / {c['workers']:.2f} / {c['postgres_total']:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    run(quick=args.quick, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()

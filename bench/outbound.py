@@ -1,0 +1,145 @@
+"""Figure 3: outbound. `python -m bench.outbound`
+
+Agents' replies (REST API, from a separate `bench.replier` process, 8 threads) through the send job to FakeMeta
+(its own process, `bench.fake_graph`, which timestamps every call):
+  A. clean: replies/s from the first reply POST until the last one is `sent` (DB) and counted at the fake;
+  B. with 613 and 429 (Retry-After 2 s) rate-limit answers injected: every reply sent exactly once (200 calls
+     per idempotency key at the fake), none lost, and the gap before each retry honours the backoff (>= 1 s,
+     the smallest first retry of backoff_seconds with base 2 s and equal jitter) and Retry-After.
+Reference in the same run: a bare client (bench.refs graph-send, 8 threads) POSTing Send API calls to the fake.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import requests
+
+from bench.common import (OUT, PY, Stack, log, machine_info, machine_line, run_procs, save_json, write_section)
+from bench.ingest import RELAIS_COUNT, CountWatcher, load
+
+NAME = "outbound"
+
+
+def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list[dict[str, Any]] | None = None,
+            timeout: float = 120.0) -> dict[str, Any]:
+    out = OUT / f"replies-{prefix}.json"
+    if inject:
+        for failure in inject:
+            requests.post(stack.fake_url + "/_fake/fail", json=failure, timeout=5).raise_for_status()
+    run_procs([[PY, "-m", "bench.replier", "--url", stack.base_url, "--token", stack.world["agent_token"],
+                "--conversations", ",".join(map(str, conversation_ids)), "--prefix", prefix, "--threads", "8",
+                "--out", str(out)]])
+    rows = json.loads(out.read_text())["rows"]
+    keys = {r[0] for r in rows if r[3] == 201}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pending = stack.sql("SELECT count(*) FROM messages WHERE idempotency_key LIKE %s AND delivery_status IN "
+                            "('queued', 'sending')", prefix + "-%")[0][0]
+        if pending == 0:
+            break
+        time.sleep(0.1)
+    statuses = dict(stack.sql("SELECT delivery_status, count(*) FROM messages WHERE idempotency_key LIKE %s "
+                              "GROUP BY 1", prefix + "-%"))
+    calls = [c for c in requests.get(stack.fake_url + "/_bench/calls", timeout=10).json()["calls"]
+             if c[4] and str(c[4]).startswith(prefix + "-")]
+    ok_per_key: dict[str, int] = {}
+    for c in calls:
+        if c[3] == 200:
+            ok_per_key[c[4]] = ok_per_key.get(c[4], 0) + 1
+    first_post = min(r[1] for r in rows)
+    last_ok = max((c[0] for c in calls if c[3] == 200), default=None)
+    # backoff: for every failed call, the gap to the next call for the same key
+    by_key: dict[str, list[list[Any]]] = {}
+    for c in sorted(calls):
+        by_key.setdefault(c[4], []).append(c)
+    gaps_613, gaps_429 = [], []
+    for seq in by_key.values():
+        for failed, following in zip(seq, seq[1:]):
+            if failed[3] == 429:
+                gaps_429.append(following[0] - failed[0])
+            elif failed[3] != 200:
+                gaps_613.append(following[0] - failed[0])
+    return {
+        "replies_posted": len(rows), "replies_created": len(keys),
+        "api_statuses": {str(s): sum(1 for r in rows if r[3] == s) for s in {r[3] for r in rows}},
+        "delivery_statuses": statuses, "fake_calls": len(calls),
+        "fake_failures": sum(1 for c in calls if c[3] != 200),
+        "sent_exactly_once": sum(1 for k in keys if ok_per_key.get(k) == 1),
+        "sent_more_than_once": sum(1 for k in keys if ok_per_key.get(k, 0) > 1),
+        "never_sent": sum(1 for k in keys if k not in ok_per_key),
+        "replies_per_s": (len(keys) / (last_ok - first_post)) if last_ok else None,
+        "api_replies_per_s": len(rows) / (max(r[2] for r in rows) - first_post),
+        "seconds": (last_ok - first_post) if last_ok else None,
+        "retry_gaps_613": sorted(gaps_613), "retry_gaps_429": sorted(gaps_429),
+    }
+
+
+def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
+    info = machine_info()
+    results: dict[str, Any] = {"machine": info}
+    with Stack(workers=2, fake_meta=True, label=NAME) as stack:
+        # conversations to answer: one customer message each (reply window open)
+        total = n_clean + n_faulty
+        watcher = CountWatcher(stack, RELAIS_COUNT, "ob", total)
+        load(stack.base_url + "/webhooks/meta", prefix="ob", count=total, batch=10, procs=1, threads=4,
+             psids=total)
+        watcher.wait()
+        ids = [r[0] for r in stack.sql("SELECT id FROM conversations ORDER BY id")]
+        log(f"{len(ids)} conversations ready")
+        ref_out = OUT / "ref-graph-send.json"
+        run_procs([[PY, "-m", "bench.refs", "graph-send", "--base", stack.fake_url + "/v21.0", "--count", "300",
+                    "--threads", "8", "--out", str(ref_out)]])
+        results["ref_graph_send"] = json.loads(ref_out.read_text())
+        log(f"ref bare Send API client: {results['ref_graph_send']['per_s']:.0f} calls/s")
+        results["clean"] = replies(stack, ids[:n_clean], "rA")
+        log(f"clean: {results['clean']['replies_per_s']} replies/s {results['clean']['delivery_statuses']}")
+        inject = [{"n": 8, "code": 613}, {"n": 8, "code": 4, "http_status": 429, "retry_after": 2}]
+        results["faulty"] = replies(stack, ids[n_clean:total], "rB", inject=inject)
+        results["faulty"]["injected"] = inject
+        f = results["faulty"]
+        log(f"faulty: {f['delivery_statuses']} once {f['sent_exactly_once']} twice+ {f['sent_more_than_once']} "
+            f"never {f['never_sent']} gaps613 {f['retry_gaps_613'][:3]} gaps429 {f['retry_gaps_429'][:3]}")
+    save_json(NAME, results)
+    write_section(NAME, report(results))
+    return results
+
+
+def report(res: dict[str, Any]) -> str:
+    ref, a, b = res["ref_graph_send"], res["clean"], res["faulty"]
+    ratio = f"{a['replies_per_s'] / ref['per_s']:.2f}x" if a["replies_per_s"] else "n/a"
+
+    def g(values: list[float]) -> str:
+        return f"min {min(values):.2f} s, max {max(values):.2f} s over {len(values)} retries" if values else "none"
+
+    lines = ["## 3. Outbound (replies through the send job to FakeMeta)", "", machine_line(res["machine"]), "",
+             "Replies posted by an agent through `POST /api/v1/conversations/<id>/messages` (8 threads, separate "
+             "process), one per conversation; 2 RQ workers; FakeMeta in its own process.", "",
+             "| run | replies | replies/s until sent (at the fake) | ratio to bare client | API 201/s | sent exactly once | sent twice+ | never sent | final statuses |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| reference: bare client -> FakeMeta Send API, 8 threads | {ref['count']} | {ref['per_s']:.0f} calls/s | 1.00 | | | | | |",
+             f"| **A. clean** | {a['replies_created']} | **{a['replies_per_s'] or 0:.0f}** | **{ratio}** | "
+             f"{a['api_replies_per_s']:.0f} | {a['sent_exactly_once']} | {a['sent_more_than_once']} | {a['never_sent']} | "
+             f"{a['delivery_statuses']} |",
+             f"| **B. 8 x 613 + 8 x 429 injected** | {b['replies_created']} | {b['replies_per_s'] or 0:.0f} (incl. backoff) | | "
+             f"{b['api_replies_per_s']:.0f} | {b['sent_exactly_once']} | {b['sent_more_than_once']} | {b['never_sent']} | "
+             f"{b['delivery_statuses']} |",
+             "", f"Backoff honoured (B): gap before the retry after a 613: {g(b['retry_gaps_613'])} (floor 1.0 s); "
+             f"after a 429 with Retry-After 2: {g(b['retry_gaps_429'])} (floor 2.0 s). "
+             f"Fake saw {b['fake_calls']} calls, {b['fake_failures']} answered with an error.",
+             "", "Raw data: `bench/out/outbound.json`."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clean", type=int, default=300)
+    parser.add_argument("--faulty", type=int, default=100)
+    args = parser.parse_args()
+    run(args.clean, args.faulty)
+
+
+if __name__ == "__main__":
+    main()
