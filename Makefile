@@ -75,8 +75,8 @@ test-frontend: frontend/node_modules/.installed
 test-python: dev-deps
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || echo "chromium not installed: browser tests will skip"; }
-	$(PY) -m pytest tests/unit tests/integration tests/e2e -q
-	RELAIS_TEST_DB=postgresql $(PY) -m pytest tests/integration -q -m "not e2e"
+	$(PY) -m pytest tests/unit tests/integration tests/e2e -q --ignore=tests/integration/test_multiprocess.py
+	RELAIS_TEST_DB=postgresql $(PY) -m pytest tests/integration -q
 
 bench: dev-deps
 	$(PY) -m bench.run_all
