@@ -43,7 +43,7 @@ run: venv frontend bootstrap
 	@if [ -n "$$REDIS_URL" ]; then \
 	  trap 'kill 0' EXIT INT TERM; \
 	  $(PY) -m inbox.jobs.worker & \
-	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 64 -b 127.0.0.1:$(PORT) wsgi:app; \
+	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 150 -b 127.0.0.1:$(PORT) wsgi:app; \
 	else \
 	  $(PY) -m inbox.serve; \
 	fi
@@ -58,7 +58,7 @@ demo: venv frontend
 	    --app-secret $$DEMO_APP_SECRET --page-id 1000000001 --page-id 2000000002 --rate $${DEMO_RATE:-0.5} & ) ; \
 	if [ -n "$$REDIS_URL" ]; then \
 	  $(PY) -m inbox.jobs.worker & \
-	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 64 -b 127.0.0.1:$(PORT) wsgi:app; \
+	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 150 -b 127.0.0.1:$(PORT) wsgi:app; \
 	else \
 	  $(PY) -m inbox.serve; \
 	fi
