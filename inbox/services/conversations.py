@@ -111,23 +111,28 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
     return result
 
 
+def _ascending_run(session: Session, query: Any, column: Any, after: Any, after_id: int | None,
+                   limit: int) -> list[Conversation]:
+    """Up to limit + 1 rows with `column` set, by (column, id) ascending, after the cursor's (after, after_id)."""
+    query = query.where(column.is_not(None))
+    if after is not None:
+        at = _when(after)
+        query = query.where(or_(column > at, and_(column == at, Conversation.id > after_id)))
+    return list(session.execute(query.order_by(column, Conversation.id).limit(limit + 1)).scalars())
+
+
 def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
     """Waiting customers first (oldest waiting_since first), then the others (most recent activity first).
     The cursor says which of the two runs it stopped in: ["w", waiting_since, id] or ["n", last_message_at, id]."""
     phase, last_at, last_id = decode_cursor(cursor, 3) if cursor else ("w", None, None)
+    query = base.where(*conditions)
     rows: list[Conversation] = []
     if phase == "w":
-        query = base.where(*conditions, Conversation.waiting_since.is_not(None))
-        if last_at is not None:
-            at = _when(last_at)
-            query = query.where(or_(Conversation.waiting_since > at,
-                                    and_(Conversation.waiting_since == at, Conversation.id > last_id)))
-        rows = list(session.execute(query.order_by(Conversation.waiting_since, Conversation.id)
-                                    .limit(limit + 1)).scalars())
+        rows = _ascending_run(session, query, Conversation.waiting_since, last_at, last_id, limit)
         if len(rows) > limit:
             return rows
         last_at = last_id = None
-    query = base.where(*conditions, Conversation.waiting_since.is_(None))
+    query = query.where(Conversation.waiting_since.is_(None))
     if last_id is not None:
         at = _when(last_at)
         query = query.where(or_(Conversation.last_message_at < at,
@@ -143,19 +148,14 @@ def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: st
 def _page_sla_due(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
     """Soonest SLA due time first; conversations without a running clock follow, by id."""
     due_at, last_id = decode_cursor(cursor, 2) if cursor else (None, None)
+    query = base.where(*conditions)
     rows: list[Conversation] = []
     if cursor is None or due_at is not None:
-        query = base.where(*conditions, Conversation.sla_due_at.is_not(None))
-        if due_at is not None:
-            at = _when(due_at)
-            query = query.where(or_(Conversation.sla_due_at > at,
-                                    and_(Conversation.sla_due_at == at, Conversation.id > last_id)))
-        rows = list(session.execute(query.order_by(Conversation.sla_due_at, Conversation.id)
-                                    .limit(limit + 1)).scalars())
+        rows = _ascending_run(session, query, Conversation.sla_due_at, due_at, last_id, limit)
         if len(rows) > limit:
             return rows
         last_id = None
-    query = base.where(*conditions, Conversation.sla_due_at.is_(None))
+    query = query.where(Conversation.sla_due_at.is_(None))
     if last_id is not None:
         query = query.where(Conversation.id > last_id)
     rows += list(session.execute(query.order_by(Conversation.id).limit(limit + 1 - len(rows))).scalars())
