@@ -55,6 +55,17 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _rate_limit(name: str, raw: str) -> str:
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a rate limit like '10 per minute' or '5/minute;100/hour', got {raw!r}") \
+            from None
+    return raw.strip()
+
+
 def _fernet_key(name: str, raw: str) -> str:
     """Accept a Fernet key (32 url-safe base64 bytes) as given."""
     try:
@@ -82,6 +93,7 @@ class Settings:
     api_webhook_tolerance_seconds: int = 300  # API_WEBHOOK_TOLERANCE_SECONDS
     session_cookie_secure: bool = False       # SESSION_COOKIE_SECURE
     login_rate_limit: str = "10 per minute"   # LOGIN_RATE_LIMIT (flask-limiter syntax)
+    proxy_hops: int = 0                       # PROXY_HOPS: trusted reverse proxies setting X-Forwarded-*
     reconcile_interval_seconds: float = 10.0  # RECONCILE_INTERVAL_SECONDS
     send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
@@ -167,7 +179,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                            get("API_WEBHOOK_TOLERANCE_SECONDS") or "300", minimum=1),
         session_cookie_secure=_bool("SESSION_COOKIE_SECURE",
                                     get("SESSION_COOKIE_SECURE") or ("1" if mode == "production" else "0")),
-        login_rate_limit=get("LOGIN_RATE_LIMIT") or "10 per minute",
+        login_rate_limit=_rate_limit("LOGIN_RATE_LIMIT", get("LOGIN_RATE_LIMIT") or "10 per minute"),
+        proxy_hops=_int("PROXY_HOPS", get("PROXY_HOPS") or "0", minimum=0, maximum=5),
         reconcile_interval_seconds=_float("RECONCILE_INTERVAL_SECONDS", get("RECONCILE_INTERVAL_SECONDS") or "10",
                                           minimum=0.05),
         send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),

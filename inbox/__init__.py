@@ -29,6 +29,10 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
+    if settings.proxy_hops:  # behind a load balancer: client address and scheme from X-Forwarded-*
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_host=settings.proxy_hops)
     app.extensions["relais.settings"] = settings
     app.extensions["relais.role"] = role
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,6 +1,7 @@
 """Rows for tests, built through the services where one exists. Call inside an app context."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -36,10 +37,16 @@ class World:
     agent_ids: dict[str, int] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=8)
+def _password_hash(password: str) -> str:
+    """argon2 is slow on purpose: hash each test password once per run, not once per agent."""
+    return hash_password(password)
+
+
 def make_agent(email: str, role: str = "agent", name: str | None = None, team_ids: tuple[int, ...] = (),
                password: str = PASSWORD) -> Agent:
     agent = Agent(email=email, name=name or email.split("@")[0].title(), role=role,
-                  password_hash=hash_password(password), availability="online")
+                  password_hash=_password_hash(password), availability="online")
     db.session.add(agent)
     db.session.flush()
     for team_id in team_ids:

@@ -5,6 +5,9 @@ the agents of their teams; agents list their teammates (id, name, availability o
 """
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable
+
 from inbox.api.schemas import (AgentBriefSchema, AgentCreatedSchema, AgentCreateSchema, AgentPatchSchema,
                                AgentSchema, BrandCreateSchema, BrandPatchSchema, BrandSchema, ChannelCreatedSchema,
                                ChannelCreateSchema, ChannelPatchSchema, ChannelSchema, TeamCreateSchema,
@@ -15,8 +18,19 @@ from inbox.api.spec import api_route, load_body, load_query
 from inbox.db import db
 from inbox.models import Agent
 from inbox.services import admin
+from inbox.services.access import require_admin
 
 ADMINS = "administrators"
+
+
+def admins_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse non-admins before the body is read: they learn nothing, not even how it would be validated.
+    (The services check again: this is the HTTP face of the same rule.)"""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        require_admin(current_agent())
+        return view(*args, **kwargs)
+    return wrapper
 
 
 # ---------- brands ----------
@@ -34,6 +48,7 @@ def get_brand(brand_id: int):
 
 @api_route("/brands", "POST", summary="Create a brand", tags=["brands"], body=BrandCreateSchema,
            response=BrandSchema, status=201, roles=ADMINS, errors=[409])
+@admins_only
 @commit_after
 def create_brand():
     data = load_body(BrandCreateSchema())
@@ -42,6 +57,7 @@ def create_brand():
 
 @api_route("/brands/<int:brand_id>", "PATCH", summary="Rename a brand", tags=["brands"], body=BrandPatchSchema,
            response=BrandSchema, roles=ADMINS, errors=[404, 409])
+@admins_only
 @commit_after
 def update_brand(brand_id: int):
     data = load_body(BrandPatchSchema())
@@ -52,6 +68,7 @@ def update_brand(brand_id: int):
 @api_route("/channels", "POST", summary="Connect a channel; the response alone shows its secrets in clear",
            tags=["channels"], body=ChannelCreateSchema, response=ChannelCreatedSchema, status=201, roles=ADMINS,
            errors=[409])
+@admins_only
 @commit_after
 def create_channel():
     data = load_body(ChannelCreateSchema())
@@ -63,12 +80,14 @@ def create_channel():
 
 @api_route("/channels", "GET", summary="Channels, secrets masked", tags=["channels"],
            response=ChannelSchema(many=True), roles=ADMINS)
+@admins_only
 def list_channels():
     return ChannelSchema(many=True).dump(admin.list_channels(db.session, current_agent()))
 
 
 @api_route("/channels/<int:channel_id>", "GET", summary="One channel, secrets masked", tags=["channels"],
            response=ChannelSchema, roles=ADMINS, errors=[404])
+@admins_only
 def get_channel(channel_id: int):
     return ChannelSchema().dump(admin.get_channel(db.session, current_agent(), channel_id))
 
@@ -77,6 +96,7 @@ def get_channel(channel_id: int):
            summary="Rename, disable / re-enable, or rotate credentials (config.access_token, app_secret, "
                    "verify_token; webhook_url)",
            tags=["channels"], body=ChannelPatchSchema, response=ChannelSchema, roles=ADMINS, errors=[404])
+@admins_only
 @commit_after
 def update_channel(channel_id: int):
     data = load_body(ChannelPatchSchema())
@@ -86,6 +106,7 @@ def update_channel(channel_id: int):
 @api_route("/channels/<int:channel_id>/rotate-secret", "POST",
            summary="New webhook secret for an API channel (shown only in this response)", tags=["channels"],
            response=ChannelCreatedSchema, roles=ADMINS, errors=[404, 409])
+@admins_only
 @commit_after
 def rotate_channel_secret(channel_id: int):
     channel, secret = admin.rotate_webhook_secret(db.session, current_agent(), channel_id)
@@ -103,6 +124,7 @@ def list_teams():
 
 @api_route("/teams", "POST", summary="Create a team serving brands, with members", tags=["teams"],
            body=TeamCreateSchema, response=TeamSchema, status=201, roles=ADMINS, errors=[409])
+@admins_only
 @commit_after
 def create_team():
     data = load_body(TeamCreateSchema())
@@ -117,6 +139,7 @@ def get_team(team_id: int):
 
 @api_route("/teams/<int:team_id>", "PATCH", summary="Rename a team or replace its brands / members",
            tags=["teams"], body=TeamPatchSchema, response=TeamSchema, roles=ADMINS, errors=[404, 409])
+@admins_only
 @commit_after
 def update_team(team_id: int):
     data = load_body(TeamPatchSchema())
@@ -125,6 +148,7 @@ def update_team(team_id: int):
 
 @api_route("/teams/<int:team_id>", "DELETE", summary="Delete a team (its conversations lose their team)",
            tags=["teams"], status=204, roles=ADMINS, errors=[404])
+@admins_only
 @commit_after
 def delete_team(team_id: int):
     admin.delete_team(db.session, current_agent(), team_id)
@@ -157,6 +181,7 @@ def get_agent(agent_id: int):
 @api_route("/agents", "POST", summary="Create an agent (a generated password is returned once)",
            tags=["agents"], body=AgentCreateSchema, response=AgentCreatedSchema, status=201, roles=ADMINS,
            errors=[409])
+@admins_only
 @commit_after
 def create_agent():
     data = load_body(AgentCreateSchema())
@@ -169,6 +194,7 @@ def create_agent():
 @api_route("/agents/<int:agent_id>", "PATCH",
            summary="Change an agent; is_active=false deactivates (agents are never deleted)", tags=["agents"],
            body=AgentPatchSchema, response=AgentSchema, roles=ADMINS, errors=[404, 409])
+@admins_only
 @commit_after
 def update_agent(agent_id: int):
     data = load_body(AgentPatchSchema())
@@ -178,6 +204,7 @@ def update_agent(agent_id: int):
 # ---------- raw webhook events ----------
 @api_route("/webhook-events", "GET", summary="The raw webhook log, newest first", tags=["webhook events"],
            query=WebhookEventQuerySchema, response=WebhookEventPageSchema, roles=ADMINS)
+@admins_only
 def list_webhook_events():
     query = load_query(WebhookEventQuerySchema())
     events, next_cursor = admin.list_webhook_events(db.session, current_agent(), **query)
@@ -186,6 +213,7 @@ def list_webhook_events():
 
 @api_route("/webhook-events/<int:event_id>", "GET", summary="One raw webhook event", tags=["webhook events"],
            response=WebhookEventSchema, roles=ADMINS, errors=[404])
+@admins_only
 def get_webhook_event(event_id: int):
     return WebhookEventSchema().dump(admin.get_webhook_event(db.session, current_agent(), event_id))
 
@@ -193,9 +221,7 @@ def get_webhook_event(event_id: int):
 @api_route("/webhook-events/<int:event_id>/replay", "POST",
            summary="Process an authentic event again (status back to pending)", tags=["webhook events"],
            response=WebhookEventSchema, roles=ADMINS, errors=[404, 409])
+@admins_only
 @commit_after
 def replay_webhook_event(event_id: int):
-    event = admin.replay_webhook_event(db.session, current_agent(), event_id)
-    db.session.commit()  # the drain must find the event pending: nudge only once it is committed
-    admin.nudge_ingest()
-    return WebhookEventSchema().dump(event)
+    return WebhookEventSchema().dump(admin.replay_webhook_event(db.session, current_agent(), event_id))

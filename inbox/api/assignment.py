@@ -185,6 +185,18 @@ def handoff_conversation(conversation_id: int):
                                               data["note"]))
 
 
+class HandoffTargetSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+@api_route("/conversations/<int:conversation_id>/handoff-targets", "GET", tags=TAGS,
+           response=HandoffTargetSchema(many=True), errors=[404],
+           summary="The teams this conversation can be handed over to (those serving its brand)")
+def handoff_targets(conversation_id: int):
+    return HandoffTargetSchema(many=True).dump(handoff.targets(db.session, current_agent(), conversation_id))
+
+
 @api_route("/conversations/<int:conversation_id>/links", "GET", tags=TAGS,
            response=ConversationSchema(many=True), errors=[404], summary="The conversations linked to this one")
 def list_links(conversation_id: int):

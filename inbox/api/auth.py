@@ -83,7 +83,7 @@ def me():
 @commit_after
 def update_me():
     data = load_body(MePatchSchema())
-    agent = account.update_profile(db.session, current_agent(), **data)
+    agent = account.update_my_account(db.session, current_agent(), **data)
     return AgentSchema().dump(agent)
 
 

@@ -1,8 +1,8 @@
 """/api/v1/contacts: the people who wrote to the brands I serve, their identities and conversations."""
 from __future__ import annotations
 
-from inbox.api.schemas import (ContactListQuerySchema, ContactPageSchema, ContactSchema, ConversationPageSchema,
-                               KeysetQuerySchema)
+from inbox.api.schemas import (ContactConversationPageSchema, ContactListQuerySchema, ContactPageSchema,
+                               ContactSchema, KeysetQuerySchema)
 from inbox.api.security import current_agent
 from inbox.api.spec import api_route, load_query
 from inbox.db import db
@@ -28,8 +28,8 @@ def get_contact(contact_id: int):
 
 @api_route("/contacts/<int:contact_id>/conversations", "GET",
            summary="The contact's conversations in brands I serve, newest first", tags=TAGS,
-           query=KeysetQuerySchema, response=ConversationPageSchema, roles=VISIBLE, errors=[404])
+           query=KeysetQuerySchema, response=ContactConversationPageSchema, roles=VISIBLE, errors=[404])
 def list_contact_conversations(contact_id: int):
     query = load_query(KeysetQuerySchema())
     items, next_cursor = contacts.contact_conversations(db.session, current_agent(), contact_id, **query)
-    return ConversationPageSchema().dump({"items": items, "next_cursor": next_cursor})
+    return ContactConversationPageSchema().dump({"items": items, "next_cursor": next_cursor})

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from inbox.crypto import encrypt_json, sha256_hex
 from inbox.db import utcnow
 from inbox.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from inbox.jobs import INGEST, enqueue_after_commit
 from inbox.models import Agent, ApiToken, Brand, Channel, Team, TeamBrand, TeamMember, WebhookEvent
 from inbox.realtime import publish
 from inbox.services import channels as channel_service
@@ -412,6 +413,19 @@ def update_profile(session: Session, agent: Agent, *, availability: str | None =
     return agent
 
 
+def update_my_account(session: Session, agent: Agent, *, availability: str | None = None,
+                      name: str | None = None, language: str | None = UNSET) -> Agent:
+    """PATCH /auth/me: display name and language here; availability through `presence.set_availability`,
+    the one way to choose it (it also resets presence's memory and, going online, picks up waiting work)."""
+    from inbox.services import presence  # presence builds on update_profile: import it lazily
+
+    if name is not None or language is not UNSET:
+        update_profile(session, agent, name=name, language=language)
+    if availability is not None:
+        presence.set_availability(session, agent, availability)
+    return agent
+
+
 def change_password(session: Session, agent: Agent, *, current_password: str, new_password: str) -> Agent:
     """Checks the current password, stores the new one and bumps session_version: every other session of
     the agent is signed out (the caller re-issues its own session)."""
@@ -477,9 +491,11 @@ def get_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookE
 
 
 def replay_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookEvent:
-    """Puts an authentic event back in the queue: status pending, attempts 0, no error, due now (admins).
-    Events that failed signature verification are never processed (Conflict). The caller commits, then
-    calls `nudge_ingest()` so a worker drains it."""
+    """Puts an authentic event back in the queue: status pending, attempts 0, no error, due now (admins),
+    and enqueues `drain_webhook_events` (ingest queue) once the caller commits. Events that failed signature
+    verification are never processed (Conflict)."""
+    from inbox.jobs.tasks import drain_webhook_events
+
     event = get_webhook_event(session, actor, event_id)
     if event.verification != "valid":
         raise Conflict("only events with a valid signature can be replayed",
@@ -489,18 +505,5 @@ def replay_webhook_event(session: Session, actor: Agent, event_id: int) -> Webho
     event.error = None
     event.next_attempt_at = None
     session.flush()
+    enqueue_after_commit(session, drain_webhook_events, queue=INGEST)
     return event
-
-
-def nudge_ingest() -> None:
-    """Enqueues `drain_webhook_events` on the ingest queue. Call after commit. A failure to enqueue is not
-    an error for the caller: the reconciler drains pending events on its own timer."""
-    import logging
-
-    from inbox.jobs import INGEST, enqueue
-    from inbox.jobs.tasks import drain_webhook_events
-
-    try:
-        enqueue(drain_webhook_events, queue=INGEST)
-    except Exception:  # noqa: BLE001 - Redis down must not turn a committed replay into an error
-        logging.getLogger(__name__).exception("could not enqueue the drain; the reconciler will pick it up")

@@ -71,6 +71,16 @@ def handoff(session: Session, agent: Agent, conversation_id: int, team_id: int, 
 
 
 # ---------------------------------------------------------------- links
+def targets(session: Session, agent: Agent, conversation_id: int) -> list[Team]:
+    """The teams serving the conversation's brand, other than its current team: where it can be handed over."""
+    from inbox.models import TeamBrand
+
+    conversation = access.get_conversation_for(session, agent, conversation_id)
+    query = (select(Team).join(TeamBrand, TeamBrand.team_id == Team.id)
+             .where(TeamBrand.brand_id == conversation.brand_id).order_by(Team.name))
+    return [team for team in session.execute(query).scalars() if team.id != conversation.team_id]
+
+
 def linked_ids(conversation: Conversation) -> list[int]:
     """Ids of the conversations linked to this one (for its JSON)."""
     session = object_session(conversation)

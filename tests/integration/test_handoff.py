@@ -158,3 +158,25 @@ def test_links_stay_within_a_brand_and_refuse_itself(app, client, world, token_f
                             headers=bearer(token_for(world.agent)))
     assert invisible.status_code == 422 and invisible.get_json()["error"]["fields"]["conversation_id"] == [
         "no such conversation"]
+
+
+def test_handoff_targets_are_the_teams_serving_the_brand(app, client, world, token_for, jobs_done):
+    from inbox.demo.fake_meta import messenger_message_payload
+    from tests.factories import PAGE_ID, make_team
+    from tests.helpers import bearer, post_meta
+
+    with app.app_context():
+        from inbox.db import db
+        make_team("SAV Maison Lune", (world.brand_id,))
+        db.session.commit()
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-targets", "Je veux un remboursement"))
+    jobs_done()
+    token = token_for(world.agent)
+    conversation = client.get("/api/v1/conversations", headers=bearer(token)).get_json()["items"][0]
+    response = client.get(f"/api/v1/conversations/{conversation['id']}/handoff-targets", headers=bearer(token))
+    assert response.status_code == 200
+    names = [team["name"] for team in response.get_json()]
+    assert "SAV Maison Lune" in names and "Vélo team" not in names
+    outsider = token_for(world.outsider)
+    assert client.get(f"/api/v1/conversations/{conversation['id']}/handoff-targets",
+                      headers=bearer(outsider)).status_code == 404

@@ -107,6 +107,9 @@ export const assignmentApi = {
 
 export const directoryApi = {
   teams: (client: ApiClient = api) => client.get<Team[]>("/teams"),
+  /** Teams serving the conversation's brand: where an agent may hand it over. */
+  handoffTargets: (conversationId: Id, client: ApiClient = api) =>
+    client.get<Team[]>(`/conversations/${seg(conversationId)}/handoff-targets`),
   brands: (client: ApiClient = api) => client.get<Brand[]>("/brands"),
   agents: (client: ApiClient = api) => client.get<AgentBrief[]>("/agents"),
 };
