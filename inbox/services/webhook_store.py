@@ -71,7 +71,7 @@ class GroupCommitter:
                 with db.engine.begin() as conn:
                     ids = conn.execute(insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True),
                                        [p.values for p in batch]).scalars().all()
-                for pending, event_id in zip(batch, ids):
+                for pending, event_id in zip(batch, ids, strict=True):
                     pending.event_id = event_id
             except Exception as exc:  # the database is down or refused: every waiter answers 5xx
                 log.error("could not store %d webhook event(s): %s", len(batch), exc)

@@ -179,7 +179,7 @@ def test_echo_edit_read_and_delivery_are_applied(app, client, world, token_for, 
 
 def test_comment_thread_public_reply_private_reply_and_moderation(app, client, world, token_for, fake_meta,
                                                                   jobs_done):
-    post_meta(client, feed_comment_payload(PAGE_ID, f"{PAGE_ID}_555", f"555_1", "user-7", "Léa Martin",
+    post_meta(client, feed_comment_payload(PAGE_ID, f"{PAGE_ID}_555", "555_1", "user-7", "Léa Martin",
                                            "Vous livrez en Belgique ? 🇧🇪"))
     jobs_done()
     token = token_for(world.agent)
