@@ -71,6 +71,13 @@ def app(database_url: str, fake_meta: Any) -> Iterator[Any]:
     application = create_app(settings=settings)
     application.config["TESTING"] = True
     yield application
+    # stop the periodic loops before the database goes away
+    reconciler_stop = application.extensions.get("relais.reconciler_stop")
+    if reconciler_stop is not None:
+        reconciler_stop.set()
+    timer = application.extensions.get("relais.sla_timer")
+    if timer is not None:
+        timer.stop()
     jobs.shutdown()
 
 

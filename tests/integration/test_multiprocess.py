@@ -318,6 +318,9 @@ def test_rate_limited_send_is_retried_by_the_worker_and_sent_once(live: Stack) -
     wait_for(lambda: live.messages_per_external_id([mid]) == {mid: 1}, 20,
              lambda: f"inbound {mid} never stored\n{live.describe()}")
     conversation_id = live.sql("SELECT conversation_id FROM messages WHERE external_id = %s", mid)[0][0]
+    # the new contact's profile lookup is a Graph call too: let it happen before failures are injected
+    wait_for(lambda: any(r.method == "GET" and r.path == f"/{psid}" for r in live.fake.requests), 20,
+             lambda: f"no profile lookup for {psid}\n{live.describe()}")
 
     live.fake.fail_next(1, code=613, retry_after=0.2)                       # Graph's call rate limit (HTTP 400)
     live.fake.fail_next(1, code=32, http_status=429, retry_after=0.2)       # page rate limit as HTTP 429
