@@ -321,3 +321,23 @@ def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):
             assert emitted.call_count == 1
         finally:
             session.close()
+
+
+def test_database_down_answers_503_so_the_platform_retries(app, client, world, monkeypatch):
+    """The event cannot be made durable: no 200 (Meta would not resend), a 503 instead."""
+    from inbox.db import make_engine
+    from inbox.services import webhook_store
+
+    payload = messenger_message_payload(PAGE_ID, "psid-down", "are you there?")
+    raw, headers = signed_meta(payload)
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-warm", "warm the secret cache"))
+    broken = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    monkeypatch.setattr(webhook_store.db, "engine", broken)
+    try:
+        response = client.post("/webhooks/meta", data=raw, headers=headers)
+    finally:
+        monkeypatch.undo()
+        broken.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert client.post("/webhooks/meta", data=raw, headers=headers).status_code == 200  # the retry lands
