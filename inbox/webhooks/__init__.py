@@ -11,6 +11,8 @@ import json
 import logging
 
 from flask import Blueprint, Flask, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import ServiceUnavailable
 
 from adapters import api as api_adapter
 from adapters import meta as meta_adapter
@@ -106,6 +108,8 @@ def meta_event():
 def _meta_secrets(*, refresh: bool) -> list[str]:
     try:
         return list(meta_app_secrets(db.session, refresh=refresh))
+    except SQLAlchemyError as exc:  # the database is down: 503, so Meta delivers again later
+        raise ServiceUnavailable("could not read the connected pages; retry later") from exc
     finally:
         db.session.close()  # release the connection (and SQLite's lock): storing goes through the committer
 

@@ -341,3 +341,22 @@ def test_database_down_answers_503_so_the_platform_retries(app, client, world, m
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "unavailable"
     assert client.post("/webhooks/meta", data=raw, headers=headers).status_code == 200  # the retry lands
+
+
+def test_database_down_before_verification_is_503_too(app, client, world, monkeypatch):
+    from inbox.db import make_engine
+    from inbox.services import channels, webhook_store
+
+    raw, headers = signed_meta(messenger_message_payload(PAGE_ID, "psid-cold", "cold cache"))
+    channels.invalidate_cache()
+    broken = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr(webhook_store.db, "engine", broken)
+    monkeypatch.setattr(webhook_store.db._factory, "kw", {**webhook_store.db._factory.kw, "bind": broken})
+    webhook_store.db.session.remove()
+    try:
+        response = client.post("/webhooks/meta", data=raw, headers=headers)
+    finally:
+        monkeypatch.undo()
+        webhook_store.db.session.remove()
+        broken.dispose()
+    assert response.status_code == 503, response.get_json()
