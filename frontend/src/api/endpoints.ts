@@ -1,6 +1,19 @@
 import { api, type ApiClient } from "./client";
 import type {
+  AdminAgent,
   AgentBrief,
+  AgentCreated,
+  AgentInput,
+  AgentPatch,
+  AgentRouting,
+  BrandRouting,
+  Channel,
+  ChannelCreated,
+  ChannelCreateInput,
+  ChannelPatch,
+  TeamInput,
+  WebhookEvent,
+  WebhookEventQuery,
   AssignmentPolicy,
   Availability,
   Brand,
@@ -132,4 +145,48 @@ export const messagesApi = {
     client.post<Message>(`/conversations/${seg(conversationId)}/messages`, message),
   moderate: (messageId: Id, action: ModerationAction, client: ApiClient = api) =>
     client.post<Message>(`/messages/${seg(messageId)}/moderate`, { action }),
+};
+
+// ---------- administration (admins; supervisors read their teams and agents) ----------
+
+export const brandsApi = {
+  list: (client: ApiClient = api) => client.get<Brand[]>("/brands"),
+  create: (body: { name: string }, client: ApiClient = api) => client.post<Brand>("/brands", body),
+  update: (id: Id, body: { name: string }, client: ApiClient = api) => client.patch<Brand>(`/brands/${seg(id)}`, body),
+  routing: (id: Id, client: ApiClient = api) => client.get<BrandRouting>(`/brands/${seg(id)}/routing`),
+  setRouting: (id: Id, defaultTeamId: number | null, client: ApiClient = api) =>
+    client.request<BrandRouting>("PUT", `/brands/${seg(id)}/routing`, { body: { default_team_id: defaultTeamId } }),
+};
+
+export const channelsApi = {
+  /** Credentials come masked; the clear ones only ever in `create` / `rotateSecret` answers. */
+  list: (client: ApiClient = api) => client.get<Channel[]>("/channels"),
+  create: (body: ChannelCreateInput, client: ApiClient = api) => client.post<ChannelCreated>("/channels", body),
+  update: (id: Id, body: ChannelPatch, client: ApiClient = api) => client.patch<Channel>(`/channels/${seg(id)}`, body),
+  /** API channels only: a new webhook signing secret, in clear in this answer alone. */
+  rotateSecret: (id: Id, client: ApiClient = api) => client.post<ChannelCreated>(`/channels/${seg(id)}/rotate-secret`),
+};
+
+export const teamsApi = {
+  list: (client: ApiClient = api) => client.get<Team[]>("/teams"),
+  create: (body: TeamInput, client: ApiClient = api) => client.post<Team>("/teams", body),
+  update: (id: Id, body: Partial<TeamInput>, client: ApiClient = api) => client.patch<Team>(`/teams/${seg(id)}`, body),
+  remove: (id: Id, client: ApiClient = api) => client.delete<null>(`/teams/${seg(id)}`),
+};
+
+export const agentsApi = {
+  list: (client: ApiClient = api) => client.get<AdminAgent[]>("/agents"),
+  create: (body: AgentInput, client: ApiClient = api) => client.post<AgentCreated>("/agents", body),
+  update: (id: Id, body: AgentPatch, client: ApiClient = api) => client.patch<AdminAgent>(`/agents/${seg(id)}`, body),
+  routing: (id: Id, client: ApiClient = api) => client.get<AgentRouting>(`/agents/${seg(id)}/routing`),
+  setRouting: (id: Id, languages: string[], client: ApiClient = api) =>
+    client.request<AgentRouting>("PUT", `/agents/${seg(id)}/routing`, { body: { languages } }),
+};
+
+export const webhookEventsApi = {
+  list: (query: WebhookEventQuery, signal?: AbortSignal, client: ApiClient = api) =>
+    client.get<Page<WebhookEvent>>("/webhook-events", { query, signal }),
+  get: (id: Id, client: ApiClient = api) => client.get<WebhookEvent>(`/webhook-events/${seg(id)}`),
+  /** Back to pending for another processing run (valid signatures only; 409 otherwise). */
+  replay: (id: Id, client: ApiClient = api) => client.post<WebhookEvent>(`/webhook-events/${seg(id)}/replay`),
 };

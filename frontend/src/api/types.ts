@@ -293,6 +293,7 @@ export interface Team {
 export interface Brand {
   id: Id;
   name: string;
+  created_at?: IsoDateTime;
 }
 
 export interface AgentBrief {
@@ -305,3 +306,137 @@ export interface AgentBrief {
 
 /** Channel kinds the backend knows (inbox/models/channel.py CHANNEL_KINDS). */
 export const CHANNEL_KINDS: readonly string[] = ["facebook_page", "api"];
+
+// ---------- administration: brands, channels, teams, agents, raw webhook log (admins) ----------
+
+export type ChannelKind = "facebook_page" | "api";
+export type ChannelStatus = "active" | "disabled" | "error";
+
+/** A channel as admins see it: credentials masked (`abcd…yz`), never in clear. */
+export interface Channel {
+  id: Id;
+  brand: NamedRef;
+  brand_id: Id;
+  kind: ChannelKind | string;
+  name: string;
+  external_id: string | null;
+  status: ChannelStatus | string;
+  status_detail: string | null;
+  config: Record<string, unknown>;
+  credentials: Record<string, string | null>;
+  /** `callback_url` (Meta) or `inbound_url` (API). */
+  webhook: { callback_url?: string; inbound_url?: string };
+  created_at: IsoDateTime;
+  updated_at: IsoDateTime;
+}
+
+/** The create / rotate-secret answer: the only time the clear secrets are ever sent. */
+export interface ChannelCreated extends Channel {
+  /** `verify_token` (Facebook page) or `webhook_secret` (API). */
+  secrets: Record<string, string>;
+}
+
+export interface FacebookPageConfig {
+  page_id: string;
+  access_token: string;
+  app_secret: string;
+  verify_token?: string;
+}
+
+export interface ApiChannelConfig {
+  webhook_url?: string | null;
+}
+
+export type ChannelCreateInput =
+  | { brand_id: number; kind: "facebook_page"; name: string; config: FacebookPageConfig }
+  | { brand_id: number; kind: "api"; name: string; config: ApiChannelConfig };
+
+export interface ChannelPatch {
+  name?: string;
+  status?: "active" | "disabled";
+  config?: Partial<Omit<FacebookPageConfig, "page_id">> & ApiChannelConfig;
+}
+
+export interface TeamInput {
+  name: string;
+  brand_ids: number[];
+  member_ids: number[];
+}
+
+/** An agent as admins (and supervisors, for their teams) see them. */
+export interface AdminAgent extends Agent {
+  is_active: boolean;
+  language: string | null;
+  capacity: number;
+  team_ids: Id[];
+}
+
+export interface AgentInput {
+  email: string;
+  name: string;
+  role: Role;
+  password?: string;
+  team_ids: number[];
+  capacity: number;
+  language: string | null;
+}
+
+export type AgentPatch = Partial<Omit<AgentInput, "email">> & { is_active?: boolean };
+
+/** The create answer: `password` is the generated one (shown once), null when the admin chose it. */
+export interface AgentCreated extends AdminAgent {
+  password: string | null;
+}
+
+export interface BrandRouting {
+  brand_id: Id;
+  default_team_id: Id | null;
+}
+
+export interface AgentRouting {
+  agent_id: Id;
+  /** Languages spoken besides the agent's interface language. */
+  languages: string[];
+  all_languages: string[];
+}
+
+export type WebhookEventStatus = "pending" | "processed" | "unroutable" | "failed" | "dead" | "rejected" | "invalid";
+export const WEBHOOK_EVENT_STATUSES: readonly WebhookEventStatus[] = [
+  "pending",
+  "processed",
+  "unroutable",
+  "failed",
+  "dead",
+  "rejected",
+  "invalid",
+];
+/** Statuses an admin should look at (highlighted, counted on the tab). */
+export const WEBHOOK_ALERT_STATUSES: readonly WebhookEventStatus[] = ["unroutable", "failed", "dead"];
+
+/** A raw webhook as received; `body` is UTF-8 text (invalid bytes replaced), cut at 64 KiB. */
+export interface WebhookEvent {
+  id: Id;
+  source: string;
+  channel_id: Id | null;
+  received_at: IsoDateTime;
+  remote_addr: string | null;
+  headers: Record<string, string>;
+  body: string;
+  body_size: number;
+  body_truncated: boolean;
+  verification: "valid" | "invalid" | string;
+  verification_detail: string | null;
+  status: WebhookEventStatus | string;
+  attempts: number;
+  next_attempt_at: IsoDateTime | null;
+  error: string | null;
+  processed_at: IsoDateTime | null;
+  stats: Record<string, unknown>;
+}
+
+export type WebhookEventQuery = Partial<{
+  status: WebhookEventStatus;
+  source: string;
+  limit: number;
+  cursor: string;
+}>;

@@ -11,6 +11,11 @@ import CalendarsSettings from "@/views/settings/CalendarsSettings.vue";
 import CannedRepliesSettings from "@/views/settings/CannedRepliesSettings.vue";
 import SettingsLayout from "@/views/settings/SettingsLayout.vue";
 import SlaPoliciesSettings from "@/views/settings/SlaPoliciesSettings.vue";
+import AgentsSettings from "@/views/settings/AgentsSettings.vue";
+import BrandsSettings from "@/views/settings/BrandsSettings.vue";
+import ChannelsSettings from "@/views/settings/ChannelsSettings.vue";
+import TeamsSettings from "@/views/settings/TeamsSettings.vue";
+import WebhooksSettings from "@/views/settings/WebhooksSettings.vue";
 import type { Role } from "@/api/types";
 import { HOME, safeRedirect } from "./navigation";
 
@@ -24,6 +29,8 @@ declare module "vue-router" {
     roles?: readonly Role[];
   }
 }
+
+const ADMIN_ONLY = { roles: ["admin"] as const };
 
 export function createAppRouter(history: RouterHistory = createWebHistory("/")) {
   const router = createRouter({
@@ -46,6 +53,11 @@ export function createAppRouter(history: RouterHistory = createWebHistory("/")) 
               { path: "sla-policies", name: "settings-sla", component: SlaPoliciesSettings },
               { path: "calendars", name: "settings-calendars", component: CalendarsSettings },
               { path: "assignment", name: "settings-assignment", component: AssignmentSettings },
+              { path: "channels", name: "settings-channels", component: ChannelsSettings, meta: ADMIN_ONLY },
+              { path: "brands", name: "settings-brands", component: BrandsSettings, meta: ADMIN_ONLY },
+              { path: "teams", name: "settings-teams", component: TeamsSettings, meta: ADMIN_ONLY },
+              { path: "agents", name: "settings-agents", component: AgentsSettings, meta: ADMIN_ONLY },
+              { path: "webhooks", name: "settings-webhooks", component: WebhooksSettings, meta: ADMIN_ONLY },
             ],
           },
           {
@@ -68,9 +80,12 @@ export function createAppRouter(history: RouterHistory = createWebHistory("/")) 
     if (to.name === "login" && auth.isAuthenticated) return safeRedirect(to.query.redirect) ?? HOME;
     if (to.meta.public) return true;
     if (!auth.isAuthenticated) return { name: "login", query: { redirect: to.fullPath } };
-    const roles = to.matched.flatMap((record) => record.meta.roles ?? []);
-    if (roles.length && (!auth.agent || !roles.includes(auth.agent.role))) return HOME;
-    return true;
+    // Every level that names roles must allow the agent's (settings: admins + supervisors; channels: admins).
+    const allowed = to.matched.every((record) => !record.meta.roles || (!!auth.agent && record.meta.roles.includes(auth.agent.role)));
+    if (allowed) return true;
+    // A supervisor opening an admin-only settings tab lands on the settings they may use.
+    const settingsRoles = to.matched.find((record) => record.path === "/settings")?.meta.roles;
+    return auth.agent && settingsRoles?.includes(auth.agent.role) ? { name: "settings" } : HOME;
   });
 
   return router;

@@ -2,7 +2,7 @@ import { computed, ref } from "vue";
 import { ApiError } from "@/api/client";
 
 /**
- * A form's server errors: a 422's `fields` (dotted paths for nested values: `intervals.0.start`,
+ * A form's server errors: a 422's (or a 409's) `fields` (dotted paths for nested values: `intervals.0.start`,
  * `conditions.brand_ids.0`) shown next to the fields they name; whatever names no field on screen,
  * and any other failure, goes to the form's summary.
  */
@@ -11,7 +11,8 @@ export function useFormErrors(knownFields: () => readonly string[]) {
   const failure = ref<unknown>(null);
 
   function capture(error: unknown): void {
-    if (error instanceof ApiError && error.status === 422 && Object.keys(error.fields).length) {
+    // 422: invalid input; 409 with fields: a conflict a field explains (`name` already exists, page already connected).
+    if (error instanceof ApiError && (error.status === 422 || error.status === 409) && Object.keys(error.fields).length) {
       fields.value = { ...error.fields };
       failure.value = null;
     } else {
