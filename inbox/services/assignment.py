@@ -296,6 +296,59 @@ def route_conversation(session: Session, conversation: Conversation) -> Agent | 
         return None
 
 
+def route_conversations(session: Session, conversations: list[Conversation]) -> None:
+    """Batch variant of `route_conversation` for a drain batch, with the same effects: languages guessed and
+    default teams set with one query each for the whole batch; the per-conversation savepoint and
+    auto-assignment run only where the team's policy may assign (open, unassigned, policy not manual).
+    A failure of the batch queries falls back to `route_conversation` one by one (best effort, as there)."""
+    try:
+        with session.begin_nested():
+            _guess_languages(session, [c for c in conversations if c.language is None])
+            _default_teams(session, [c for c in conversations if c.team_id is None])
+            teams = {c.team_id for c in conversations
+                     if c.team_id is not None and c.status == "open" and c.assignee_id is None}
+            assigning = {p.team_id for p in session.execute(select(AssignmentPolicy).where(
+                AssignmentPolicy.team_id.in_(teams), AssignmentPolicy.mode != "manual")).scalars()} if teams else set()
+    except Exception:  # noqa: BLE001 - routing is best effort; ingestion must go on
+        log.exception("batch routing failed; routing %d conversation(s) one by one", len(conversations))
+        for conversation in conversations:
+            route_conversation(session, conversation)
+        return
+    for conversation in conversations:
+        if conversation.team_id in assigning and conversation.status == "open" and conversation.assignee_id is None:
+            route_conversation(session, conversation)  # language and team are set: this only auto-assigns
+
+
+def _guess_languages(session: Session, conversations: list[Conversation]) -> None:
+    """Sets `language` from the first three customer texts of each conversation (one query for all)."""
+    if not conversations:
+        return
+    ranked = (select(Message.conversation_id, Message.text,
+                     func.row_number().over(partition_by=Message.conversation_id,
+                                            order_by=(Message.platform_time, Message.id)).label("n"))
+              .where(Message.conversation_id.in_([c.id for c in conversations]), Message.direction == "in",
+                     Message.text.is_not(None)).subquery())
+    texts: dict[int, list[str]] = {}
+    for conversation_id, text in session.execute(select(ranked.c.conversation_id, ranked.c.text)
+                                                 .where(ranked.c.n <= 3).order_by(ranked.c.conversation_id,
+                                                                                  ranked.c.n)):
+        texts.setdefault(conversation_id, []).append(text)
+    for conversation in conversations:
+        conversation.language = detect_language(" ".join(texts.get(conversation.id, [])))
+
+
+def _default_teams(session: Session, conversations: list[Conversation]) -> None:
+    """Puts team-less conversations in their brand's default team (one query for all)."""
+    brand_ids = {c.brand_id for c in conversations}
+    if not brand_ids:
+        return
+    defaults = {r.brand_id: r.default_team_id for r in session.execute(
+        select(BrandRouting).where(BrandRouting.brand_id.in_(brand_ids))).scalars()}
+    for conversation in conversations:
+        if defaults.get(conversation.brand_id) is not None:
+            conversation.team_id = defaults[conversation.brand_id]
+
+
 def _route(session: Session, conversation: Conversation) -> Agent | None:
     if conversation.language is None:
         texts = session.execute(select(Message.text).where(

@@ -1,8 +1,15 @@
 """From stored raw webhook events to conversations and messages: nothing lost, nothing doubled.
 
 `drain_webhook_events()` claims a batch of pending events (FOR UPDATE SKIP LOCKED on PostgreSQL, so several
-workers never take the same ones), applies each in its own savepoint inside ONE transaction, commits, and the
-live events recorded with `realtime.publish` go out after the commit. It loops while events are pending.
+workers never take the same ones) and applies them in ONE transaction, then commits; the live events recorded
+with `realtime.publish` go out after the commit, in seq order. It loops while events are pending.
+
+Customer messages (the bulk of the traffic) are applied set-based, a few statements per batch instead of ten
+per message (`_apply_customer_batch`): one multi-row INSERT ... ON CONFLICT DO NOTHING each for contact
+identities, conversations and messages, conversations locked in (channel_id, thread_key) order so concurrent
+drains never deadlock on them. That runs in one savepoint; if it fails, its events are applied again one by
+one, each in its own savepoint, so one bad event never blocks the others (it is retried, then dead-lettered).
+Other kinds (echo, edit, delete, status) always take the per-event path.
 Messages are inserted with ON CONFLICT (channel_id, external_id) DO NOTHING: a duplicate delivery, or two
 workers on the same platform event, give one message.
 """
@@ -14,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import api as api_adapter
@@ -25,7 +32,8 @@ from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, insert_for, utcnow
 from inbox.jobs import enqueue_after_commit
-from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message, Post, WebhookEvent
+from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, ConversationLink, Message,
+                          Post, WebhookEvent)
 from inbox.services import channels as channel_service
 from inbox.services import assignment, sla
 from inbox.settings import get_settings
@@ -47,12 +55,22 @@ class BatchContext:
     channels_by_page: dict[str, Channel | None] = field(default_factory=dict)
     touched: dict[int, bool] = field(default_factory=dict)   # conversation id -> created in this batch
     stats: dict[str, Any] = field(default_factory=dict)
+    profile_fetches: list[tuple[int, int]] = field(default_factory=list)  # (identity id, channel id)
+    # the session's identity map holds clean objects weakly: keep the batch's conversations alive until they
+    # are published, or each would be SELECTed again
+    conversations: dict[int, Conversation] = field(default_factory=dict)
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
 
 
 # ---------------------------------------------------------------- the drain
+CUSTOMER_KINDS = ("message", "postback", "comment")
+PER_EVENT_KINDS = ("echo", "edit", "delete", "status")  # read-then-write on existing rows: applied one by one
+# PostgreSQL deadlock_detected / serialization_failure: the victim did nothing wrong, retry it in the next batch
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
 def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
 
@@ -80,19 +98,128 @@ def _claim(session: Session, batch_size: int) -> list[WebhookEvent]:
 
 
 def _drain_one_batch(batch_size: int) -> int:
+    """Claims, applies and commits one batch; returns how many raw events it claimed.
+
+    Customer-message events go through the set-based path first (one savepoint for all of them); if that
+    fails, or for the other events, each event is applied in its own savepoint (`_process_one`)."""
     settings = get_settings()
     with db.transaction() as session:
         events = _claim(session, batch_size)
         if not events:
             return 0
         ctx = BatchContext(session=session, received_at=utcnow())
-        for event in events:
+        batchable, one_by_one = _split_batchable(ctx, events)
+        if batchable and not _apply_batch(ctx, batchable):
+            one_by_one = _in_lock_order(batchable) + one_by_one
+        for event in one_by_one:
             _process_one(ctx, event, settings.event_max_attempts)
         _publish_touched_conversations(ctx)
     return len(events)
 
 
+@dataclass
+class Routed:
+    """One raw event parsed and routed to channels: what to apply, and what could not be routed."""
+    items: list[tuple[Channel, InboundEvent]]
+    unroutable_ids: list[str] = field(default_factory=list)
+    channel_missing: bool = False  # an API channel deleted since the event was stored
+
+
+def _route_event(ctx: BatchContext, event: WebhookEvent) -> Routed:
+    """Parses the raw event (pure) and finds each item's channel (cached per batch); PayloadError if unusable."""
+    if event.source == "meta":
+        routed = Routed(items=[])
+        fingerprint = event.verification_detail
+        for item in meta_adapter.parse(event.body):
+            channel = _meta_channel(ctx, item.route_key, fingerprint)
+            if channel is None:
+                routed.unroutable_ids.append(item.route_key)
+            else:
+                routed.items.append((channel, item))
+        return routed
+    if event.source == "api":
+        channel = ctx.session.get(Channel, event.channel_id) if event.channel_id else None
+        if channel is None:
+            return Routed(items=[], channel_missing=True)
+        return Routed(items=[(channel, item) for item in api_adapter.parse(event.body, str(channel.id))])
+    raise PayloadError(f"unknown webhook source {event.source!r}")
+
+
+def _routing_status(ctx: BatchContext, event: WebhookEvent, routed: Routed) -> str:
+    """The raw event's status once its routed items are applied; sets its error when something was unroutable."""
+    if routed.channel_missing:
+        event.error = "the API channel no longer exists"
+        return "unroutable"
+    if routed.unroutable_ids:
+        ids = sorted(set(routed.unroutable_ids))
+        ctx.count("unroutable", len(routed.unroutable_ids))
+        ctx.stats["unroutable_ids"] = ids
+        event.error = f"no connected channel for id(s) {', '.join(ids)}"
+        return "unroutable"
+    return "processed"
+
+
+def _split_batchable(ctx: BatchContext, events: list[WebhookEvent]) -> tuple[list[tuple[WebhookEvent, Routed]],
+                                                                              list[WebhookEvent]]:
+    """Events made only of customer messages (or items ignored anyway) can be applied set-based; the rest
+    (other kinds, unparsable bodies: their error is recorded by `_process_one`) are applied one by one."""
+    batchable: list[tuple[WebhookEvent, Routed]] = []
+    one_by_one: list[WebhookEvent] = []
+    for event in events:
+        try:
+            routed = _route_event(ctx, event)
+        except Exception:  # noqa: BLE001 - `_process_one` parses it again and records the error
+            one_by_one.append(event)
+            continue
+        if any(item.kind in PER_EVENT_KINDS for _channel, item in routed.items):
+            one_by_one.append(event)
+        else:
+            batchable.append((event, routed))
+    return batchable, one_by_one
+
+
+def _in_lock_order(batch: list[tuple[WebhookEvent, Routed]]) -> list[WebhookEvent]:
+    """The events sorted by the first conversation key they lock, so one-by-one retries of a failed batch
+    still take conversation locks in (roughly) the order every other drain takes them."""
+    def key(pair: tuple[WebhookEvent, Routed]) -> tuple[int, str]:
+        keys = [(channel.id, item.thread_key or "") for channel, item in pair[1].items]
+        return min(keys, default=(0, ""))
+    return [event for event, _routed in sorted(batch, key=key)]
+
+
+def _apply_batch(ctx: BatchContext, batch: list[tuple[WebhookEvent, Routed]]) -> bool:
+    """Applies every event of `batch` set-based, in one savepoint. Returns False (everything undone, live
+    events and enqueues of the attempt forgotten) if anything failed: the caller then applies them one by one."""
+    session = ctx.session
+    mark = realtime.pending_count(session)
+    touched_before = dict(ctx.touched)
+    ctx.profile_fetches = []
+    try:
+        with session.begin_nested():
+            stats = _apply_customer_batch(ctx, [(routed, {}) for _event, routed in batch])
+    except Exception:  # noqa: BLE001 - per-event isolation: the one-by-one pass finds the culprit
+        log.warning("set-based apply of %d event(s) failed; applying them one by one", len(batch), exc_info=True)
+        realtime.discard_after(session, mark)
+        ctx.touched = touched_before
+        return False
+    if ctx.profile_fetches:
+        from inbox.jobs.tasks import fetch_contact_profile
+        for identity_id, channel_id in ctx.profile_fetches:
+            enqueue_after_commit(session, fetch_contact_profile, identity_id, channel_id)
+    now = utcnow()
+    for (event, routed), event_stats in zip(batch, stats):
+        ctx.stats = event_stats
+        event.status = _routing_status(ctx, event, routed)
+        if event.status == "processed":
+            event.error = None
+        event.processed_at = now
+        event.stats = dict(ctx.stats)
+    return True
+
+
 def _process_one(ctx: BatchContext, event: WebhookEvent, max_attempts: int) -> None:
+    """Applies one raw event in its own savepoint and records its outcome on the event row: processed /
+    unroutable, or (rolled back) invalid, failed with a retry time, or dead after `max_attempts`."""
     session = ctx.session
     mark = realtime.pending_count(session)
     ctx.stats = {}
@@ -107,9 +234,15 @@ def _process_one(ctx: BatchContext, event: WebhookEvent, max_attempts: int) -> N
     except Exception as exc:  # noqa: BLE001 - one bad event must not block the others; it is kept and retried
         savepoint.rollback()
         realtime.discard_after(session, mark)
+        event.error = f"{type(exc).__name__}: {exc}"[:4000]
+        if _is_transient(exc):
+            # a deadlock / serialization victim: not the event's fault, so no attempt is spent; next batch
+            event.status = "failed"
+            event.next_attempt_at = utcnow()
+            log.warning("webhook event %s hit %s; retried in the next batch", event.id, type(exc).__name__)
+            return
         event.attempts += 1
         permanent = isinstance(exc, PayloadError)
-        event.error = f"{type(exc).__name__}: {exc}"[:4000]
         if permanent:
             event.status = "invalid"
         elif event.attempts >= max_attempts:
@@ -122,33 +255,17 @@ def _process_one(ctx: BatchContext, event: WebhookEvent, max_attempts: int) -> N
             log.exception("webhook event %s failed (attempt %s)", event.id, event.attempts)
 
 
+def _is_transient(exc: BaseException) -> bool:
+    """A lock conflict between concurrent transactions (deadlock, serialization failure), worth an immediate retry."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 def _apply_raw_event(ctx: BatchContext, event: WebhookEvent) -> str:
-    """Apply every normalised event of one raw webhook; returns the raw event's new status."""
-    if event.source == "meta":
-        inbound = meta_adapter.parse(event.body)
-        fingerprint = event.verification_detail
-        unroutable: list[str] = []
-        for item in inbound:
-            channel = _meta_channel(ctx, item.route_key, fingerprint)
-            if channel is None:
-                unroutable.append(item.route_key)
-                ctx.count("unroutable")
-                continue
-            apply_inbound(ctx, channel, item)
-        if unroutable:
-            ctx.stats["unroutable_ids"] = sorted(set(unroutable))
-            event.error = f"no connected channel for id(s) {', '.join(sorted(set(unroutable)))}"
-            return "unroutable"
-        return "processed"
-    if event.source == "api":
-        channel = ctx.session.get(Channel, event.channel_id) if event.channel_id else None
-        if channel is None:
-            event.error = "the API channel no longer exists"
-            return "unroutable"
-        for item in api_adapter.parse(event.body, str(channel.id)):
-            apply_inbound(ctx, channel, item)
-        return "processed"
-    raise PayloadError(f"unknown webhook source {event.source!r}")
+    """Apply every normalised event of one raw webhook, one by one; returns the raw event's new status."""
+    routed = _route_event(ctx, event)
+    for channel, item in routed.items:
+        apply_inbound(ctx, channel, item)
+    return _routing_status(ctx, event, routed)
 
 
 def _meta_channel(ctx: BatchContext, page_id: str, fingerprint: str | None) -> Channel | None:
@@ -162,6 +279,243 @@ def _meta_channel(ctx: BatchContext, page_id: str, fingerprint: str | None) -> C
                 channel = None
         ctx.channels_by_page[page_id] = channel
     return ctx.channels_by_page[page_id]
+
+
+# ---------------------------------------------------------------- customer messages, set-based
+@dataclass
+class _Pending:
+    """One customer message of the batch on its way in."""
+    channel: Channel
+    item: InboundEvent
+    stats: dict[str, Any]
+    contact: Contact | None = None
+    author_name: str | None = None
+    post: Post | None = None
+    conversation: Conversation | None = None
+
+    @property
+    def identity_key(self) -> tuple[str, str]:
+        assert self.item.author is not None
+        return _identity_kind(self.channel), self.item.author.external_id
+
+    @property
+    def thread(self) -> tuple[int, str]:
+        assert self.item.thread_key is not None
+        return self.channel.id, self.item.thread_key
+
+    @property
+    def message_key(self) -> tuple[int, str]:
+        assert self.item.external_id is not None
+        return self.channel.id, self.item.external_id
+
+
+def _apply_customer_batch(ctx: BatchContext, batch: list[tuple[Routed, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The set-based equivalent of `apply_inbound` for events holding only customer messages (and items that
+    are ignored anyway). Returns each event's stats, in order.
+
+    Writes: contacts and identities, posts, conversations (opened, then locked in (channel_id, thread_key)
+    order; their waiting / last-message columns computed here and flushed once), messages (one multi-row
+    INSERT ON CONFLICT DO NOTHING). Publishes message.created per new message; enqueues profile fetches."""
+    pending: list[_Pending] = []
+    for routed, stats in batch:
+        for channel, item in routed.items:
+            stats[item.kind] = stats.get(item.kind, 0) + 1
+            if item.kind not in CUSTOMER_KINDS:
+                key = f"ignored:{item.extra.get('item', 'unknown')}"
+                stats[key] = stats.get(key, 0) + 1
+            elif item.author is None or item.thread_key is None or item.external_id is None:
+                stats["ignored:incomplete"] = stats.get("ignored:incomplete", 0) + 1
+            else:
+                pending.append(_Pending(channel, item, stats))
+    if pending:
+        _attach_contacts(ctx, pending)
+        _attach_posts(ctx.session, pending)
+        _attach_conversations(ctx, pending)
+        _insert_customer_messages(ctx, pending)
+    return [stats for _routed, stats in batch]
+
+
+def _attach_contacts(ctx: BatchContext, pending: list[_Pending]) -> None:
+    """Finds (or creates, identity unique per kind) the contact of every author, then applies name changes in
+    event order as `upsert_contact` does. Notes profile fetches for nameless new Messenger DM contacts in
+    `ctx.profile_fetches` (enqueued by the caller once the batch savepoint holds)."""
+    session = ctx.session
+    first: dict[tuple[str, str], _Pending] = {}
+    for p in pending:
+        first.setdefault(p.identity_key, p)
+    identities = _identities(session, list(first))
+    missing = sorted(key for key in first if key not in identities)
+    if missing:
+        identities.update(_create_identities(session, [first[key] for key in missing], ctx.profile_fetches))
+    contact_ids = {identity.contact_id for identity in identities.values()}
+    contacts = {c.id: c for c in session.execute(select(Contact).where(Contact.id.in_(contact_ids))).scalars()}
+    for p in pending:
+        identity = identities[p.identity_key]
+        contact = contacts[identity.contact_id]
+        name = p.item.author.name if p.item.author else None
+        if name and name != identity.name:
+            identity.name = name
+            if not contact.name or contact.name == identity.name:
+                contact.name = name
+        p.contact, p.author_name = contact, name or contact.name
+
+
+def _identities(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ContactIdentity]:
+    """The existing identities among (channel_kind, external_id) keys, in one query."""
+    if not keys:
+        return {}
+    query = select(ContactIdentity).where(tuple_(ContactIdentity.channel_kind, ContactIdentity.external_id)
+                                          .in_(keys))
+    return {(i.channel_kind, i.external_id): i for i in session.execute(query).scalars()}
+
+
+def _create_identities(session: Session, firsts: list[_Pending], profile_fetches: list[tuple[int, int]]
+                       ) -> dict[tuple[str, str], ContactIdentity]:
+    """Creates a contact and its identity for each key (sorted), with INSERT ... ON CONFLICT DO NOTHING on the
+    identity: a key another worker created meanwhile keeps theirs, and our spare contact is deleted. Appends
+    (identity id, channel id) to `profile_fetches` for nameless new Messenger DM contacts."""
+    authors = [p.item.author for p in firsts if p.item.author is not None]
+    contacts = [Contact(name=a.name, handle=a.handle, avatar_url=a.avatar_url) for a in authors]
+    session.add_all(contacts)
+    session.flush()  # one multi-row INSERT ... RETURNING id
+    now = utcnow()
+    rows = [{"contact_id": contact.id, "channel_kind": p.identity_key[0], "external_id": p.identity_key[1],
+             "name": contact.name, "handle": contact.handle, "avatar_url": contact.avatar_url,
+             "created_at": now, "updated_at": now} for p, contact in zip(firsts, contacts)]
+    stmt = (insert_for(session, ContactIdentity)
+            .on_conflict_do_nothing(index_elements=["channel_kind", "external_id"])
+            .returning(ContactIdentity.channel_kind, ContactIdentity.external_id))
+    won = {tuple(row) for row in session.execute(stmt, rows)}
+    lost = [contact.id for p, contact in zip(firsts, contacts) if p.identity_key not in won]
+    if lost:
+        session.execute(delete(Contact).where(Contact.id.in_(lost)).execution_options(synchronize_session=False))
+        for contact in contacts:
+            if contact.id in lost:
+                session.expunge(contact)
+    identities = _identities(session, [p.identity_key for p in firsts])
+    for p in firsts:
+        if p.identity_key in won and not p.item.author.name and p.channel.kind == "facebook_page" \
+                and p.item.conversation_kind == "dm":
+            profile_fetches.append((identities[p.identity_key].id, p.channel.id))
+    return identities
+
+
+def _attach_posts(session: Session, pending: list[_Pending]) -> None:
+    """The post of each comment (upserted once per post per batch; direct messages have none)."""
+    posts: dict[tuple[int, str], Post | None] = {}
+    for p in pending:
+        if p.item.post is not None:
+            key = (p.channel.id, p.item.post.external_id)
+            if key not in posts:
+                posts[key] = upsert_post(session, p.channel, p.item)
+            p.post = posts[key]
+
+
+def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
+    """Opens the batch's new conversations (one INSERT ... ON CONFLICT DO NOTHING; the first message of a
+    thread decides kind, contact and post), then loads and locks them all in (channel_id, thread_key) order:
+    every drain locks in that order, so concurrent drains wait for each other but never deadlock.
+    Marks them touched (created or not) in first-seen order."""
+    session = ctx.session
+    first: dict[tuple[int, str], _Pending] = {}
+    for p in pending:
+        first.setdefault(p.thread, p)
+    keys = sorted(first)
+    now = utcnow()
+    rows = [{"kind": first[key].item.conversation_kind, "status": "open", "priority": 1,
+             "brand_id": first[key].channel.brand_id, "channel_id": key[0], "contact_id": first[key].contact.id,
+             "thread_key": key[1], "post_id": first[key].post.id if first[key].post else None,
+             "created_at": now, "updated_at": now, "extra": {}} for key in keys]
+    stmt = (insert_for(session, Conversation)
+            .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
+            .returning(Conversation.id))
+    created = set(session.execute(stmt, rows).scalars())
+    query = (select(Conversation).where(tuple_(Conversation.channel_id, Conversation.thread_key).in_(keys))
+             .order_by(Conversation.channel_id, Conversation.thread_key))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Conversation)
+    by_key = {(c.channel_id, c.thread_key): c
+              for c in session.execute(query.execution_options(populate_existing=True)).scalars()}
+    for key in first:
+        conversation = by_key[key]
+        ctx.conversations[conversation.id] = conversation
+        if conversation.id in created:
+            ctx.touched[conversation.id] = True
+        else:
+            ctx.touched.setdefault(conversation.id, False)
+    for p in pending:
+        p.conversation = by_key[p.thread]
+
+
+def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> None:
+    """Inserts the batch's messages with ONE multi-row INSERT ... ON CONFLICT (channel_id, external_id) DO
+    NOTHING RETURNING (rows sorted by that key; a mid seen twice in the batch is inserted once), then, in
+    event order, updates each conversation in memory (`note_inbound`, flushed once later) and publishes
+    message.created built from the inserted values (no re-read). Counts duplicates in the events' stats."""
+    session = ctx.session
+    replies = _reply_targets(session, pending)
+    values: dict[tuple[int, str], dict[str, Any]] = {}
+    for p in pending:
+        if p.message_key not in values:
+            values[p.message_key] = _customer_message_values(ctx, p, replies.get((p.channel.id, p.item.reply_to)))
+    keys = sorted(values)
+    stmt = (insert_for(session, Message)
+            .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
+            .returning(Message.id, Message.channel_id, Message.external_id))
+    new_ids = {(channel_id, external_id): id_ for id_, channel_id, external_id
+               in session.execute(stmt, [values[key] for key in keys])}
+    _link_replies_within_batch(session, values, new_ids, replies)
+    for p in pending:
+        message_id = new_ids.pop(p.message_key, None)  # popped: a second copy in the batch is a duplicate
+        if message_id is None:
+            p.stats["duplicates"] = p.stats.get("duplicates", 0) + 1
+            continue
+        row = values[p.message_key]
+        conversation = p.conversation
+        assert conversation is not None
+        note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
+        message = Message(id=message_id, **row)  # transient, only to build the payload
+        realtime.publish(session, "message.created", _message_schema.dump(message),
+                         realtime.conversation_rooms(conversation.brand_id, conversation.id))
+
+
+def _customer_message_values(ctx: BatchContext, p: _Pending, reply_to: int | None) -> dict[str, Any]:
+    """The messages row of a customer message, as `_apply_customer_message` writes it."""
+    item = p.item
+    assert p.conversation is not None and p.contact is not None
+    extra = {k: v for k, v in item.extra.items() if k in ("quick_reply_payload", "postback_payload", "verb",
+                                                          "parent_id", "post_id", "echo_id", "payload")}
+    if item.kind == "postback":
+        extra.setdefault("postback_payload", item.extra.get("payload"))
+    return _message_defaults({
+        "conversation_id": p.conversation.id, "channel_id": p.channel.id, "direction": "in",
+        "kind": "comment" if item.kind == "comment" else "message", "external_id": item.external_id,
+        "author_type": "contact", "author_contact_id": p.contact.id, "author_name": p.author_name,
+        "text": item.text, "attachments": [a.as_dict() for a in item.attachments],
+        "reply_to_id": reply_to, "reply_to_external_id": item.reply_to,
+        "platform_time": customer_time(item, ctx.received_at), "received_at": ctx.received_at, "extra": extra,
+    })
+
+
+def _reply_targets(session: Session, pending: list[_Pending]) -> dict[tuple[int, str], int]:
+    """Ids of the stored messages the batch's messages reply to, by (channel_id, external_id), in one query."""
+    keys = sorted({(p.channel.id, p.item.reply_to) for p in pending if p.item.reply_to})
+    if not keys:
+        return {}
+    query = select(Message.id, Message.channel_id, Message.external_id).where(
+        tuple_(Message.channel_id, Message.external_id).in_(keys))
+    return {(channel_id, external_id): id_ for id_, channel_id, external_id in session.execute(query)}
+
+
+def _link_replies_within_batch(session: Session, values: dict[tuple[int, str], dict[str, Any]],
+                               new_ids: dict[tuple[int, str], int], replies: dict[tuple[int, str], int]) -> None:
+    """A reply to a message inserted by this same batch gets its reply_to_id now that the id is known (rare)."""
+    for key, row in values.items():
+        target = (key[0], row["reply_to_external_id"])
+        if row["reply_to_id"] is None and row["reply_to_external_id"] and target in new_ids and key in new_ids:
+            row["reply_to_id"] = replies[target] = new_ids[target]
+            session.execute(update(Message).where(Message.id == new_ids[key]).values(reply_to_id=new_ids[target])
+                            .execution_options(synchronize_session=False))
 
 
 # ---------------------------------------------------------------- one normalised event
@@ -258,6 +612,7 @@ def find_or_open_conversation(ctx: BatchContext, channel: Channel, thread_key: s
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     conversation = session.execute(query.execution_options(populate_existing=True)).scalar_one()
+    ctx.conversations[conversation.id] = conversation
     if created_id is not None:
         ctx.touched[conversation.id] = True
     else:
@@ -265,14 +620,20 @@ def find_or_open_conversation(ctx: BatchContext, channel: Channel, thread_key: s
     return conversation
 
 
-def insert_message(session: Session, values: dict[str, Any]) -> Message | None:
-    """INSERT ... ON CONFLICT (channel_id, external_id) DO NOTHING; the new Message, or None if it existed."""
+def _message_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Fills the columns a message INSERT must not leave NULL; returns `values` (changed in place)."""
     values.setdefault("attachments", [])
     values.setdefault("edit_history", [])
     values.setdefault("extra", {})
     values.setdefault("hidden", False)
     values.setdefault("liked", False)
     values.setdefault("delivery_attempts", 0)
+    return values
+
+
+def insert_message(session: Session, values: dict[str, Any]) -> Message | None:
+    """INSERT ... ON CONFLICT (channel_id, external_id) DO NOTHING; the new Message, or None if it existed."""
+    _message_defaults(values)
     stmt = (insert_for(session, Message).values(**values)
             .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
             .returning(Message.id))
@@ -499,17 +860,63 @@ def _publish_message_update(ctx: BatchContext, message: Message) -> None:
 
 
 def _publish_touched_conversations(ctx: BatchContext) -> None:
-    """One conversation.created / conversation.updated per conversation per batch, with its final state."""
-    for conversation_id, created in ctx.touched.items():
-        conversation = ctx.session.get(Conversation, conversation_id)
-        if conversation is None:
-            continue
-        ctx.session.flush()
-        assignment.route_conversation(ctx.session, conversation)  # team, language, auto-assignment
-        sla.refresh_conversation(ctx.session, conversation, "ingest")
-        name = "conversation.created" if created else "conversation.updated"
-        realtime.publish(ctx.session, name, _conversation_schema.dump(conversation),
-                         realtime.conversation_rooms(conversation.brand_id, conversation.id))
+    """One conversation.created / conversation.updated per conversation per batch, with its final state.
+
+    Flushes once (routing reads the batch's messages), routes the conversations together (languages, default
+    teams; auto-assignment where a policy assigns), refreshes their SLA clocks, then dumps each with what the
+    schema needs loaded beforehand (links in one query) instead of lazy loads per conversation."""
+    session = ctx.session
+    conversations = [(c, created) for c, created in
+                     ((ctx.conversations.get(cid) or session.get(Conversation, cid), created)
+                      for cid, created in ctx.touched.items())
+                     if c is not None]
     ctx.touched.clear()
+    if not conversations:
+        return
+    session.flush()
+    touched = [c for c, _created in conversations]
+    assignment.route_conversations(session, touched)
+    for conversation in touched:
+        sla.refresh_conversation(session, conversation, "ingest")
+    related = _related_for_dump(session, touched)  # referenced until the dumps are done
+    schema = _PrefetchedConversationSchema(_links(session, [c.id for c in touched]))
+    for conversation, created in conversations:
+        name = "conversation.created" if created else "conversation.updated"
+        realtime.publish(session, name, schema.dump(conversation),
+                         realtime.conversation_rooms(conversation.brand_id, conversation.id))
+    del related
 
 
+def _related_for_dump(session: Session, conversations: list[Conversation]) -> list[Any]:
+    """Loads the brands, contacts, assignees and posts the conversations' JSON shows, one query per kind, so
+    the dumps find them in the identity map (returned: the caller keeps them referenced while dumping)."""
+    wanted = ((Brand, {c.brand_id for c in conversations}), (Contact, {c.contact_id for c in conversations}),
+              (Agent, {c.assignee_id for c in conversations if c.assignee_id is not None}),
+              (Post, {c.post_id for c in conversations if c.post_id is not None}))
+    related: list[Any] = []
+    for model, ids in wanted:
+        if ids:
+            related += session.execute(select(model).where(model.id.in_(ids))).scalars()
+    return related
+
+
+def _links(session: Session, conversation_ids: list[int]) -> dict[int, list[int]]:
+    """The linked conversation ids of each conversation (for its JSON), in one query."""
+    links: dict[int, list[int]] = {}
+    for conversation_id, linked_id in session.execute(
+            select(ConversationLink.conversation_id, ConversationLink.linked_id)
+            .where(ConversationLink.conversation_id.in_(conversation_ids))
+            .order_by(ConversationLink.conversation_id, ConversationLink.linked_id)):
+        links.setdefault(conversation_id, []).append(linked_id)
+    return links
+
+
+class _PrefetchedConversationSchema(ConversationSchema):
+    """ConversationSchema with the links loaded for the whole batch (same output, no query per conversation)."""
+
+    def __init__(self, links: dict[int, list[int]]) -> None:
+        super().__init__()
+        self._prefetched_links = links
+
+    def _linked_conversation_ids(self, conversation: Any) -> list[int]:
+        return self._prefetched_links.get(conversation.id, [])
