@@ -34,7 +34,7 @@ class EmbeddedBackend:
     def __init__(self, app: Flask):
         self.app = app
         self._queues = {name: queue_mod.Queue() for name in QUEUES}
-        self._pending: set[tuple[str, str, tuple[Any, ...]]] = set()
+        self._pending: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._delayed: list[tuple[float, int, str, Callable[..., Any], tuple[Any, ...]]] = []
         self._delayed_cv = threading.Condition(self._lock)
@@ -67,7 +67,7 @@ class EmbeddedBackend:
                 heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._counter), queue, func, args))
                 self._delayed_cv.notify()
             return
-        key = (queue, f"{func.__module__}.{func.__qualname__}", args)
+        key = (queue, f"{func.__module__}.{func.__qualname__}", repr(args))  # args may hold lists
         with self._lock:
             if key in self._pending:
                 return

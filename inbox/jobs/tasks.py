@@ -75,8 +75,9 @@ def check_presence(agent_id: int) -> bool:
 
 
 @task
-def fetch_contact_profile(identity_id: int, channel_id: int) -> bool:
-    """Fill in a customer's name and picture from the platform (see services.profiles)."""
+def fetch_contact_profiles(pairs: list[list[int]]) -> int:
+    """Fill in customers' names and pictures from the platform: [[identity_id, channel_id], ...]
+    (see services.profiles). Returns how many were found."""
     from inbox.services.profiles import fetch_contact_profile as fetch
 
-    return fetch(identity_id, channel_id)
+    return sum(1 for identity_id, channel_id in pairs if fetch(identity_id, channel_id))

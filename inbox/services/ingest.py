@@ -203,9 +203,9 @@ def _apply_batch(ctx: BatchContext, batch: list[tuple[WebhookEvent, Routed]]) ->
         ctx.touched = touched_before
         return False
     if ctx.profile_fetches:
-        from inbox.jobs.tasks import fetch_contact_profile
-        for identity_id, channel_id in ctx.profile_fetches:
-            enqueue_after_commit(session, fetch_contact_profile, identity_id, channel_id)
+        from inbox.jobs.tasks import fetch_contact_profiles
+        # one job for the batch's new contacts: a job per contact cost an enqueue round trip each
+        enqueue_after_commit(session, fetch_contact_profiles, [list(pair) for pair in ctx.profile_fetches])
     now = utcnow()
     for (event, routed), event_stats in zip(batch, stats):
         ctx.stats = event_stats
@@ -566,8 +566,8 @@ def upsert_contact(session: Session, channel: Channel, item: InboundEvent) -> Co
                 session.add(identity)
                 session.flush()
                 if not item.author.name and channel.kind == "facebook_page" and item.conversation_kind == "dm":
-                    from inbox.jobs.tasks import fetch_contact_profile
-                    enqueue_after_commit(session, fetch_contact_profile, identity.id, channel.id)
+                    from inbox.jobs.tasks import fetch_contact_profiles
+                    enqueue_after_commit(session, fetch_contact_profiles, [[identity.id, channel.id]])
                 return contact
         except IntegrityError:  # another worker created it between our read and our insert
             identity = session.execute(query).scalar_one()
