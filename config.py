@@ -132,8 +132,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     secret_key = get("SECRET_KEY")
     if secret_key is None:
-        if mode == "production":
-            raise ConfigError("SECRET_KEY: required in production (a long random string)")
+        if mode != "development":
+            raise ConfigError(f"SECRET_KEY: required unless RELAIS_ENV=development (here {mode}); "
+                              "use a long random string")
         secret_key = "dev-insecure-secret-key-change-me"
     elif mode == "production" and len(secret_key) < 24:
         raise ConfigError("SECRET_KEY: too short for production (use at least 24 random characters)")

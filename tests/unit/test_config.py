@@ -149,3 +149,9 @@ def test_proxy_hops_is_a_small_integer() -> None:
     assert load_settings({"PROXY_HOPS": "1"}).proxy_hops == 1
     with pytest.raises(ConfigError, match="^PROXY_HOPS:"):
         load_settings({"PROXY_HOPS": "many"})
+
+
+def test_secret_key_is_required_outside_development() -> None:
+    assert load_settings({}).secret_key  # development: a local default
+    with pytest.raises(ConfigError, match="^SECRET_KEY:.*required"):
+        load_settings({"RELAIS_ENV": "test"})
