@@ -81,3 +81,11 @@ def fetch_contact_profiles(pairs: list[list[int]]) -> int:
     from inbox.services.profiles import fetch_contact_profile as fetch
 
     return sum(1 for identity_id, channel_id in pairs if fetch(identity_id, channel_id))
+
+
+@task
+def cover_open_conversations() -> int:
+    """After an SLA policy change: clocks for the open conversations that had none (see services.sla)."""
+    from inbox.services.sla import cover_open_conversations as cover
+
+    return cover()

@@ -530,13 +530,17 @@ def _check_policy(session: Session, policy: SlaPolicy) -> None:
 
 
 def create_policy(session: Session, actor: Agent, data: dict[str, Any]) -> SlaPolicy:
-    """Writes an SlaPolicy (admins). It applies to conversations from their next refresh."""
+    """Writes an SlaPolicy (admins). Open conversations without clocks get them from a job after commit;
+    the others at their next refresh."""
     require_admin(actor)
     policy = SlaPolicy(**data)
     _check_policy(session, policy)
     session.add(policy)
     session.flush()
     invalidate_policy_cache()
+    from inbox.jobs import enqueue_after_commit
+    from inbox.jobs.tasks import cover_open_conversations
+    enqueue_after_commit(session, cover_open_conversations)
     return policy
 
 
@@ -567,6 +571,32 @@ def _policies_changed(session: Session) -> None:
     session.info[_OWN_POLICIES] = _load_policies(session)
     invalidate_policy_cache()
     refresh_running(session, POLICY_CHANGED)
+    from inbox.jobs import enqueue_after_commit
+    from inbox.jobs.tasks import cover_open_conversations
+    enqueue_after_commit(session, cover_open_conversations)
+
+
+def cover_open_conversations(batch_size: int = 200) -> int:
+    """Give clocks to the unresolved conversations that have none (a policy created or widened after they
+    opened), in batches of their own transactions. Returns how many conversations were evaluated."""
+    from sqlalchemy import exists
+
+    from inbox.db import db
+
+    invalidate_policy_cache()  # this job may start before the committing thread's own invalidation
+    done, last_id = 0, 0
+    while True:
+        with db.transaction() as session:
+            conversations = list(session.execute(
+                select(Conversation).where(Conversation.status != "resolved", Conversation.id > last_id,
+                                           ~exists().where(SlaClock.conversation_id == Conversation.id))
+                .order_by(Conversation.id).limit(batch_size)).scalars())
+            for conversation in conversations:
+                refresh_conversation(session, conversation, POLICY_CHANGED)
+        done += len(conversations)
+        if len(conversations) < batch_size:
+            return done
+        last_id = conversations[-1].id
 
 
 @_sa_event.listens_for(Session, "after_commit")

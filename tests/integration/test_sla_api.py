@@ -349,3 +349,16 @@ def test_queue_sorts_and_filters_by_sla_due_at_risk_and_breached(client, world, 
                                                                 "cursor": first_page["next_cursor"]},
                         headers=bearer(token)).get_json()
     assert [c["last_message"]["text"] for c in second["items"]] == ["just now"]
+
+
+def test_a_new_policy_covers_conversations_already_open(client, world, token_for, jobs_done):
+    customer_writes(client, "psid-before-policy", "I wrote before any policy", now_ms(-600))
+    jobs_done()
+    token = token_for(world.agent)
+    assert only_conversation(client, token)["sla"] == []
+    create_policy(client, token_for(world.admin), name="Late policy", position=1, first_response_seconds=3600)
+    jobs_done()
+    conversation = only_conversation(client, token)
+    first = clock(conversation, "first_response")
+    assert first["state"] == "running"
+    assert when(first["due_at"]) - when(first["started_at"]) == timedelta(hours=1)
