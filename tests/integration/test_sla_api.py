@@ -214,7 +214,7 @@ def test_next_response_runs_per_customer_turn_from_the_oldest_unanswered_message
     assert not [c for c in fetch(client, agent, conversation_id)["sla"] if c["metric"] == "next_response"]
     time.sleep(0.01)
     turn_start = now_ms()
-    customer_writes(client, "p-next", "One more thing")
+    customer_writes(client, "p-next", "One more thing", ts_ms=turn_start)
     customer_writes(client, "p-next", "and another", ts_ms=turn_start + 5)
     jobs_done()
     turn = clock(fetch(client, agent, conversation_id), "next_response")
