@@ -118,3 +118,10 @@ def insert_for(session: Session, model: Any) -> Any:
     if name == "sqlite":
         return sqlite.insert(model)
     raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+def only_for_other_dialect(obj: Any, dialect_name: str) -> bool:
+    """True for a schema object declared with `.ddl_if(dialect=...)` for another database (e.g. a PostgreSQL
+    trigram index seen from SQLite): Alembic's comparison skips it, as CREATE TABLE does."""
+    condition = getattr(obj, "_ddl_if", None)
+    return condition is not None and condition.dialect is not None and condition.dialect != dialect_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from config import load_settings
-from inbox.db import make_engine
+from inbox.db import make_engine, only_for_other_dialect
 from inbox.models import Base
 
 config = context.config
@@ -35,8 +35,10 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    dialect = connection.dialect.name
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True,
+                      include_object=lambda obj, *_: not only_for_other_dialect(obj, dialect))
     with context.begin_transaction():
         context.run_migrations()
 

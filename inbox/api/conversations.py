@@ -8,7 +8,7 @@ from inbox.api.schemas import (ConversationListQuerySchema, ConversationPatchSch
 from inbox.api.security import commit_after, current_agent
 from inbox.api.spec import api_route, load_body, load_query
 from inbox.db import db
-from inbox.services import access, conversations, replies
+from inbox.services import access, conversations, handoff, replies
 
 
 class CountsSchema(Schema):
@@ -38,7 +38,10 @@ TAGS = ["conversations"]
 def list_conversations():
     params = load_query(ConversationListQuerySchema())
     page = conversations.list_conversations(db.session, current_agent(), params)
-    return ConversationPageSchema().dump(page)
+    links = handoff.links_of(db.session, [c.id for c in page["items"]])  # one query for the page, not one a row
+    body = ConversationPageSchema(exclude=("items",)).dump(page)
+    body["items"] = ConversationSchema(many=True, links=links).dump(page["items"])
+    return body
 
 
 @api_route("/conversations/<int:conversation_id>", "GET", summary="One conversation", tags=TAGS,

@@ -1,7 +1,7 @@
 """A person, and their identities on each network."""
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from inbox.models.base import Base, TimestampMixin
@@ -9,6 +9,12 @@ from inbox.models.base import Base, TimestampMixin
 
 class Contact(TimestampMixin, Base):
     __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_name_trgm", "name", postgresql_using="gin",
+              postgresql_ops={"name": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        Index("ix_contacts_handle_trgm", "handle", postgresql_using="gin",
+              postgresql_ops={"handle": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None] = mapped_column(String(300))
     handle: Mapped[str | None] = mapped_column(String(300))

@@ -24,6 +24,11 @@ class Message(Base):
         UniqueConstraint("idempotency_key"),
         Index("ix_messages_conversation_time", "conversation_id", "platform_time", "id"),
         Index("ix_messages_delivery_due", "delivery_status", "next_attempt_at"),
+        # text search (`q`) on PostgreSQL: trigram index, so ILIKE '%...%' does not scan every message
+        Index("ix_messages_text_trgm", "text", postgresql_using="gin",
+              postgresql_ops={"text": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        # reports scan a period of messages
+        Index("ix_messages_platform_time", "platform_time"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from inbox import realtime
@@ -80,7 +80,7 @@ def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_
         conditions.append(or_(
             Conversation.contact_id.in_(select(Contact.id).where(or_(Contact.name.ilike(pattern, escape="\\"),
                                                                      Contact.handle.ilike(pattern, escape="\\")))),
-            exists().where(Message.conversation_id == Conversation.id, Message.text.ilike(pattern, escape="\\")),
+            Conversation.id.in_(select(Message.conversation_id).where(Message.text.ilike(pattern, escape="\\"))),
         ))
     return conditions
 
@@ -106,7 +106,7 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
         key = _waiting_key
     next_cursor = encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
     result: dict[str, Any] = {"items": rows[:limit], "next_cursor": next_cursor}
-    if params.get("counts", True):
+    if params.get("counts", True) and not params.get("cursor"):  # the next pages do not need them again
         result["counts"] = view_counts(session, agent, params)
     return result
 
@@ -116,8 +116,8 @@ def _ascending_run(session: Session, query: Any, column: Any, after: Any, after_
     """Up to limit + 1 rows with `column` set, by (column, id) ascending, after the cursor's (after, after_id)."""
     query = query.where(column.is_not(None))
     if after is not None:
-        at = _when(after)
-        query = query.where(or_(column > at, and_(column == at, Conversation.id > after_id)))
+        # a row comparison, so PostgreSQL seeks the index instead of filtering every row before the cursor
+        query = query.where(tuple_(column, Conversation.id) > tuple_(_when(after), after_id))
     return list(session.execute(query.order_by(column, Conversation.id).limit(limit + 1)).scalars())
 
 
@@ -172,9 +172,7 @@ def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str
     query = base.where(*conditions)
     if cursor:
         last_at, last_id = decode_cursor(cursor, 2)
-        at = _when(last_at)
-        query = query.where(or_(Conversation.last_message_at < at,
-                                and_(Conversation.last_message_at == at, Conversation.id < last_id)))
+        query = query.where(tuple_(Conversation.last_message_at, Conversation.id) < tuple_(_when(last_at), last_id))
     return list(session.execute(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
                                 .limit(limit + 1)).scalars())
 
@@ -197,8 +195,7 @@ def list_messages(session: Session, agent: Agent, conversation_id: int, limit: i
     query = select(Message).where(Message.conversation_id == conversation_id)
     if cursor:
         last_at, last_id = decode_cursor(cursor, 2)
-        at = _when(last_at)
-        query = query.where(or_(Message.platform_time < at, and_(Message.platform_time == at, Message.id < last_id)))
+        query = query.where(tuple_(Message.platform_time, Message.id) < tuple_(_when(last_at), last_id))
     rows = list(session.execute(query.order_by(Message.platform_time.desc(), Message.id.desc())
                                 .limit(limit + 1)).scalars())
     next_cursor = encode_cursor([rows[limit - 1].platform_time, rows[limit - 1].id]) if len(rows) > limit else None

@@ -81,6 +81,19 @@ def targets(session: Session, agent: Agent, conversation_id: int) -> list[Team]:
     return [team for team in session.execute(query).scalars() if team.id != conversation.team_id]
 
 
+def links_of(session: Session, conversation_ids: list[int]) -> dict[int, list[int]]:
+    """The linked conversation ids of each conversation, in one query."""
+    links: dict[int, list[int]] = {}
+    if not conversation_ids:
+        return links
+    for conversation_id, linked_id in session.execute(
+            select(ConversationLink.conversation_id, ConversationLink.linked_id)
+            .where(ConversationLink.conversation_id.in_(conversation_ids))
+            .order_by(ConversationLink.conversation_id, ConversationLink.linked_id)):
+        links.setdefault(conversation_id, []).append(linked_id)
+    return links
+
+
 def linked_ids(conversation: Conversation) -> list[int]:
     """Ids of the conversations linked to this one (for its JSON)."""
     session = object_session(conversation)

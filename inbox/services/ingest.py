@@ -32,7 +32,7 @@ from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, insert_for, utcnow
 from inbox.jobs import enqueue_after_commit
-from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, ConversationLink, Message,
+from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, Message,
                           Post, WebhookEvent)
 from inbox.services import channels as channel_service
 from inbox.services import assignment, sla
@@ -879,7 +879,8 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
     for conversation in touched:
         sla.refresh_conversation(session, conversation, "ingest")
     related = _related_for_dump(session, touched)  # referenced until the dumps are done
-    schema = _PrefetchedConversationSchema(_links(session, [c.id for c in touched]))
+    from inbox.services.handoff import links_of
+    schema = ConversationSchema(links=links_of(session, [c.id for c in touched]))
     for conversation, created in conversations:
         name = "conversation.created" if created else "conversation.updated"
         realtime.publish(session, name, schema.dump(conversation),
@@ -898,25 +899,3 @@ def _related_for_dump(session: Session, conversations: list[Conversation]) -> li
         if ids:
             related += session.execute(select(model).where(model.id.in_(ids))).scalars()
     return related
-
-
-def _links(session: Session, conversation_ids: list[int]) -> dict[int, list[int]]:
-    """The linked conversation ids of each conversation (for its JSON), in one query."""
-    links: dict[int, list[int]] = {}
-    for conversation_id, linked_id in session.execute(
-            select(ConversationLink.conversation_id, ConversationLink.linked_id)
-            .where(ConversationLink.conversation_id.in_(conversation_ids))
-            .order_by(ConversationLink.conversation_id, ConversationLink.linked_id)):
-        links.setdefault(conversation_id, []).append(linked_id)
-    return links
-
-
-class _PrefetchedConversationSchema(ConversationSchema):
-    """ConversationSchema with the links loaded for the whole batch (same output, no query per conversation)."""
-
-    def __init__(self, links: dict[int, list[int]]) -> None:
-        super().__init__()
-        self._prefetched_links = links
-
-    def _linked_conversation_ids(self, conversation: Any) -> list[int]:
-        return self._prefetched_links.get(conversation.id, [])

@@ -44,8 +44,11 @@ def fire_due(now: datetime | None = None) -> int:
     while True:
         now_ = now or utcnow()
         with db.transaction() as session:
-            due = select(SlaClock.conversation_id).where(SlaClock.next_deadline_at <= now_)
-            query = select(Conversation).where(Conversation.id.in_(due)).order_by(Conversation.id).limit(BATCH)
+            # the earliest due clocks first, read from the next_deadline_at index: a large backlog (after an
+            # outage) costs one index range per batch, not a sort of every due clock
+            due = list(session.execute(select(SlaClock.conversation_id).where(SlaClock.next_deadline_at <= now_)
+                                       .order_by(SlaClock.next_deadline_at).limit(BATCH)).scalars())
+            query = select(Conversation).where(Conversation.id.in_(set(due))).order_by(Conversation.id)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Conversation)
             conversations = list(session.execute(query).scalars())
@@ -61,7 +64,7 @@ def fire_due(now: datetime | None = None) -> int:
                                 .values(next_deadline_at=now_ + RETRY_AFTER_ERROR)
                                 .execution_options(synchronize_session=False))
         done += len(conversations)
-        if len(conversations) < BATCH:
+        if len(due) < BATCH or not conversations:
             return done
 
 

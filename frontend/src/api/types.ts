@@ -132,7 +132,8 @@ export interface Page<T> {
 }
 
 export interface ConversationPage extends Page<Conversation> {
-  counts: ConversationCounts;
+  /** Present on the first page (no cursor) only. */
+  counts?: ConversationCounts;
 }
 
 export type ConversationPatch = Partial<{

@@ -107,7 +107,7 @@ export const useConversationStore = defineStore("conversations", () => {
       items.value = fresh;
       sortItems();
       nextCursor.value = page.next_cursor;
-      counts.value = page.counts;
+      if (page.counts) counts.value = page.counts;
       loaded.value = true;
       // Conversations that joined the view while the page was in flight.
       const buffered = bufferedDuringLoad ?? [];
@@ -152,7 +152,7 @@ export const useConversationStore = defineStore("conversations", () => {
       items.value = next;
       sortItems();
       nextCursor.value = page.next_cursor;
-      counts.value = page.counts;
+      if (page.counts) counts.value = page.counts; // the server sends counts with the first page only
     } catch (cause) {
       if (token === loadToken) error.value = isApiError(cause) ? cause : null;
       if (!isApiError(cause)) throw cause;
@@ -278,7 +278,7 @@ export const useConversationStore = defineStore("conversations", () => {
     const token = loadToken;
     try {
       const page = await conversationsApi.list({ ...toQuery(filters.value), limit: 1 });
-      if (token === loadToken) counts.value = page.counts;
+      if (token === loadToken && page.counts) counts.value = page.counts;
     } catch {
       // The next event or reload tries again; counts are a hint, the list is the truth.
     }
