@@ -25,6 +25,14 @@ WATCH = [
     ("flush", "sqlalchemy/orm/session.py"), ("commit", "sqlalchemy/orm/session.py"),
     ("_emit_after_commit", "inbox/realtime/__init__.py"), ("_meta_channel", "inbox/services/ingest.py"),
     ("parse", "adapters/meta.py"),
+    # the set-based drain (ingest rewrite of 2026-11-22 20:32)
+    ("_split_batchable", "inbox/services/ingest.py"), ("_apply_batch", "inbox/services/ingest.py"),
+    ("_apply_customer_batch", "inbox/services/ingest.py"), ("_attach_contacts", "inbox/services/ingest.py"),
+    ("_create_identities", "inbox/services/ingest.py"), ("_attach_posts", "inbox/services/ingest.py"),
+    ("_attach_conversations", "inbox/services/ingest.py"),
+    ("_insert_customer_messages", "inbox/services/ingest.py"),
+    ("route_conversations", "inbox/services/assignment.py"), ("refresh_conversation", "inbox/services/sla.py"),
+    ("_related_for_dump", "inbox/services/ingest.py"), ("enqueue_after_commit", "inbox/jobs/__init__.py"),
     ("wait", "psycopg/connection.py"),
 ]
 

@@ -1,0 +1,235 @@
+"""Figure 7: live fan-out. `python -m bench.fanout [--clients 500] [--per-process 50] [--threads 600]`
+
+One web process, `gunicorn -w 1 -k gthread --threads 600 wsgi:app`: in Flask-SocketIO's threading mode each
+websocket holds one gunicorn thread for its whole life, so 500 consoles need 500+ threads (the README's 64
+would admit 64). `--clients` python-socketio clients (websocket transport, API-token auth, agents of brand 1),
+`--per-process` per client process. Events are published the way workers publish them: a write-only
+`socketio.RedisManager` on the app's channel, `message.created` to room `brand:1` (from a separate process),
+so the figure isolates the web process' fan-out from ingest.
+  * latency at a low rate (5 events/s): publish -> received, p50/p99 over every (client, event);
+  * throughput: a burst of `--burst` events published at once; deliveries/s = deliveries / (last receipt -
+    first publish), and how many of the expected deliveries arrived;
+  * memory: RSS and threads of the gunicorn worker before and after the clients connect.
+Reference in the same run: bare Redis PUBLISH -> one subscriber (bench.refs), at the same low rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_json,
+                          write_section)
+
+NAME = "fanout"
+PAD = "x" * 600  # a message.created payload is ~0.8 KB
+
+
+def publish(redis_url: str, channel: str, count: int, rate: float, start_seq: int, room: str = "brand:1") -> None:
+    import socketio
+
+    manager = socketio.RedisManager(redis_url, channel=channel, write_only=True)
+    t0 = time.time()
+    for n in range(count):
+        if rate > 0:
+            delay = t0 + n / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        manager.emit("message.created", {"seq": start_seq + n, "data": {"t": time.time(), "external_id":
+                                                                         f"f{start_seq + n}", "text": PAD}},
+                     room=room, namespace="/")
+    time.sleep(0.2)  # let the manager's publishing thread flush
+
+
+def proc_mem(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines() if ":" in line}
+    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
+
+
+class Clients:
+    """`n` socket.io clients over ceil(n / per) processes (bench.sio_listen); urls round-robin."""
+
+    def __init__(self, urls: list[str], tokens: list[str], per: int, tag: str):
+        self.procs: list[subprocess.Popen] = []
+        self.outs: list[Path] = []
+        self.connected = 0
+        for k, start in enumerate(range(0, len(tokens), per)):
+            out = OUT / f"{tag}-clients-{k}.json"
+            self.outs.append(out)
+            # each process' clients go to one web process (sticky, as a load balancer would do)
+            url = urls[k % len(urls)]
+            self.procs.append(subprocess.Popen([PY, "-m", "bench.sio_listen", "--url", url, "--tokens",
+                                                ",".join(tokens[start:start + per]), "--out", str(out)],
+                                               cwd=ROOT, stdout=subprocess.PIPE, text=True))
+        for p in self.procs:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if line.startswith("READY"):
+                    self.connected += int(line.split()[1])
+                    break
+
+    def stop(self) -> dict[str, Any]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        events, at_end = [], 0
+        for p, out in zip(self.procs, self.outs):
+            try:
+                p.wait(120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if out.exists():
+                data = json.loads(out.read_text())
+                out.unlink()
+                at_end += data["connected_at_end"]
+                events.extend(data["events"])
+        return {"events": events, "connected_at_end": at_end}
+
+
+def measure_phases(stack: Stack, urls: list[str], tokens: list[str], per: int, burst: int, tag: str,
+                   web_pids: list[int]) -> dict[str, Any]:
+    channel = stack.prefix + "socketio"
+    before = [proc_mem(p) for p in web_pids]
+    t_connect = time.time()
+    clients = Clients(urls, tokens, per, tag)
+    connect_s = time.time() - t_connect
+    time.sleep(2.0)
+    after = [proc_mem(p) for p in web_pids]
+    log(f"{tag}: {clients.connected}/{len(tokens)} clients connected in {connect_s:.1f} s; web RSS "
+        f"{sum(b['rss_kb'] for b in before) / 1024:.0f} -> {sum(a['rss_kb'] for a in after) / 1024:.0f} MiB")
+    cmd = [PY, "-m", "bench.fanout", "--publish", "--redis-url", REDIS_URL, "--channel", channel]
+    low_count, low_rate = 30, 5.0
+    subprocess.run(cmd + ["--count", str(low_count), "--rate", str(low_rate), "--start-seq", "0"], cwd=ROOT,
+                   check=True, timeout=120)
+    time.sleep(2.0)
+    client_pids = [p.pid for p in clients.procs]
+    web0, cli0 = sum(_cpu(p) for p in web_pids), sum(_cpu(p) for p in client_pids)
+    t_burst = time.time()
+    subprocess.run(cmd + ["--count", str(burst), "--rate", "0", "--start-seq", "100000"], cwd=ROOT, check=True,
+                   timeout=120)
+    expected = burst * clients.connected
+    # wait until the web process(es) AND the client processes go idle: the burst is delivered and parsed
+    deadline = time.time() + 120
+    last = sum(_cpu(p) for p in web_pids + client_pids)
+    while time.time() < deadline:
+        time.sleep(1.0)
+        cur = sum(_cpu(p) for p in web_pids + client_pids)
+        if cur - last < 0.05:
+            break
+        last = cur
+    cpu_burst = sum(_cpu(p) for p in web_pids) - web0
+    cpu_clients = sum(_cpu(p) for p in client_pids) - cli0
+    result = clients.stop()
+    low = [e[4] - e[3] for e in result["events"] if e[2] is not None and e[2] < 100000 and e[3]]
+    burst_rows = [e for e in result["events"] if e[2] is not None and e[2] >= 100000]
+    first_pub = min((e[3] for e in burst_rows), default=t_burst)
+    last_recv = max((e[4] for e in burst_rows), default=t_burst)
+    burst_lat = [e[4] - e[3] for e in burst_rows]
+    return {
+        "clients": len(tokens), "connected": clients.connected, "connected_at_end": result["connected_at_end"],
+        "connect_seconds": connect_s, "web_before": before, "web_after": after,
+        "rss_per_connection_kb": (sum(a["rss_kb"] for a in after) - sum(b["rss_kb"] for b in before))
+        / max(1, clients.connected),
+        "low_rate": low_rate, "low_count": low_count, "low_expected": low_count * clients.connected,
+        "low_delivered": len(low), "low_p50": pct(low, 50), "low_p99": pct(low, 99),
+        "burst": burst, "burst_expected": expected, "burst_delivered": len(burst_rows),
+        "burst_seconds": last_recv - first_pub,
+        "deliveries_per_s": len(burst_rows) / max(1e-6, last_recv - first_pub),
+        "events_per_s": len(burst_rows) / max(1, clients.connected) / max(1e-6, last_recv - first_pub),
+        "burst_p50": pct(burst_lat, 50), "burst_p99": pct(burst_lat, 99),
+        "web_cpu_ms_per_delivery": cpu_burst * 1000 / max(1, len(burst_rows)),
+        "client_cpu_ms_per_delivery": cpu_clients * 1000 / max(1, len(burst_rows)),
+        "web_cpu_s_burst": cpu_burst, "client_cpu_s_burst": cpu_clients,
+    }
+
+
+def _cpu(pid: int) -> float:
+    from bench.common import cpu_seconds
+    return cpu_seconds(pid)
+
+
+def run(n_clients: int = 500, per: int = 50, threads: int = 600, burst: int = 200) -> dict[str, Any]:
+    from bench.live_latency import redis_reference
+
+    info = machine_info()
+    res: dict[str, Any] = {"machine": info, "threads": threads}
+    with Stack(workers=0, agents=n_clients, threads=threads, label=NAME) as stack:
+        res["ref_redis"] = redis_reference(5.0, 30)
+        res["run"] = measure_phases(stack, [stack.base_url], stack.world["agent_tokens"][:n_clients], per, burst,
+                                    NAME, stack.web_pids()[1:])
+    r = res["run"]
+    log(f"fan-out: {r['deliveries_per_s']:.0f} deliveries/s ({r['events_per_s']:.1f} events/s to "
+        f"{r['connected']} clients), low-rate p50 {ms(r['low_p50'])} p99 {ms(r['low_p99'])}, "
+        f"{r['rss_per_connection_kb']:.0f} KiB per connection")
+    save_json(NAME, res)
+    write_section(NAME, report(res))
+    return res
+
+
+def report(res: dict[str, Any]) -> str:
+    r, ref = res["run"], res["ref_redis"]
+    b, a = r["web_before"][0], r["web_after"][0]
+    return "\n".join([
+        "## 7. Live fan-out from one web process", "", machine_line(res["machine"]), "",
+        f"`gunicorn -w 1 -k gthread --threads {res['threads']} wsgi:app` (threading mode: **each websocket holds "
+        f"one gthread thread for its life**, so {r['clients']} consoles need more than {r['clients']} threads; "
+        "the README sizes `--threads` as agents + ~32). Clients: python-socketio, websocket transport, API tokens, "
+        f"{r['clients']} agents of brand 1 in processes of 50. Events: `message.created` to `brand:1`, published "
+        "through the app's Redis channel by a write-only `socketio.RedisManager` in another process (as workers do).",
+        "",
+        "| measure | value | reference (same run) | ratio |", "|---|---|---|---|",
+        f"| clients connected (at the end) | {r['connected']} ({r['connected_at_end']}) of {r['clients']}, in "
+        f"{r['connect_seconds']:.1f} s | | |",
+        f"| latency at {r['low_rate']:g} events/s, publish -> client, p50 / p99 | **{ms(r['low_p50'])} / "
+        f"{ms(r['low_p99'])}** ({r['low_delivered']}/{r['low_expected']} delivered) | bare Redis PUBLISH -> "
+        f"subscriber {ms(ref['p50'])} / {ms(ref['p99'])} | {r['low_p50'] / ref['p50']:.0f}x / "
+        f"{r['low_p99'] / ref['p99']:.0f}x |",
+        f"| **burst of {r['burst']} events: deliveries/s** | **{r['deliveries_per_s']:,.0f} deliveries/s** = "
+        f"{r['events_per_s']:.1f} events/s to every client ({r['burst_delivered']:,}/{r['burst_expected']:,} "
+        f"delivered in {r['burst_seconds']:.1f} s; latency p50 {ms(r['burst_p50'])}, p99 {ms(r['burst_p99'])}) | "
+        f"bare Redis: one PUBLISH reaches a subscriber in {ms(ref['p50'])} | |",
+        f"| CPU per delivery: web process / client processes | {r['web_cpu_ms_per_delivery']:.3f} ms / "
+        f"{r.get('client_cpu_ms_per_delivery', 0):.3f} ms | | |",
+        f"| clients dropped during the burst | **{r['connected'] - r['connected_at_end']} of {r['connected']}** | | |",
+        f"| web worker RSS / threads | {b['rss_kb'] / 1024:.0f} MiB, {b['threads']} threads -> {a['rss_kb'] / 1024:.0f} "
+        f"MiB, {a['threads']} threads | | **{r['rss_per_connection_kb']:.0f} KiB per connection** |",
+        "", "The client processes (python-socketio, one thread per client) run on the same 2 cores and take a "
+        "large share of them, so the deliveries/s are a floor for the web process, not its ceiling. The drops: the "
+        "python-engineio client aborts its write loop after max(ping_interval, ping_timeout) + 5 = 25 s without "
+        "anything to write (`packet queue is empty, aborting`), and it writes only to answer the server's ping, so a "
+        "backlog of more than ~5 s at a ping instant drops it (browsers' engine.io waits 40 s). Dropped clients "
+        "reconnect and replay from `last_seq` in the console; here they do not reconnect.",
+        "", f"Raw data: `bench/out/{NAME}.json`."])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--per-process", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=600)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--channel", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--start-seq", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        publish(args.redis_url, args.channel, args.count, args.rate, args.start_seq)
+        return
+    if args.report_only:
+        write_section(NAME, report(json.loads((OUT / f"{NAME}.json").read_text())))
+        return
+    run(args.clients, args.per_process, args.threads, args.burst)
+
+
+if __name__ == "__main__":
+    main()
