@@ -355,6 +355,12 @@ Answer = tuple[int, dict[str, Any] | str, dict[str, str]]
 SendListener = Callable[[str, dict[str, Any]], None]
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 refuses connections when many senders call at once (benchmarks,
+    # concurrent tests on a loaded machine); Graph itself never does
+    request_queue_size = 256
+
+
 class FakeMeta:
     """A fake Graph API on `host`, port `port` (0: any free port), serving in a daemon thread from creation.
 
@@ -377,7 +383,7 @@ class FakeMeta:
         self._failures: deque[_Failure] = deque()
         self._privately_replied: set[str] = set()
         self._counter = 0
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self))
+        self._server = _Server((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-meta", daemon=True)
