@@ -77,6 +77,29 @@ def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list
     }
 
 
+def settle_profile_lookups(stack: Stack, expected: int, listed_at: float | None,
+                           timeout: float = 120.0, quiet: float = 2.0) -> dict[str, Any]:
+    """Waits until the fake has seen `expected` profile GETs (or none for `quiet` s); returns their count and
+    timing relative to the moment every message was listed."""
+    deadline = time.time() + timeout
+    last_count, last_change = -1, time.time()
+    gets: list[list[Any]] = []
+    while time.time() < deadline:
+        calls = requests.get(stack.fake_url + "/_bench/calls", timeout=10).json()["calls"]
+        gets = [c for c in calls if c[1] == "GET"]
+        if len(gets) != last_count:
+            last_count, last_change = len(gets), time.time()
+        if len(gets) >= expected or time.time() - last_change >= quiet:
+            break
+        time.sleep(0.2)
+    out: dict[str, Any] = {"expected": expected, "lookups": len(gets),
+                           "ok": sum(1 for c in gets if c[3] == 200)}
+    if gets and listed_at:
+        out["first_after_listed_s"] = round(min(c[0] for c in gets) - listed_at, 2)
+        out["last_after_listed_s"] = round(max(c[0] for c in gets) - listed_at, 2)
+    return out
+
+
 def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
     info = machine_info()
     results: dict[str, Any] = {"machine": info}
@@ -86,9 +109,13 @@ def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
         watcher = CountWatcher(stack, RELAIS_COUNT, "ob", total)
         load(stack.base_url + "/webhooks/meta", prefix="ob", count=total, batch=10, procs=1, threads=4,
              psids=total)
-        watcher.wait()
+        listed_at = watcher.wait()
         ids = [r[0] for r in stack.sql("SELECT id FROM conversations ORDER BY id")]
         log(f"{len(ids)} conversations ready")
+        # each new Messenger contact gets a profile lookup (a Graph GET to the same fake); the injected failures
+        # below go to the next Graph calls whatever they are, so the lookups must be over before the runs
+        results["profiles"] = settle_profile_lookups(stack, expected=total, listed_at=listed_at)
+        log(f"profile lookups: {results['profiles']}")
         ref_out = OUT / "ref-graph-send.json"
         run_procs([[PY, "-m", "bench.refs", "graph-send", "--base", stack.fake_url + "/v21.0", "--count", "300",
                     "--threads", "8", "--out", str(ref_out)]])
@@ -129,7 +156,15 @@ def report(res: dict[str, Any]) -> str:
              "", f"Backoff honoured (B): gap before the retry after a 613: {g(b['retry_gaps_613'])} (floor 1.0 s); "
              f"after a 429 with Retry-After 2: {g(b['retry_gaps_429'])} (floor 2.0 s). "
              f"Fake saw {b['fake_calls']} calls, {b['fake_failures']} answered with an error.",
-             "", "Raw data: `bench/out/outbound.json`."]
+             ""]
+    p = res.get("profiles")
+    if p:
+        lines += [f"Profile lookups (one `fetch_contact_profiles` job per ingest batch, Graph GETs to the same fake) "
+                  f"for the {p['expected']} new contacts, awaited before the reference and runs A/B so that the "
+                  f"injected failures reach send calls: {p['lookups']} GETs, {p['ok']} answered 200, the last one "
+                  f"{p.get('last_after_listed_s', 'n/a')} s after every message was listed (first "
+                  f"{p.get('first_after_listed_s', 'n/a')} s).", ""]
+    lines += ["Raw data: `bench/out/outbound.json`."]
     return "\n".join(lines)
 
 

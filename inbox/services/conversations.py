@@ -303,8 +303,11 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
 def wake_snoozed(session: Session, now: datetime | None = None) -> int:
     """Reopen conversations whose snooze time has come; publishes conversation.updated for each."""
     now = now or utcnow()
-    rows = list(session.execute(select(Conversation).where(Conversation.status == "snoozed",
-                                                           Conversation.snoozed_until <= now).limit(500)).scalars())
+    query = (select(Conversation).where(Conversation.status == "snoozed", Conversation.snoozed_until <= now)
+             .order_by(Conversation.id).limit(500))
+    if session.get_bind().dialect.name == "postgresql":  # reconcilers of several workers share the work
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.execute(query).scalars())
     for conversation in rows:
         conversation.status = "open"
         conversation.snoozed_until = None
