@@ -84,3 +84,21 @@ def test_status_changes_snooze_and_reopen_on_new_message(app, client, world, tok
     assert client.get(url, headers=bearer(token)).get_json()["status"] == "open"
     history = client.get(f"{url}/messages", headers=bearer(token)).get_json()["items"]
     assert any(m["kind"] == "activity" and "resolved" in m["text"] for m in history)
+
+
+def test_a_snoozed_conversation_reopens_when_its_time_comes(app, client, world, token_for, jobs_done):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.helpers import wait_until
+
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-snooze", "remind me"))
+    jobs_done()
+    token = token_for(world.agent)
+    conversation = client.get("/api/v1/conversations", headers=bearer(token)).get_json()["items"][0]
+    url = f"/api/v1/conversations/{conversation['id']}"
+    until = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+    snoozed = client.patch(url, json={"status": "snoozed", "snoozed_until": until}, headers=bearer(token))
+    assert snoozed.status_code == 200 and snoozed.get_json()["status"] == "snoozed"
+    wait_until(lambda: client.get(url, headers=bearer(token)).get_json()["status"] == "open", timeout=10)
+    history = client.get(f"{url}/messages", headers=bearer(token)).get_json()["items"]
+    assert any(m["kind"] == "activity" and "snooze" in m["text"].lower() for m in history)
