@@ -32,3 +32,14 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def delivery_status(app: Any, message_id: int) -> str | None:
+    """The message's delivery status as stored now (outside any request's session)."""
+    from inbox.db import db
+    from inbox.models import Message
+
+    with app.app_context():
+        db.session.expire_all()
+        message = db.session.get(Message, message_id)
+        return message.delivery_status if message else None

@@ -88,17 +88,19 @@ def get_brand(session: Session, actor: Agent, brand_id: int) -> Brand:
     return brand
 
 
-def _check_brand_name_free(session: Session, name: str, *, except_id: int | None = None) -> None:
-    query = select(Brand.id).where(func.lower(Brand.name) == name.lower())
+def _check_name_free(session: Session, model: type[Brand] | type[Team], name: str, *,
+                     except_id: int | None = None) -> None:
+    """Conflict when another brand / team already has this name (case-insensitively)."""
+    query = select(model.id).where(func.lower(model.name) == name.lower())
     if except_id is not None:
-        query = query.where(Brand.id != except_id)
+        query = query.where(model.id != except_id)
     if session.execute(query).first() is not None:
-        raise Conflict("a brand with this name exists", fields={"name": ["already exists"]})
+        raise Conflict(f"a {model.__name__.lower()} with this name exists", fields={"name": ["already exists"]})
 
 
 def do_create_brand(session: Session, name: str) -> Brand:
     """Writes a Brand. Conflict when the name is taken (case-insensitively)."""
-    _check_brand_name_free(session, name)
+    _check_name_free(session, Brand, name)
     brand = Brand(name=name)
     _flush_unique(session, brand, "name", "a brand with this name exists")
     return brand
@@ -114,7 +116,7 @@ def update_brand(session: Session, actor: Agent, brand_id: int, *, name: str | N
     require_admin(actor)
     brand = get_brand(session, actor, brand_id)
     if name is not None and name != brand.name:
-        _check_brand_name_free(session, name, except_id=brand.id)
+        _check_name_free(session, Brand, name, except_id=brand.id)
         brand.name = name
         _flush_unique(session, brand, "name", "a brand with this name exists")
     return brand
@@ -219,14 +221,6 @@ def get_team(session: Session, actor: Agent, team_id: int) -> Team:
     return team
 
 
-def _check_team_name_free(session: Session, name: str, *, except_id: int | None = None) -> None:
-    query = select(Team.id).where(func.lower(Team.name) == name.lower())
-    if except_id is not None:
-        query = query.where(Team.id != except_id)
-    if session.execute(query).first() is not None:
-        raise Conflict("a team with this name exists", fields={"name": ["already exists"]})
-
-
 def _set_team_brands(session: Session, team: Team, brand_ids: Iterable[int]) -> None:
     wanted = _require_ids(session, Brand, brand_ids, "brand_ids")
     for row in [row for row in team.brands if row.brand_id not in wanted]:
@@ -246,7 +240,7 @@ def _set_team_members(session: Session, team: Team, agent_ids: Iterable[int]) ->
 def do_create_team(session: Session, *, name: str, brand_ids: Iterable[int] = (),
                    member_ids: Iterable[int] = ()) -> Team:
     """Writes a Team serving `brand_ids` with `member_ids` as members."""
-    _check_team_name_free(session, name)
+    _check_name_free(session, Team, name)
     team = Team(name=name)
     _set_team_brands(session, team, brand_ids)
     _set_team_members(session, team, member_ids)
@@ -267,7 +261,7 @@ def update_team(session: Session, actor: Agent, team_id: int, *, name: str | Non
     require_admin(actor)
     team = get_team(session, actor, team_id)
     if name is not None and name != team.name:
-        _check_team_name_free(session, name, except_id=team.id)
+        _check_name_free(session, Team, name, except_id=team.id)
         team.name = name
     if brand_ids is not None:
         _set_team_brands(session, team, brand_ids)

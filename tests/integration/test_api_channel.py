@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from adapters.api import sign
 from inbox.db import db
 from inbox.models import Message
-from tests.helpers import bearer, wait_until
+from tests.helpers import bearer, delivery_status, wait_until
 
 
 class Receiver:
@@ -82,12 +82,7 @@ def test_api_channel_in_and_out(app, client, world, token_for, receiver, jobs_do
     receiver.fail_first = 1
     reply = client.post(f"/api/v1/conversations/{items[0]['id']}/messages", json={"text": "Demain !"},
                         headers=bearer(token)).get_json()
-
-    def status():
-        with app.app_context():
-            db.session.expire_all()
-            return db.session.get(Message, reply["id"]).delivery_status
-    wait_until(lambda: status() == "sent", timeout=20)
+    wait_until(lambda: delivery_status(app, reply["id"]) == "sent", timeout=20)
     assert len(receiver.calls) == 2  # one 503, then accepted: delivered once
     call = receiver.calls[-1]
     assert call["headers"]["X-Relais-Signature"] == sign(world.api_secret, call["headers"]["X-Relais-Timestamp"],

@@ -15,7 +15,7 @@ from inbox.demo.fake_meta import (feed_comment_payload, messaging_delivery, mess
                                   messaging_read, messenger_message_payload, page_entry, page_payload)
 from inbox.models import Conversation, Message, WebhookEvent
 from tests.factories import OTHER_PAGE_ID, PAGE_ID, VERIFY_TOKEN
-from tests.helpers import bearer, post_meta, signed_meta, wait_until
+from tests.helpers import bearer, delivery_status, post_meta, signed_meta, wait_until
 
 
 def _list(client, token, **params):
@@ -219,12 +219,7 @@ def test_rate_limited_send_is_retried_then_sent_once(app, client, world, token_f
     fake_meta.fail_next(2, code=613, message="Calls to this api have exceeded the rate limit.", retry_after=0.2)
     reply = client.post(f"/api/v1/conversations/{conversation['id']}/messages", json={"text": "on it"},
                         headers=bearer(token)).get_json()
-
-    def status():
-        with app.app_context():
-            db.session.expire_all()
-            return db.session.get(Message, reply["id"]).delivery_status
-    wait_until(lambda: status() == "sent", timeout=20)
+    wait_until(lambda: delivery_status(app, reply["id"]) == "sent", timeout=20)
     sends = [r for r in fake_meta.requests if r.path.endswith("/messages")]
     assert len(sends) == 3  # two refused, one accepted: sent exactly once
 
