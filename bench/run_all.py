@@ -1,5 +1,5 @@
 """`python -m bench.run_all` (make bench): every figure once, in order, each on its own fresh stack, each
-writing its section of bench/RESULTS.md and its raw JSON in bench/out/. Bounded: about 15-18 minutes on 2 cores.
+writing its section of bench/RESULTS.md and its raw JSON in bench/out/. Bounded: about 17-20 minutes on 2 cores.
 `--quick` runs smaller counts (a smoke run, a few minutes).
 
 The queue-at-scale figure runs at 10,000 conversations here; the 1,000,000-conversation dataset (10M messages,
@@ -11,7 +11,7 @@ import argparse
 import os
 import time
 
-from bench import fanout, ingest, live_latency, outbound, profile, queue_scale, scale_out, sla_timers
+from bench import embedded, fanout, ingest, live_latency, outbound, profile, queue_scale, scale_out, sla_timers
 from bench.common import log
 
 
@@ -33,6 +33,7 @@ def main() -> None:
         ("fanout", lambda: fanout.run(100 if args.quick else 500, 50, 200 if args.quick else 600,
                                       100 if args.quick else 200)),
         ("scale_out", lambda: scale_out.run(400 if args.quick else 1200, 50 if args.quick else 200)),
+        ("embedded", lambda: embedded.run(quick=args.quick)),
     ]
     for name, step in steps:
         t = time.monotonic()
