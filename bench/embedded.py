@@ -31,9 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (ALEMBIC, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, run_procs, save_json,
+from bench.common import (ALEMBIC, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json,
                           wait_http, write_section)
 from bench.ingest import RELAIS_COUNT, load
+from bench.live_latency import collect
 
 NAME = "embedded"
 PER_PROCESS = 25
@@ -239,22 +240,8 @@ def run_agents(emb: Embedded, n_agents: int, rate: float, seconds: float) -> dic
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}
-    latencies, delivered, connected_end = [], 0, 0
-    for out in outs:
-        data = json.loads(out.read_text())
-        out.unlink()
-        connected_end += data["connected_at_end"]
-        for _client, mid, received in data["events"]:
-            if mid in sent:
-                latencies.append(received - sent[mid])
-                delivered += 1
-    ack = [r[3] - r[1] for r in result["rows"]]
-    return {"agents": n_agents, "connected": connected, "connected_at_end": connected_end, "rate": rate,
-            "messages": count, "acked": len(sent), "statuses": result["statuses"],
-            "expected_deliveries": len(sent) * connected, "delivered": delivered,
-            "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies) if latencies else None,
-            "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99), "server_cpu_ms_per_msg": round(cpu * 1000 / count, 2)}
+    figures = collect(result, outs, prefix, n_agents=n_agents, connected=connected, rate=rate, count=count)
+    return {**figures, "server_cpu_ms_per_msg": round(cpu * 1000 / count, 2)}
 
 
 # ------------------------------------------------------------------ run + report
@@ -360,7 +347,7 @@ def report(res: dict[str, Any]) -> str:
                   for k in ("closed_single", "closed_batch10")) + "; the open-loop and live rows' CPU per message "
                   "includes the background threads (drain poll, reconciler, SLA timer, websocket pings) over the "
                   "whole window, so it is high at low rates",
-              f"- lost / duplicated: " + ", ".join(
+              "- lost / duplicated: " + ", ".join(
                   f"{k}: {res[k]['integrity']['lost']} / {res[k]['integrity']['duplicated']} of "
                   f"{res[k]['integrity']['sent_ok_distinct']}"
                   for k in ("closed_single", "closed_batch10", "open_single", "open_batch10")),

@@ -15,7 +15,6 @@ import argparse
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (APP_SECRET, GUNICORN, OUT, PAGE_ID, PY, Stack, free_port, log, machine_info,
@@ -219,7 +218,7 @@ def report(res: dict[str, Any]) -> str:
               f"(p50 {ms(o['ack_p50'])}, max {ms(o['ack_max'])}; everything listed "
               f"{_f(o.get('lag_after_last_ack'), '{:.2f}')} s after the last ack); batched: "
               f"{ms(res['open500_batch10']['ack_p99'])}",
-              f"- lost / duplicated: " + ", ".join(
+              "- lost / duplicated: " + ", ".join(
                   f"{k}: {res[k]['integrity']['lost']} / {res[k]['integrity']['duplicated']} of "
                   f"{res[k]['integrity']['sent_ok_distinct']}" for k in
                   ("relais_single", "relais_batch10", "open500_single", "open500_batch10")),

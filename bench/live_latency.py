@@ -66,6 +66,13 @@ def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float) -> dict
         p.send_signal(signal.SIGTERM)
     for p in procs:
         p.wait(60)
+    return collect(result, outs, prefix, n_agents=n_agents, connected=connected, rate=rate, count=count)
+
+
+def collect(result: dict[str, Any], outs: list[Any], prefix: str, *, n_agents: int, connected: int,
+            rate: float, count: int) -> dict[str, Any]:
+    """Latency from each acked webhook POST to each agent's receipt of its message.created (the agents'
+    output files are read and removed), with the ack latencies."""
     sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}
     latencies, delivered, connected_end = [], 0, 0
     for out in outs:

@@ -11,7 +11,7 @@ import json
 import signal
 from typing import Any
 
-from bench.common import OUT, Stack, log, machine_info, machine_line, save_json, write_section
+from bench.common import OUT, Stack, machine_info, machine_line, save_json, write_section
 from bench.ingest import RELAIS_COUNT, load, measured_run
 
 NAME = "profile"

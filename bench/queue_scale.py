@@ -21,7 +21,6 @@ import os
 import random
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -263,7 +262,6 @@ def run_size(n: int, fixes: bool, info: dict[str, Any]) -> dict[str, Any]:
             "visible_open": stack.sql("SELECT count(*) FROM conversations WHERE brand_id = 1 AND status = 'open'")[0][0],
             "mine_open": stack.sql("SELECT count(*) FROM conversations WHERE assignee_id = 3 AND status = 'open'")[0][0],
         }
-        out_dir = OUT / f"{NAME}-{n}"
         tmp = OUT / f"{NAME}-{n}-measure.json"
         env = {**stack.env(), "REDIS_URL": ""}
         cmd = [PY, "-m", "bench.queue_scale", "--measure", "--size", str(n), "--out", str(tmp),
@@ -355,7 +353,7 @@ def report() -> str:
                 lines.append(f"| {name} | {q.get('statements', '?')} | {total:.1f} ms | {s['exec_ms']} ms | {s['shared_hit']} / {s['shared_read']} | "
                              f"{'; '.join(s['nodes'])} |")
                 break
-    lines += ["", f"Deep pages reached (pages of 50 followed, at most 50): " + "; ".join(
+    lines += ["", "Deep pages reached (pages of 50 followed, at most 50): " + "; ".join(
         f"{r['conversations']:,}: {r['depth']}" for r in runs),
         "", f"Raw data: `bench/out/{NAME}-<size>.json`. Headline numbers come from "
         "`python -m bench.queue_scale --conversations 10000,1000000`; `make bench` runs 10,000 only unless "
