@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable
 
 from inbox.demo.fake_meta import sign_meta
@@ -20,14 +19,9 @@ def post_meta(client: Any, payload: dict[str, Any] | bytes, secret: str = APP_SE
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+    from tests.procs import wait_for
+
+    return wait_for(condition, timeout, "condition not met in time", interval=interval)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ with `@commit_after`, or the CLI's `db.transaction()`) owns the transaction.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -221,20 +221,22 @@ def get_team(session: Session, actor: Agent, team_id: int) -> Team:
     return team
 
 
+def _sync_links(rows: list[Any], key: str, wanted: set[int], make: Callable[[int], Any]) -> None:
+    """Make an association collection hold exactly the `wanted` ids (rows keyed by attribute `key`)."""
+    for row in [row for row in rows if getattr(row, key) not in wanted]:
+        rows.remove(row)
+    have = {getattr(row, key) for row in rows}
+    rows.extend(make(wanted_id) for wanted_id in sorted(wanted - have))
+
+
 def _set_team_brands(session: Session, team: Team, brand_ids: Iterable[int]) -> None:
-    wanted = _require_ids(session, Brand, brand_ids, "brand_ids")
-    for row in [row for row in team.brands if row.brand_id not in wanted]:
-        team.brands.remove(row)
-    have = {row.brand_id for row in team.brands}
-    team.brands.extend(TeamBrand(brand_id=brand_id) for brand_id in sorted(wanted - have))
+    _sync_links(team.brands, "brand_id", _require_ids(session, Brand, brand_ids, "brand_ids"),
+                lambda brand_id: TeamBrand(brand_id=brand_id))
 
 
 def _set_team_members(session: Session, team: Team, agent_ids: Iterable[int]) -> None:
-    wanted = _require_ids(session, Agent, agent_ids, "member_ids")
-    for row in [row for row in team.members if row.agent_id not in wanted]:
-        team.members.remove(row)
-    have = {row.agent_id for row in team.members}
-    team.members.extend(TeamMember(agent_id=agent_id) for agent_id in sorted(wanted - have))
+    _sync_links(team.members, "agent_id", _require_ids(session, Agent, agent_ids, "member_ids"),
+                lambda agent_id: TeamMember(agent_id=agent_id))
 
 
 def do_create_team(session: Session, *, name: str, brand_ids: Iterable[int] = (),
@@ -306,11 +308,8 @@ def get_agent(session: Session, actor: Agent, agent_id: int) -> Agent:
 
 
 def _set_memberships(session: Session, agent: Agent, team_ids: Iterable[int]) -> None:
-    wanted = _require_ids(session, Team, team_ids, "team_ids")
-    for row in [row for row in agent.memberships if row.team_id not in wanted]:
-        agent.memberships.remove(row)
-    have = {row.team_id for row in agent.memberships}
-    agent.memberships.extend(TeamMember(team_id=team_id) for team_id in sorted(wanted - have))
+    _sync_links(agent.memberships, "team_id", _require_ids(session, Team, team_ids, "team_ids"),
+                lambda team_id: TeamMember(team_id=team_id))
 
 
 def normalise_email(email: str) -> str:
