@@ -31,13 +31,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (ALEMBIC, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json,
-                          wait_http, write_section)
+from bench.common import (
+    ALEMBIC,
+    OUT,
+    PY,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    log,
+    ms,
+    pct,
+    save_json,
+    wait_http,
+    write_section,
+)
 from bench.ingest import RELAIS_COUNT, load
-from bench.live_latency import collect
+from bench.live_latency import Agents, collect
 
 NAME = "embedded"
-PER_PROCESS = 25
 SQLITE_COUNT = RELAIS_COUNT.replace("%s", "?")
 
 
@@ -204,43 +215,18 @@ def measured_run(emb: Embedded, *, prefix: str, count: int, batch: int, rate: fl
 
 # ------------------------------------------------------------------ (b) live latency
 def run_agents(emb: Embedded, n_agents: int, rate: float, seconds: float) -> dict[str, Any]:
-    tokens = emb.world["agent_tokens"][:n_agents]
-    procs, outs = [], []
-    for start in range(0, n_agents, PER_PROCESS):
-        out = OUT / f"{NAME}-agents-{n_agents}-{start}.json"
-        outs.append(out)
-        procs.append(subprocess.Popen([PY, "-m", "bench.agents", "--url", emb.base_url, "--tokens",
-                                       ",".join(tokens[start:start + PER_PROCESS]), "--out", str(out)],
-                                      cwd=ROOT, stdout=subprocess.PIPE, text=True))
-    connected = 0
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            for line in p.stdout:
-                if line.startswith("READY"):
-                    connected += int(line.split()[1])
-                    break
-        log(f"{connected}/{n_agents} agents connected")
+    prefix = f"e{n_agents}x"
+    count = int(rate * seconds)
+    with Agents(emb.base_url, emb.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}") as agents:
+        log(f"{agents.connected}/{n_agents} agents connected")
         time.sleep(1.0)
-        prefix = f"e{n_agents}x"
-        count = int(rate * seconds)
         cpu0 = emb.cpu()
         watcher = SQLiteCountWatcher(emb, prefix, count, timeout=120)
         result = load(emb.base_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=16)
         watcher.wait()
         time.sleep(3.0)  # the last events on their way to the clients
         cpu = emb.cpu() - cpu0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)  # its clients disconnect one by one; bounded
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-    figures = collect(result, outs, prefix, n_agents=n_agents, connected=connected, rate=rate, count=count)
+    figures = collect(result, agents, prefix, n_agents=n_agents, rate=rate, count=count)
     return {**figures, "server_cpu_ms_per_msg": round(cpu * 1000 / count, 2)}
 
 

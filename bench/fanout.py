@@ -22,27 +22,41 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_json,
-                          write_section)
+from bench.common import (
+    OUT,
+    PY,
+    REDIS_URL,
+    ROOT,
+    Stack,
+    log,
+    machine_info,
+    machine_line,
+    ms,
+    pct,
+    save_json,
+    write_section,
+)
 
 NAME = "fanout"
 PAD = "x" * 600  # a message.created payload is ~0.8 KB
 
 
 def publish(redis_url: str, channel: str, count: int, rate: float, start_seq: int, room: str = "brand:1") -> None:
-    import socketio
+    """Publish `count` events the way a committing worker does (inbox/realtime/relay.py): one Redis message per
+    commit, here one event per commit (the worst case for the relay's coalescing)."""
+    import redis
 
-    manager = socketio.RedisManager(redis_url, channel=channel, write_only=True)
+    r = redis.Redis.from_url(redis_url)
     t0 = time.time()
     for n in range(count):
         if rate > 0:
             delay = t0 + n / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-        manager.emit("message.created", {"seq": start_seq + n, "data": {"t": time.time(), "external_id":
-                                                                         f"f{start_seq + n}", "text": PAD}},
-                     room=room, namespace="/")
-    time.sleep(0.2)  # let the manager's publishing thread flush
+        envelope = {"event": "message.created", "seq": start_seq + n, "rooms": [room],
+                    "data": {"t": time.time(), "external_id": f"f{start_seq + n}", "text": PAD}}
+        r.publish(channel, json.dumps([envelope]))
+    r.close()
 
 
 def proc_mem(pid: int) -> dict[str, int]:
@@ -94,7 +108,7 @@ class Clients:
 
 def measure_phases(stack: Stack, urls: list[str], tokens: list[str], per: int, burst: int, tag: str,
                    web_pids: list[int]) -> dict[str, Any]:
-    channel = stack.prefix + "socketio"
+    channel = stack.prefix + "live"
     before = [proc_mem(p) for p in web_pids]
     t_connect = time.time()
     clients = Clients(urls, tokens, per, tag)

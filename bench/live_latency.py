@@ -1,25 +1,41 @@
-"""Figure 2: live latency. `python -m bench.live_latency [--rate 20] [--agents 1 100]`
+"""Figure 2: live latency. `python -m bench.live_latency [--rate 200] [--seconds 10] [--plan "640:1,100,500"]`
 
-Time from the webhook POST (request start, at the load generator) to the `message.created` Socket.IO event
-at connected agents (python-socketio websocket clients with API-token auth, 25 per process, in separate
-processes), p50/p99, with 1 and 100 connected agents, at a modest open-loop rate. Reference measured in the
-same run: a bare Redis PUBLISH -> subscriber round trip at the same rate (bench.refs).
+Time from the webhook POST (request start, at the load generator) to the `message.created` event at every
+connected agent (Node socket.io-client websocket connections with API-token auth, bench/agents.mjs, 250 per
+process), p50/p99, with 1, 100 and 500 connected agents of the brand at 200 msg/s open loop. Reference measured
+in the same run: a bare Redis PUBLISH -> subscriber round trip at the same rate (bench.refs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, run_procs,
-                          save_json, write_section)
+from bench.common import (
+    OUT,
+    PY,
+    REDIS_URL,
+    ROOT,
+    Stack,
+    log,
+    machine_info,
+    machine_line,
+    ms,
+    pct,
+    run_procs,
+    save_json,
+    write_section,
+)
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "live_latency"
-PER_PROCESS = 25
+PER_PROCESS = 250
+NODE = shutil.which("node") or "node"
 
 
 def redis_reference(rate: float, count: int) -> dict[str, Any]:
@@ -38,61 +54,88 @@ def redis_reference(rate: float, count: int) -> dict[str, Any]:
             "max": max(lat) if lat else None}
 
 
+class Agents:
+    """`tokens` agent consoles as Node socket.io-client connections (bench/agents.mjs), PER_PROCESS per process.
+
+    Use as a context manager: entering connects them all (`connected`), leaving stops the processes and reads
+    what they received (`events`: [client, event, external_id, seq, recv epoch s]) and how many frames."""
+
+    def __init__(self, url: str, tokens: list[str], tag: str, events: str = "message.created"):
+        self.url, self.tokens, self.tag, self.event_names = url, tokens, tag, events
+        self.procs: list[subprocess.Popen] = []
+        self.outs: list[Path] = []
+        self.connected = self.connected_at_end = self.frames = 0
+        self.events: list[list[Any]] = []
+
+    def __enter__(self) -> "Agents":
+        for k, start in enumerate(range(0, len(self.tokens), PER_PROCESS)):
+            tokens_file, out = OUT / f"{self.tag}-tokens-{k}.txt", OUT / f"{self.tag}-agents-{k}.json"
+            tokens_file.write_text("\n".join(self.tokens[start:start + PER_PROCESS]))
+            self.outs.append(out)
+            self.procs.append(subprocess.Popen([NODE, str(ROOT / "bench" / "agents.mjs"), "--url", self.url,
+                                                "--tokens-file", str(tokens_file), "--out", str(out),
+                                                "--events", self.event_names],
+                                               cwd=ROOT, stdout=subprocess.PIPE, text=True))
+        for p in self.procs:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if line.startswith("READY"):
+                    self.connected += int(line.split()[1])
+                    break
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for k, (p, out) in enumerate(zip(self.procs, self.outs)):
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            (OUT / f"{self.tag}-tokens-{k}.txt").unlink(missing_ok=True)
+            if out.exists():
+                data = json.loads(out.read_text())
+                out.unlink()
+                self.connected_at_end += data["connected_at_end"]
+                self.frames += data["frames"]
+                self.events.extend(data["events"])
+
+
 def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float) -> dict[str, Any]:
-    tokens = stack.world["agent_tokens"][:n_agents]
-    procs, outs = [], []
-    for start in range(0, n_agents, PER_PROCESS):
-        out = OUT / f"agents-{n_agents}-{start}.json"
-        outs.append(out)
-        procs.append(subprocess.Popen([PY, "-m", "bench.agents", "--url", stack.base_url, "--tokens",
-                                       ",".join(tokens[start:start + PER_PROCESS]), "--out", str(out)],
-                                      cwd=ROOT, stdout=subprocess.PIPE, text=True))
-    connected = 0
-    for p in procs:
-        assert p.stdout is not None
-        for line in p.stdout:
-            if line.startswith("READY"):
-                connected += int(line.split()[1])
-                break
-    log(f"{connected}/{n_agents} agents connected")
-    time.sleep(1.0)
     prefix = f"l{n_agents}x"
     count = int(rate * seconds)
-    watcher = CountWatcher(stack, RELAIS_COUNT, prefix, count, timeout=120)
-    result = load(stack.base_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=16)
-    watcher.wait()
-    time.sleep(3.0)  # the last events on their way to the clients
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        p.wait(60)
-    return collect(result, outs, prefix, n_agents=n_agents, connected=connected, rate=rate, count=count)
+    with Agents(stack.base_url, stack.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}") as agents:
+        log(f"{agents.connected}/{n_agents} agents connected")
+        time.sleep(1.0)
+        cpu0 = stack.cpu_snapshot()
+        watcher = CountWatcher(stack, RELAIS_COUNT, prefix, count, timeout=120)
+        result = load(stack.base_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=32)
+        watcher.wait()
+        time.sleep(3.0)  # the last events on their way to the clients
+        cpu1 = stack.cpu_snapshot()
+    figures = collect(result, agents, prefix, n_agents=n_agents, rate=rate, count=count)
+    figures["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / count, 3) for k in cpu0}
+    return figures
 
 
-def collect(result: dict[str, Any], outs: list[Any], prefix: str, *, n_agents: int, connected: int,
-            rate: float, count: int) -> dict[str, Any]:
-    """Latency from each acked webhook POST to each agent's receipt of its message.created (the agents'
-    output files are read and removed), with the ack latencies."""
-    sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}
-    latencies, delivered, connected_end = [], 0, 0
-    for out in outs:
-        data = json.loads(out.read_text())
-        out.unlink()
-        connected_end += data["connected_at_end"]
-        for _client, mid, received in data["events"]:
-            if mid in sent:
-                latencies.append(received - sent[mid])
-                delivered += 1
+def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: int, rate: float,
+            count: int) -> dict[str, Any]:
+    """Latency from each acked webhook POST to each agent's receipt of its message.created, with the ack
+    latencies and the frames the agents received."""
+    sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}  # one loadgen process
+    latencies = [received - sent[mid] for _client, _event, mid, _seq, received in agents.events if mid in sent]
     ack = [r[3] - r[1] for r in result["rows"]]
-    return {"agents": n_agents, "connected": connected, "connected_at_end": connected_end, "rate": rate,
-            "messages": count, "acked": len(sent), "statuses": result["statuses"],
-            "expected_deliveries": len(sent) * connected, "delivered": delivered,
-            "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies) if latencies else None,
-            "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99)}
+    return {"agents": n_agents, "connected": agents.connected, "connected_at_end": agents.connected_at_end,
+            "rate": rate, "messages": count, "acked": len(sent), "statuses": result["statuses"],
+            "expected_deliveries": len(sent) * agents.connected, "delivered": len(latencies),
+            "frames": agents.frames, "p50": pct(latencies, 50), "p99": pct(latencies, 99),
+            "max": max(latencies) if latencies else None, "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99)}
 
 
-def run(rate: float = 20.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100),
-        threads: int = 64) -> dict[str, Any]:
+def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
+        threads: int = 640) -> dict[str, Any]:
     info = machine_info()
     results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": []}
     with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME) as stack:
@@ -104,7 +147,7 @@ def run(rate: float = 20.0, seconds: float = 10.0, agent_counts: tuple[int, ...]
             results["runs"].append(r)
             log(f"{n} agents: p50 {ms(r['p50'])} p99 {ms(r['p99'])}, delivered {r['delivered']}/"
                 f"{r['expected_deliveries']}, ack p99 {ms(r['ack_p99'])}")
-    save_json(NAME if threads == 64 else f"{NAME}-threads{threads}", results)
+    save_json(f"{NAME}-{rate:g}", results)
     return results
 
 
@@ -112,36 +155,43 @@ def report(all_results: list[dict[str, Any]]) -> str:
     first = all_results[0]
     ref = first["ref_redis"]
     lines = ["## 2. Live latency (webhook POST -> `message.created` at the agents)", "", machine_line(first["machine"]),
-             "", f"Open loop, {first['rate']:g} msg/s for {first['seconds']:g} s, single-entry webhooks; agents are "
-             "python-socketio websocket clients (API token auth), 25 per process; gunicorn gthread, 1 process, "
-             "2 RQ workers.", "",
-             "| run | gunicorn threads | agents connected (end) | deliveries | p50 | p99 | max | ratio p50 / p99 to Redis ref | ack p99 |",
-             "|---|---|---|---|---|---|---|---|---|",
-             f"| reference: bare Redis PUBLISH -> subscriber | | 1 | {ref['received']}/{ref['count']} | {ms(ref['p50'])} | "
-             f"{ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | |"]
+             "", f"Open loop, {first['rate']:g} msg/s for {first['seconds']:g} s, single-entry signed Meta webhooks "
+             "from one load-generator process; every agent is in the brand's team, so each agent receives every "
+             "message (the worst case). Agents are socket.io-client websocket connections (the console's library) "
+             f"in Node processes of {PER_PROCESS}, API-token auth; gunicorn gthread, 1 process, 2 RQ workers. "
+             "Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per commit, "
+             "one `events` frame per room set per delivery round.", "",
+             "| run | gunicorn threads | agents connected (end) | deliveries | frames per agent per s | p50 | p99 | max | "
+             "ratio p50 / p99 to Redis ref | ack p99 | CPU ms per message (web / workers) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| reference: bare Redis PUBLISH -> subscriber | | 1 | {ref['received']}/{ref['count']} | | "
+             f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | | |"]
     for res in all_results:
         ref = res["ref_redis"]
         for r in res["runs"]:
             ratio = (f"{r['p50'] / ref['p50']:.0f}x / {r['p99'] / ref['p99']:.0f}x"
                      if r["p50"] and ref["p50"] else "n/a")
-            lines.append(f"| **{r['agents']} agent(s)** | {res['threads']} | {r['connected']} ({r['connected_at_end']}) | "
-                         f"{r['delivered']}/{r['expected_deliveries']} | **{ms(r['p50'])}** | **{ms(r['p99'])}** | "
-                         f"{ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} |")
+            fps = r["frames"] / max(1, r["connected"]) / res["seconds"]
+            cpu = r.get("cpu_ms_per_msg", {})
+            lines.append(f"| **{r['agents']} agent(s), {r['rate']:g} msg/s** | {res['threads']} | {r['connected']} "
+                         f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
+                         f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} | "
+                         f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} |")
     lines += ["", "Raw data: `bench/out/live_latency*.json`."]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--plan", default="64:1,50;256:100",
+    parser.add_argument("--plan", default="640:1,100,500",
                         help="gunicorn threads:agent counts, ';' between stacks (each stack is fresh)")
     args = parser.parse_args()
     run_plan(args.rate, args.seconds, args.plan)
 
 
-def run_plan(rate: float = 20.0, seconds: float = 10.0, plan: str = "64:1,50;256:100") -> list[dict[str, Any]]:
+def run_plan(rate: float = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500") -> list[dict[str, Any]]:
     results = []
     for part in plan.split(";"):
         threads, counts = part.split(":")

@@ -30,16 +30,23 @@ def main() -> None:
     clients, failed = [], 0
     for i, token in enumerate(args.tokens.split(",")):
         client = socketio.Client(reconnection=False)
-        for name in args.events.split(","):
-            def handler(data, i=i, name=name):
-                now = time.time()
-                inner = (data or {}).get("data") or {}
-                row = [i, name, (data or {}).get("seq"), inner.get("t") if isinstance(inner, dict) else None, now]
+        wanted = set(args.events.split(","))
+
+        def handler(frame, i=i):  # the server sends `events` frames: lists of {"event", "seq", "data"}
+            now = time.time()
+            rows = []
+            for envelope in frame or []:
+                if envelope.get("event") not in wanted:
+                    continue
+                inner = envelope.get("data") or {}
+                row = [i, envelope["event"], envelope.get("seq"), inner.get("t") if isinstance(inner, dict) else None,
+                       now]
                 if args.keep_data:
                     row.append(inner)
-                with lock:
-                    events.append(row)
-            client.on(name, handler)
+                rows.append(row)
+            with lock:
+                events.extend(rows)
+        client.on("events", handler)
         try:
             client.connect(urls[i % len(urls)], auth={"token": token}, transports=["websocket"], wait_timeout=20)
             clients.append(client)

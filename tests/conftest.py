@@ -62,7 +62,7 @@ def migrate(url: str) -> None:
 @pytest.fixture(scope="session")
 def app(database_url: str, fake_meta: Any) -> Iterator[Any]:
     from config import load_settings
-    from inbox import create_app, jobs
+    from inbox import create_app, jobs, realtime
 
     migrate(database_url)
     settings = load_settings({"RELAIS_ENV": "test", "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex}) \
@@ -78,6 +78,7 @@ def app(database_url: str, fake_meta: Any) -> Iterator[Any]:
     timer = application.extensions.get("relais.sla_timer")
     if timer is not None:
         timer.stop()
+    realtime.stop(application)
     jobs.shutdown()
 
 

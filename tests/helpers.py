@@ -37,3 +37,9 @@ def delivery_status(app: Any, message_id: int) -> str | None:
         db.session.expire_all()
         message = db.session.get(Message, message_id)
         return message.delivery_status if message else None
+
+
+def on_live(sio: Any, handler: Callable[[str, dict[str, Any]], None]) -> None:
+    """Call `handler(event name, envelope)` for every event a python-socketio client receives: the server sends
+    them in `events` frames (lists of {"event", "seq", "data"})."""
+    sio.on("events", lambda frame: [handler(envelope["event"], envelope) for envelope in frame])

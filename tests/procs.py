@@ -275,8 +275,12 @@ class LiveEvents:
         self.sio.on("*", self._record)
 
     def _record(self, name: str, data: Any = None) -> None:
+        """Live and replayed events arrive in `events` frames: each envelope is recorded as (its event, it)."""
         with self._lock:
-            self._events.append((name, data))
+            if name == "events" and isinstance(data, list):
+                self._events.extend((envelope["event"], envelope) for envelope in data)
+            else:
+                self._events.append((name, data))
 
     def connect(self, url: str, auth: dict[str, Any] | None = None, timeout: float = 10.0,
                 transports: tuple[str, ...] = ("websocket",)) -> "LiveEvents":

@@ -1,8 +1,10 @@
 """Live events to agents' screens.
 
 `publish(session, name, data, rooms)` records the event in the caller's transaction (its row id is the `seq`)
-and emits it to the rooms only after that transaction commits; nothing is emitted for a rolled-back one.
-Rooms are chosen by the server: `agent:<id>`, `brand:<id>`, `admins`, `conversation:<id>`.
+and hands it to the relay only after that transaction commits; nothing leaves for a rolled-back one. The relay
+(`relay.py`) carries each commit's events to every serving process and emits them as `events` frames
+(`[{"event", "seq", "data"}, ...]`), coalesced per room set. Rooms are chosen by the server: `agent:<id>`,
+`brand:<id>`, `admins`.
 """
 from __future__ import annotations
 
@@ -16,24 +18,31 @@ from sqlalchemy.orm import Session
 
 from inbox.db import utcnow
 from inbox.models import RealtimeEvent
+from inbox.realtime.relay import Relay, envelopes
 
 log = logging.getLogger(__name__)
 
 socketio = SocketIO()
 _PENDING = "relais.pending_events"
-_emitter: Any = None  # the SocketIO server, or a write-only Redis manager in worker processes
+_relay: Relay | None = None  # this process's relay: publishes commits; in serving processes, also delivers
+
+
+def _emit_local(name: str, data: Any, rooms: list[str] | None) -> None:
+    socketio.emit(name, data, to=rooms, namespace="/")
 
 
 def init_app(app: Flask, *, serve: bool = True) -> None:
-    global _emitter
+    global _relay
     settings = app.extensions["relais.settings"]
-    channel = settings.redis_prefix + "socketio"
+    if _relay is not None:  # a new app in the same process (tests): one relay at a time
+        _relay.stop()
+    _relay = Relay(redis_url=settings.redis_url, channel=settings.redis_prefix + "live",
+                   emit=_emit_local if serve else None)
+    app.extensions["relais.relay"] = _relay
     if serve:
         socketio.init_app(
             app,
-            async_mode="threading",
-            message_queue=settings.redis_url,
-            channel=channel,
+            async_mode="threading",          # no message_queue: the relay carries events between processes
             manage_session=False,            # read the Flask session cookie of the handshake
             cors_allowed_origins=None,       # same origin only (the console is served by this app)
             ping_interval=20,
@@ -42,19 +51,21 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
             engineio_logger=False,
         )
         from inbox.realtime import handlers  # noqa: F401  (registers the socket handlers)
-        _emitter = socketio
-    else:
-        import socketio as sio
+        _relay.start()
 
-        _emitter = sio.RedisManager(settings.redis_url, channel=channel, write_only=True) \
-            if settings.redis_url else None
+
+def stop(app: Flask) -> None:
+    """Stop this app's relay thread (tests, before the database goes away)."""
+    relay = app.extensions.get("relais.relay")
+    if relay is not None:
+        relay.stop()
 
 
 def conversation_rooms(brand_id: int, conversation_id: int | None = None) -> list[str]:
-    rooms = [f"brand:{brand_id}", "admins"]
-    if conversation_id is not None:
-        rooms.append(f"conversation:{conversation_id}")
-    return rooms
+    """Who sees a conversation's events live: its brand's agents and the admins. (`conversation_id` is kept
+    for the callers' readability and a future per-conversation room; no socket joins such a room today.)"""
+    del conversation_id
+    return [f"brand:{brand_id}", "admins"]
 
 
 def publish(session: Session, name: str, data: dict[str, Any], rooms: list[str]) -> RealtimeEvent:
@@ -79,26 +90,14 @@ def discard_after(session: Session, count: int) -> None:
         del pending[count:]
 
 
-def emit_now(name: str, payload: dict[str, Any], rooms: list[str]) -> None:
-    if _emitter is None:
-        return
-    try:
-        _emitter.emit(name, payload, to=rooms, namespace="/")
-    except Exception:  # a live push failing must never undo committed work; clients catch up by seq
-        log.exception("could not emit %s", name)
-
-
 @sa_event.listens_for(Session, "after_commit")
 def _emit_after_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
         return
     pending = session.info.pop(_PENDING, None)
-    if not pending:
+    if not pending or _relay is None:
         return
-    for row in pending:
-        if row.id is None:
-            continue
-        emit_now(row.name, {"seq": row.id, "data": row.payload}, row.rooms)
+    _relay.publish(envelopes([row for row in pending if row.id is not None]))
 
 
 @sa_event.listens_for(Session, "after_rollback")

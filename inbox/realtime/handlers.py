@@ -12,6 +12,7 @@ from sqlalchemy import select
 from inbox.db import db
 from inbox.models import Agent, RealtimeEvent
 from inbox.realtime import socketio
+from inbox.realtime.relay import FRAME_MAX
 from inbox.services import access, presence
 from inbox.services.auth import agent_for_token
 
@@ -81,14 +82,12 @@ def replay(rooms: set[str], last_seq: int) -> int:
         query = query.where(RealtimeEvent.created_at >= anchor.created_at - REPLAY_OVERLAP)
     else:
         query = query.where(RealtimeEvent.id > last_seq)
-    sent = 0
-    for row in db.session.execute(query).scalars():
-        if row.id <= last_seq and anchor is None:
-            continue
-        if access.event_visible_to(row.rooms, rooms):
-            emit(row.name, {"seq": row.id, "data": row.payload, "replay": True}, to=request.sid)
-            sent += 1
-    return sent
+    batch = [{"event": row.name, "seq": row.id, "data": row.payload, "replay": True}
+             for row in db.session.execute(query).scalars()
+             if not (row.id <= last_seq and anchor is None) and access.event_visible_to(row.rooms, rooms)]
+    for start in range(0, len(batch), FRAME_MAX):  # the same `events` frames as live delivery
+        emit("events", batch[start:start + FRAME_MAX], to=request.sid)
+    return len(batch)
 
 
 @socketio.on("disconnect")

@@ -11,11 +11,19 @@ import socketio
 from sqlalchemy import func, select
 
 from inbox.db import db
-from inbox.demo.fake_meta import (feed_comment_payload, messaging_delivery, messaging_echo, messaging_edit,
-                                  messaging_read, messenger_message_payload, page_entry, page_payload)
+from inbox.demo.fake_meta import (
+    feed_comment_payload,
+    messaging_delivery,
+    messaging_echo,
+    messaging_edit,
+    messaging_read,
+    messenger_message_payload,
+    page_entry,
+    page_payload,
+)
 from inbox.models import Conversation, Message, WebhookEvent
 from tests.factories import OTHER_PAGE_ID, PAGE_ID, VERIFY_TOKEN
-from tests.helpers import bearer, delivery_status, post_meta, signed_meta, wait_until
+from tests.helpers import bearer, delivery_status, on_live, post_meta, signed_meta, wait_until
 
 
 def _list(client, token, **params):
@@ -37,8 +45,7 @@ def test_dm_in_listed_live_reply_out_sent(app, live_server, world, token_for, fa
     token = token_for(world.agent)
     received: list[tuple[str, dict]] = []
     sio = socketio.Client(reconnection=False)
-    for name in ("conversation.created", "conversation.updated", "message.created", "message.updated"):
-        sio.on(name, (lambda n: lambda data: received.append((n, data)))(name))
+    on_live(sio, lambda name, envelope: received.append((name, envelope)))
     sio.connect(live_server, auth={"token": token}, transports=["websocket"], wait_timeout=5)
     try:
         client = app.test_client()
@@ -306,7 +313,8 @@ def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):
 
     from inbox import realtime
 
-    with app.app_context(), mock.patch.object(realtime, "emit_now") as emitted:
+    relay = app.extensions["relais.relay"]
+    with app.app_context(), mock.patch.object(relay, "publish") as emitted:
         session = db.new_session()
         try:
             with session.begin():
@@ -314,6 +322,9 @@ def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):
                     realtime.publish(session, "message.created", {"probe": True}, ["admins"])
                 assert emitted.call_count == 0
             assert emitted.call_count == 1
+            (batch,), _ = emitted.call_args
+            assert [(e["event"], e["data"], e["rooms"]) for e in batch] == [("message.created", {"probe": True},
+                                                                            ["admins"])]
         finally:
             session.close()
 

@@ -16,7 +16,7 @@ from inbox.demo.fake_meta import messenger_message_payload
 from inbox.models import RealtimeEvent, SlaClock, SlaEvent
 from inbox.services import sla, sla_timer
 from tests.factories import PAGE_ID
-from tests.helpers import bearer, post_meta, wait_until
+from tests.helpers import bearer, on_live, post_meta, wait_until
 
 MAX_LATENESS = 2.0
 
@@ -53,8 +53,8 @@ def test_warning_then_breach_are_pushed_live_within_two_seconds(app, live_server
     create_policy(app.test_client(), admin, first_response_seconds=2, warning_ratio=0.5)
     received: list[tuple[str, float, dict[str, Any]]] = []
     sio = socketio.Client(reconnection=False)
-    for name in ("sla.warning", "sla.breached"):
-        sio.on(name, (lambda n: lambda data: received.append((n, time.time(), data)))(name))
+    on_live(sio, lambda name, envelope: received.append((name, time.time(), envelope))
+            if name in ("sla.warning", "sla.breached") else None)
     sio.connect(live_server, auth={"token": agent}, transports=["websocket"], wait_timeout=5)
     try:
         client = app.test_client()
@@ -79,7 +79,7 @@ def test_warning_then_breach_are_pushed_live_within_two_seconds(app, live_server
     state = client.get(f"/api/v1/conversations/{conversation['id']}", headers=bearer(agent)).get_json()["sla"][0]
     assert state["state"] == "breached" and state["calendar_seconds_left"] < 0
     (breached,) = pushed(app, "sla.breached")
-    assert f"conversation:{conversation['id']}" in breached["rooms"]
+    assert f"brand:{world.brand_id}" in breached["rooms"] and "admins" in breached["rooms"]
     kinds = [e["kind"] for e in client.get(f"/api/v1/conversations/{conversation['id']}/sla-events",
                                            headers=bearer(agent)).get_json()]
     assert kinds == ["started", "warned", "breached"]

@@ -33,6 +33,10 @@ export interface RealtimeOptions {
 /** Presence: the server marks an agent offline when a connected console stops sending these. */
 export const HEARTBEAT_INTERVAL_MS = 30_000;
 
+/** One entry of an `events` frame: the envelope plus the event's name. */
+type FrameItem = Envelope<unknown> & { event?: string; replay?: boolean };
+const KNOWN_EVENTS: ReadonlySet<ServerEventName> = new Set(SERVER_EVENTS);
+
 const defaultFactory: SocketFactory = (options) => io(options) as unknown as SocketLike;
 
 /**
@@ -121,9 +125,25 @@ export class RealtimeClient {
     socket.io.on("reconnect_attempt", () => this.setState("reconnecting"));
     socket.io.on("reconnect_failed", () => this.setState("offline"));
 
-    for (const event of SERVER_EVENTS) {
-      socket.on(event, (envelope: Envelope<ServerEvents[typeof event]>) => this.receive(event, envelope));
+    // Live and replayed events arrive in frames: one list per room set, in seq order (see inbox/realtime/relay.py).
+    socket.on("events", (frame: unknown) => this.receiveFrame(frame));
+    // The server lost events on their way to this socket (its Redis link came back): ask for them by seq.
+    socket.on("resync", () => {
+      if (this.tracker.lastSeq !== null) socket.emit?.("resume", { last_seq: this.tracker.lastSeq });
+    });
+  }
+
+  /** Applies every known event of an `events` frame; unknown names and malformed entries are skipped. */
+  receiveFrame(frame: unknown): number {
+    if (!Array.isArray(frame)) return 0;
+    let applied = 0;
+    for (const item of frame as FrameItem[]) {
+      const event = item?.event as ServerEventName;
+      if (KNOWN_EVENTS.has(event) && this.receive(event, item as Envelope<ServerEvents[ServerEventName]>)) {
+        applied += 1;
+      }
     }
+    return applied;
   }
 
   stop(): void {

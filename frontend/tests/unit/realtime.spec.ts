@@ -92,9 +92,11 @@ describe("RealtimeClient", () => {
     const { socket, events, auth, connects } = setup();
     socket.emit("connect");
     const data = conversation({ id: 1 });
-    socket.emit("conversation.updated", { seq: 1, data });
-    socket.emit("conversation.updated", { seq: 2, data });
-    socket.emit("conversation.updated", { seq: 2, data });
+    socket.emit("events", [
+      { event: "conversation.updated", seq: 1, data },
+      { event: "conversation.updated", seq: 2, data },
+    ]);
+    socket.emit("events", [{ event: "conversation.updated", seq: 2, data }]);
     expect(events.map((e) => e.seq)).toEqual([1, 2]);
 
     socket.emit("disconnect", "transport close");
@@ -102,9 +104,11 @@ describe("RealtimeClient", () => {
     expect(auth()).toEqual({ last_seq: 2 });
     socket.emit("connect");
     // The replay may repeat and reorder.
-    socket.emit("message.created", { seq: 4, data: { id: 9 } });
-    socket.emit("conversation.updated", { seq: 2, data });
-    socket.emit("message.updated", { seq: 3, data: { id: 9 } });
+    socket.emit("events", [
+      { event: "message.created", seq: 4, data: { id: 9 }, replay: true },
+      { event: "conversation.updated", seq: 2, data, replay: true },
+      { event: "message.updated", seq: 3, data: { id: 9 }, replay: true },
+    ]);
     expect(events.map((e) => [e.event, e.seq])).toEqual([
       ["conversation.updated", 1],
       ["conversation.updated", 2],
@@ -115,11 +119,32 @@ describe("RealtimeClient", () => {
     expect(connects.map((c) => c.resumed)).toEqual([false, true]);
   });
 
-  it("ignores malformed envelopes", () => {
-    const { socket, events } = setup();
-    socket.emit("conversation.updated", { data: conversation() });
-    socket.emit("conversation.updated", undefined);
+  it("ignores malformed frames, malformed envelopes and events it does not know", () => {
+    const { socket, events, client } = setup();
+    socket.emit("events", { event: "conversation.updated", seq: 1, data: conversation() });
+    socket.emit("events", undefined);
+    socket.emit("events", [
+      null,
+      { event: "conversation.updated", data: conversation() },
+      { event: "conversation.updated", seq: 2 },
+      { event: "agent.updated", seq: 3, data: { id: 1 } },
+      { seq: 4, data: {} },
+    ]);
     expect(events).toEqual([]);
+    expect(client.receiveFrame([{ event: "message.created", seq: 5, data: { id: 1 } }])).toBe(1);
+    expect(events.map((e) => e.seq)).toEqual([5]);
+  });
+
+  it("asks for what it missed when the server says its live feed had a gap", () => {
+    const { socket } = setup();
+    const resumes: unknown[] = [];
+    socket.on("resume", (payload: unknown) => resumes.push(payload));
+    socket.emit("connect");
+    socket.emit("resync"); // nothing seen yet: nothing to resume from
+    expect(resumes).toEqual([]);
+    socket.emit("events", [{ event: "message.created", seq: 7, data: { id: 1 } }]);
+    socket.emit("resync");
+    expect(resumes).toEqual([{ last_seq: 7 }]);
   });
 
   it("reports connected / reconnecting / offline", () => {

@@ -1,0 +1,174 @@
+"""Carries committed live events to the sockets of every serving process, coalesced under load.
+
+Each committed transaction's events leave as ONE message: a Redis PUBLISH on `<REDIS_PREFIX>live` when Redis is
+configured (so web processes, RQ workers and the SLA timer all reach every web process), otherwise an
+in-process queue (the embedded mode: one process). Every serving process runs one relay thread. It takes what
+has arrived while it was delivering the previous round, groups the envelopes by their rooms and emits ONE
+`events` frame per group: `[{"event", "seq", "data"}, ...]` in seq order.
+
+Why: the cost of a live update is per frame and per socket (a queue put, a thread wake-up and a websocket write
+each), not per byte. One frame per event made 500 agents x 200 msg/s x 2 events a burst no Python process can
+write. With rounds, an idle system still sends each commit at once (a round of one), and a busy one sends
+bigger frames instead of more frames: a socket gets at most one frame per round however fast events arrive.
+
+Redis pub/sub keeps nothing: events published while a web process is cut from Redis never reach its sockets.
+The database has them (`realtime_events`), so when the relay's subscription comes back it tells its sockets
+`resync`, and each client asks for what it missed with `resume` (its last seq), like after a reconnect.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+FRAME_MAX = 250          # envelopes per frame: bounds a frame's size when a round is large
+ROUND_MAX = 1000         # published messages (commits) taken in one round
+RECONNECT_DELAY = (0.2, 5.0)  # Redis subscription retry: first and longest wait, doubling in between
+
+Envelope = dict[str, Any]
+Emit = Callable[[str, Any, list[str]], None]
+
+
+def envelopes(rows: list[Any]) -> list[Envelope]:
+    """The wire form of committed RealtimeEvent rows: what one commit publishes."""
+    return [{"event": r.name, "seq": r.id, "data": r.payload, "rooms": list(r.rooms)} for r in rows]
+
+
+def frames(batches: list[list[Envelope]]) -> list[tuple[list[str], list[Envelope]]]:
+    """Group the envelopes of several commits by their rooms, keeping seq order inside each group.
+
+    Returns (rooms, envelopes) pairs, at most FRAME_MAX envelopes each; "rooms" is dropped from the envelopes
+    (a client never needs to know which rooms an event went to)."""
+    groups: dict[tuple[str, ...], list[Envelope]] = {}
+    for batch in batches:
+        for item in batch:
+            rooms = tuple(item["rooms"])
+            groups.setdefault(rooms, []).append({k: v for k, v in item.items() if k != "rooms"})
+    out = []
+    for rooms, items in groups.items():
+        items.sort(key=lambda e: e["seq"])
+        for start in range(0, len(items), FRAME_MAX):
+            out.append((list(rooms), items[start:start + FRAME_MAX]))
+    return out
+
+
+class Relay:
+    """The publishing side (any process) and, in serving processes, the delivering thread."""
+
+    def __init__(self, *, redis_url: str | None, channel: str, emit: Emit | None) -> None:
+        self.channel = channel
+        self._emit = emit
+        self._redis: Any = None
+        self._local: queue.Queue[list[Envelope]] | None = None
+        if redis_url:
+            from redis import Redis
+            # named, so an operator (or a test) can find this process's subscription in CLIENT LIST
+            self._redis = Redis.from_url(redis_url, client_name=f"relais-live-relay:{channel}")
+        elif emit is not None:
+            self._local = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0      # delivered rounds, frames and envelopes: what bench and tests read
+        self.frames = 0
+        self.delivered = 0
+
+    # -------------------------------------------------------------- publishing
+    def publish(self, batch: list[Envelope]) -> None:
+        """Send one commit's envelopes to every serving process; never raises (the rows are in the database)."""
+        if not batch:
+            return
+        if self._local is not None:
+            self._local.put(batch)
+            return
+        if self._redis is None:
+            return  # no Redis and no sockets here (a CLI command): clients get these by replay
+        try:
+            self._redis.publish(self.channel, json.dumps(batch, separators=(",", ":"), default=str))
+        except Exception:  # a live push failing must never undo committed work; clients catch up by seq
+            log.exception("could not publish %d live event(s)", len(batch))
+
+    # -------------------------------------------------------------- delivering
+    def start(self) -> "Relay":
+        if self._emit is not None and self._thread is None:
+            target = self._run_local if self._local is not None else self._run_redis
+            self._thread = threading.Thread(target=target, name="relais-live-relay", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def deliver(self, batches: list[list[Envelope]]) -> None:
+        assert self._emit is not None
+        for rooms, items in frames(batches):
+            try:
+                self._emit("events", items, rooms)
+            except Exception:  # one bad frame must not stop the relay
+                log.exception("could not deliver %d live event(s) to %s", len(items), rooms)
+                continue
+            self.frames += 1
+            self.delivered += len(items)
+        self.rounds += 1
+
+    def _run_local(self) -> None:
+        assert self._local is not None
+        while not self._stop.is_set():
+            try:
+                first = self._local.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batches = [first]
+            while len(batches) < ROUND_MAX:
+                try:
+                    batches.append(self._local.get_nowait())
+                except queue.Empty:
+                    break
+            self.deliver(batches)
+
+    def _run_redis(self) -> None:
+        delay, subscribed_before = RECONNECT_DELAY[0], False
+        while not self._stop.is_set():
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.channel)
+                if subscribed_before:  # events published while we were cut off are only in the database
+                    log.warning("live relay: Redis subscription restored; asking clients to resume")
+                    self._emit_safely("resync", {}, None)
+                subscribed_before, delay = True, RECONNECT_DELAY[0]
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None:
+                        continue
+                    raw = [message["data"]]
+                    while len(raw) < ROUND_MAX:
+                        more = pubsub.get_message(timeout=0.0)
+                        if more is None:
+                            break
+                        raw.append(more["data"])
+                    self.deliver([json.loads(data) for data in raw])
+            except Exception:
+                if self._stop.is_set():
+                    break
+                log.exception("live relay: Redis subscription lost; retrying in %.1fs", delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RECONNECT_DELAY[1])
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # noqa: BLE001  (closing a dead connection)
+                    pass
+
+    def _emit_safely(self, name: str, data: Any, rooms: list[str] | None) -> None:
+        try:
+            assert self._emit is not None
+            self._emit(name, data, rooms)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("could not emit %s", name)
+

@@ -1,0 +1,81 @@
+"""The live relay over Redis: one message per commit reaches every serving process; a lost subscription is
+restored and the process's sockets are told to `resync` (Redis pub/sub keeps nothing, the database does)."""
+from __future__ import annotations
+
+import json
+import queue
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from inbox.realtime.relay import Relay
+from tests.services import redis_url, require_or_skip_redis
+
+
+@pytest.fixture
+def channel() -> str:
+    require_or_skip_redis()
+    return f"relais-test-{uuid.uuid4().hex}:live"
+
+
+def _recorder() -> tuple[queue.Queue[tuple[str, Any, Any]], Any]:
+    got: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+    return got, lambda name, data, rooms: got.put((name, data, rooms))
+
+
+def _wait_subscribed(r: Any, channel: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if r.pubsub_numsub(channel)[0][1] >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the relay did not subscribe")
+
+
+def test_commits_published_anywhere_reach_every_serving_process(channel: str) -> None:
+    import redis
+
+    got_a, emit_a = _recorder()
+    got_b, emit_b = _recorder()
+    web_a = Relay(redis_url=redis_url(), channel=channel, emit=emit_a).start()
+    web_b = Relay(redis_url=redis_url(), channel=channel, emit=emit_b).start()
+    worker = Relay(redis_url=redis_url(), channel=channel, emit=None)  # an RQ worker: publishes only
+    r = redis.Redis.from_url(redis_url())
+    try:
+        deadline = time.monotonic() + 5
+        while r.pubsub_numsub(channel)[0][1] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        worker.publish([{"event": "message.created", "seq": 1, "data": {"text": "<b>hi</b>"},
+                         "rooms": ["brand:1", "admins"]}])
+        for got in (got_a, got_b):
+            name, data, rooms = got.get(timeout=5)
+            assert (name, rooms) == ("events", ["brand:1", "admins"])
+            assert data == [{"event": "message.created", "seq": 1, "data": {"text": "<b>hi</b>"}}]
+    finally:
+        web_a.stop()
+        web_b.stop()
+        r.close()
+
+
+def test_a_lost_subscription_comes_back_and_tells_the_sockets_to_resync(channel: str) -> None:
+    import redis
+
+    got, emit = _recorder()
+    web = Relay(redis_url=redis_url(), channel=channel, emit=emit).start()
+    r = redis.Redis.from_url(redis_url())
+    try:
+        _wait_subscribed(r, channel)
+        name = f"relais-live-relay:{channel}"
+        ids = [c["id"] for c in r.client_list() if c.get("name") == name and "sub" in c and int(c["sub"]) > 0]
+        assert ids, "the relay's subscription is named in CLIENT LIST"
+        for client_id in ids:
+            r.client_kill_filter(_id=client_id)
+        assert got.get(timeout=10)[:1] == ("resync",)  # sockets are asked to resume by seq
+        _wait_subscribed(r, channel)
+        r.publish(channel, json.dumps([{"event": "message.created", "seq": 9, "data": {}, "rooms": ["admins"]}]))
+        assert got.get(timeout=5) == ("events", [{"event": "message.created", "seq": 9, "data": {}}], ["admins"])
+    finally:
+        web.stop()
+        r.close()

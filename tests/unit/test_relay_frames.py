@@ -1,0 +1,81 @@
+"""How the live relay turns committed events into `events` frames (inbox/realtime/relay.py)."""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from inbox.realtime import relay
+from inbox.realtime.relay import Relay, frames
+
+
+def env(seq: int, rooms: list[str], event: str = "message.created") -> dict[str, Any]:
+    return {"event": event, "seq": seq, "data": {"n": seq}, "rooms": rooms}
+
+
+def test_commits_are_grouped_by_room_set_in_seq_order_without_their_rooms() -> None:
+    brand1, brand2, agent = ["brand:1", "admins"], ["brand:2", "admins"], ["agent:7", "brand:1", "admins"]
+    out = frames([[env(3, brand1), env(4, brand2)], [env(1, brand1)], [env(5, agent, "sla.breached")]])
+    assert [(rooms, [e["seq"] for e in items]) for rooms, items in out] == [
+        (brand1, [1, 3]), (brand2, [4]), (agent, [5])]
+    assert out[2][1] == [{"event": "sla.breached", "seq": 5, "data": {"n": 5}}]  # rooms are not sent to clients
+
+
+def test_a_large_round_is_cut_into_bounded_frames() -> None:
+    rooms = ["brand:1", "admins"]
+    out = frames([[env(n, rooms) for n in range(relay.FRAME_MAX * 2 + 1)]])
+    assert [len(items) for _, items in out] == [relay.FRAME_MAX, relay.FRAME_MAX, 1]
+    assert [e["seq"] for _, items in out for e in items] == list(range(relay.FRAME_MAX * 2 + 1))
+
+
+def test_embedded_relay_coalesces_what_arrived_while_it_was_busy() -> None:
+    """A slow emit (many sockets) makes the next round bigger, not the number of frames."""
+    emitted: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+    gate, writing = threading.Event(), threading.Event()
+
+    def emit(name: str, data: Any, rooms: Any) -> None:
+        writing.set()
+        gate.wait(5)  # the first round is "writing to 500 sockets" until the test lets it go
+        emitted.put((name, data, rooms))
+
+    live = Relay(redis_url=None, channel="unused", emit=emit).start()
+    try:
+        live.publish([env(1, ["brand:1", "admins"])])
+        assert writing.wait(5)
+        for seq in range(2, 12):  # ten commits while the first round is still being written
+            live.publish([env(seq, ["brand:1", "admins"])])
+        gate.set()
+        first = emitted.get(timeout=5)
+        second = emitted.get(timeout=5)
+        assert [e["seq"] for e in first[1]] == [1]
+        assert [e["seq"] for e in second[1]] == list(range(2, 12))  # one frame for ten commits
+        assert (first[0], second[0]) == ("events", "events")
+        assert live.rounds == 2 and live.frames == 2 and live.delivered == 11
+    finally:
+        live.stop()
+
+
+def test_a_failing_emit_does_not_stop_the_relay() -> None:
+    calls: list[Any] = []
+
+    def emit(name: str, data: Any, rooms: Any) -> None:
+        calls.append(data)
+        if len(calls) == 1:
+            raise RuntimeError("socket gone")
+
+    live = Relay(redis_url=None, channel="unused", emit=emit).start()
+    try:
+        live.publish([env(1, ["brand:1"])])
+        live.publish([env(2, ["brand:2"])])
+        deadline = threading.Event()
+        for _ in range(250):
+            if len(calls) >= 2:
+                break
+            deadline.wait(0.02)
+        assert [c[0]["seq"] for c in calls] == [1, 2]
+    finally:
+        live.stop()
+
+
+def test_a_process_without_sockets_or_redis_publishes_nowhere() -> None:
+    Relay(redis_url=None, channel="unused", emit=None).publish([env(1, ["admins"])])  # no error, no thread
