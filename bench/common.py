@@ -333,5 +333,10 @@ def delete_redis_prefix(prefix: str) -> int:
     deleted = 0
     for key in keys:
         deleted += r.delete(key)
+    # RQ's global sets name every queue and worker ever registered: forget ours (as tests/procs.py does)
+    for registry in ("rq:queues", "rq:workers"):
+        ours = [member for member in r.smembers(registry) if prefix.encode() in member]
+        if ours:
+            r.srem(registry, *ours)
     r.close()
     return deleted
