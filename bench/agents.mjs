@@ -6,7 +6,8 @@
 //   node bench/agents.mjs --url http://127.0.0.1:P --tokens-file F --out OUT.json [--events message.created]
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
-// {"connected", "connected_at_end", "failed", "frames", "events": [[client, event, external_id, seq, recv_epoch_s], ...]}
+// {"connected", "connected_at_end", "failed", "frames",
+//  "events": [[client, event, external_id, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -38,7 +39,7 @@ function connect(token, i) {
       const t = now();
       frames += 1;
       for (const e of frame) {
-        if (wanted.has(e.event)) events.push([i, e.event, e.data?.external_id ?? null, e.seq, t]);
+        if (wanted.has(e.event)) events.push([i, e.event, e.data?.external_id ?? null, e.seq, t, e.data?.t ?? null]);
       }
     });
     socket.once("connect", () => { sockets.push(socket); resolve(true); });

@@ -31,20 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    ALEMBIC,
-    OUT,
-    PY,
-    ROOT,
-    cpu_seconds,
-    free_port,
-    log,
-    ms,
-    pct,
-    save_json,
-    wait_http,
-    write_section,
-)
+from bench.common import (ALEMBIC, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json, wait_http,
+                          write_section)
 from bench.ingest import RELAIS_COUNT, load
 from bench.live_latency import Agents, collect
 

@@ -2,10 +2,11 @@
 
 One web process, `gunicorn -w 1 -k gthread --threads 600 wsgi:app`: in Flask-SocketIO's threading mode each
 websocket holds one gunicorn thread for its whole life, so 500 consoles need 500+ threads (the README's 64
-would admit 64). `--clients` python-socketio clients (websocket transport, API-token auth, agents of brand 1),
-`--per-process` per client process. Events are published the way workers publish them: a write-only
-`socketio.RedisManager` on the app's channel, `message.created` to room `brand:1` (from a separate process),
-so the figure isolates the web process' fan-out from ingest.
+would admit 64). `--clients` Node socket.io-client connections (bench/agents.mjs: websocket transport, API-token
+auth, agents of brand 1), `--per-process` per Node process. Events are published the way committing workers
+publish them (inbox/realtime/relay.py): one Redis message per commit on the app's `<prefix>live` channel, here
+one `message.created` to room `brand:1` per message (from a separate process), so the figure isolates the web
+process' fan-out from ingest.
   * latency at a low rate (5 events/s): publish -> received, p50/p99 over every (client, event);
   * throughput: a burst of `--burst` events published at once; deliveries/s = deliveries / (last receipt -
     first publish), and how many of the expected deliveries arrived;
@@ -16,26 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    OUT,
-    PY,
-    REDIS_URL,
-    ROOT,
-    Stack,
-    log,
-    machine_info,
-    machine_line,
-    ms,
-    pct,
-    save_json,
-    write_section,
-)
+from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_json,
+                          write_section)
+from bench.live_latency import Agents
 
 NAME = "fanout"
 PAD = "x" * 600  # a message.created payload is ~0.8 KB
@@ -65,53 +54,12 @@ def proc_mem(pid: int) -> dict[str, int]:
     return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
 
 
-class Clients:
-    """`n` socket.io clients over ceil(n / per) processes (bench.sio_listen); urls round-robin."""
-
-    def __init__(self, urls: list[str], tokens: list[str], per: int, tag: str):
-        self.procs: list[subprocess.Popen] = []
-        self.outs: list[Path] = []
-        self.connected = 0
-        for k, start in enumerate(range(0, len(tokens), per)):
-            out = OUT / f"{tag}-clients-{k}.json"
-            self.outs.append(out)
-            # each process' clients go to one web process (sticky, as a load balancer would do)
-            url = urls[k % len(urls)]
-            self.procs.append(subprocess.Popen([PY, "-m", "bench.sio_listen", "--url", url, "--tokens",
-                                                ",".join(tokens[start:start + per]), "--out", str(out)],
-                                               cwd=ROOT, stdout=subprocess.PIPE, text=True))
-        for p in self.procs:
-            assert p.stdout is not None
-            for line in p.stdout:
-                if line.startswith("READY"):
-                    self.connected += int(line.split()[1])
-                    break
-
-    def stop(self) -> dict[str, Any]:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        events, at_end = [], 0
-        for p, out in zip(self.procs, self.outs):
-            try:
-                p.wait(120)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if out.exists():
-                data = json.loads(out.read_text())
-                out.unlink()
-                at_end += data["connected_at_end"]
-                events.extend(data["events"])
-        return {"events": events, "connected_at_end": at_end}
-
-
 def measure_phases(stack: Stack, urls: list[str], tokens: list[str], per: int, burst: int, tag: str,
                    web_pids: list[int]) -> dict[str, Any]:
     channel = stack.prefix + "live"
     before = [proc_mem(p) for p in web_pids]
     t_connect = time.time()
-    clients = Clients(urls, tokens, per, tag)
+    clients = Agents(urls, tokens, tag, per=per).__enter__()
     connect_s = time.time() - t_connect
     time.sleep(2.0)
     after = [proc_mem(p) for p in web_pids]
@@ -140,11 +88,12 @@ def measure_phases(stack: Stack, urls: list[str], tokens: list[str], per: int, b
     cpu_burst = sum(_cpu(p) for p in web_pids) - web0
     cpu_clients = sum(_cpu(p) for p in client_pids) - cli0
     result = clients.stop()
-    low = [e[4] - e[3] for e in result["events"] if e[2] is not None and e[2] < 100000 and e[3]]
-    burst_rows = [e for e in result["events"] if e[2] is not None and e[2] >= 100000]
-    first_pub = min((e[3] for e in burst_rows), default=t_burst)
+    # rows: [client, event, external_id, seq, received, published t]
+    low = [e[4] - e[5] for e in result["events"] if e[3] is not None and e[3] < 100000 and e[5]]
+    burst_rows = [e for e in result["events"] if e[3] is not None and e[3] >= 100000]
+    first_pub = min((e[5] for e in burst_rows), default=t_burst)
     last_recv = max((e[4] for e in burst_rows), default=t_burst)
-    burst_lat = [e[4] - e[3] for e in burst_rows]
+    burst_lat = [e[4] - e[5] for e in burst_rows]
     return {
         "clients": len(tokens), "connected": clients.connected, "connected_at_end": result["connected_at_end"],
         "connect_seconds": connect_s, "web_before": before, "web_after": after,
@@ -159,6 +108,7 @@ def measure_phases(stack: Stack, urls: list[str], tokens: list[str], per: int, b
         "burst_p50": pct(burst_lat, 50), "burst_p99": pct(burst_lat, 99),
         "web_cpu_ms_per_delivery": cpu_burst * 1000 / max(1, len(burst_rows)),
         "client_cpu_ms_per_delivery": cpu_clients * 1000 / max(1, len(burst_rows)),
+        "frames": result["frames"],
         "web_cpu_s_burst": cpu_burst, "client_cpu_s_burst": cpu_clients,
     }
 
@@ -168,7 +118,7 @@ def _cpu(pid: int) -> float:
     return cpu_seconds(pid)
 
 
-def run(n_clients: int = 500, per: int = 50, threads: int = 600, burst: int = 200) -> dict[str, Any]:
+def run(n_clients: int = 500, per: int = 250, threads: int = 600, burst: int = 200) -> dict[str, Any]:
     from bench.live_latency import redis_reference
 
     info = machine_info()
@@ -193,9 +143,11 @@ def report(res: dict[str, Any]) -> str:
         "## 7. Live fan-out from one web process", "", machine_line(res["machine"]), "",
         f"`gunicorn -w 1 -k gthread --threads {res['threads']} wsgi:app` (threading mode: **each websocket holds "
         f"one gthread thread for its life**, so {r['clients']} consoles need more than {r['clients']} threads; "
-        "the README sizes `--threads` as agents + ~32). Clients: python-socketio, websocket transport, API tokens, "
-        f"{r['clients']} agents of brand 1 in processes of 50. Events: `message.created` to `brand:1`, published "
-        "through the app's Redis channel by a write-only `socketio.RedisManager` in another process (as workers do).",
+        "the README sizes `--threads` as agents + ~32). Clients: Node socket.io-client (bench/agents.mjs), websocket "
+        f"transport, API tokens, {r['clients']} agents of brand 1. Events: `message.created` to `brand:1`, one Redis "
+        "message each on the app's live channel from another process (as a worker's commit does); the web process's "
+        f"relay coalesces what arrives during a round into one `events` frame ({r.get('frames', 'n/a')} frames "
+        "received in all).",
         "",
         "| measure | value | reference (same run) | ratio |", "|---|---|---|---|",
         f"| clients connected (at the end) | {r['connected']} ({r['connected_at_end']}) of {r['clients']}, in "
@@ -213,19 +165,15 @@ def report(res: dict[str, Any]) -> str:
         f"| clients dropped during the burst | **{r['connected'] - r['connected_at_end']} of {r['connected']}** | | |",
         f"| web worker RSS / threads | {b['rss_kb'] / 1024:.0f} MiB, {b['threads']} threads -> {a['rss_kb'] / 1024:.0f} "
         f"MiB, {a['threads']} threads | | **{r['rss_per_connection_kb']:.0f} KiB per connection** |",
-        "", "The client processes (python-socketio, one thread per client) run on the same 2 cores and take a "
-        "large share of them, so the deliveries/s are a floor for the web process, not its ceiling. The drops: the "
-        "python-engineio client aborts its write loop after max(ping_interval, ping_timeout) + 5 = 25 s without "
-        "anything to write (`packet queue is empty, aborting`), and it writes only to answer the server's ping, so a "
-        "backlog of more than ~5 s at a ping instant drops it (browsers' engine.io waits 40 s). Dropped clients "
-        "reconnect and replay from `last_seq` in the console; here they do not reconnect.",
+        "", "The Node client processes run on the same 2 cores, so the deliveries/s are a floor for the web process, "
+        "not its ceiling.",
         "", f"Raw data: `bench/out/{NAME}.json`."])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=500)
-    parser.add_argument("--per-process", type=int, default=50)
+    parser.add_argument("--per-process", type=int, default=250)
     parser.add_argument("--threads", type=int, default=600)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--report-only", action="store_true")

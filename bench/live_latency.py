@@ -16,21 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    OUT,
-    PY,
-    REDIS_URL,
-    ROOT,
-    Stack,
-    log,
-    machine_info,
-    machine_line,
-    ms,
-    pct,
-    run_procs,
-    save_json,
-    write_section,
-)
+from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, run_procs,
+                          save_json, write_section)
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "live_latency"
@@ -55,24 +42,29 @@ def redis_reference(rate: float, count: int) -> dict[str, Any]:
 
 
 class Agents:
-    """`tokens` agent consoles as Node socket.io-client connections (bench/agents.mjs), PER_PROCESS per process.
+    """`tokens` agent consoles as Node socket.io-client connections (bench/agents.mjs), `per` per process; process
+    k connects to urls[k % len(urls)] (sticky, as a load balancer would do).
 
-    Use as a context manager: entering connects them all (`connected`), leaving stops the processes and reads
-    what they received (`events`: [client, event, external_id, seq, recv epoch s]) and how many frames."""
+    Use as a context manager (or call `stop()`): entering connects them all (`connected`), leaving stops the
+    processes and reads what they received: `events` = [client, event, external_id, seq, recv epoch s, data.t],
+    `frames`, `connected_at_end`."""
 
-    def __init__(self, url: str, tokens: list[str], tag: str, events: str = "message.created"):
-        self.url, self.tokens, self.tag, self.event_names = url, tokens, tag, events
+    def __init__(self, urls: str | list[str], tokens: list[str], tag: str, events: str = "message.created",
+                 per: int = PER_PROCESS):
+        self.urls = [urls] if isinstance(urls, str) else urls
+        self.tokens, self.tag, self.event_names, self.per = tokens, tag, events, per
         self.procs: list[subprocess.Popen] = []
         self.outs: list[Path] = []
         self.connected = self.connected_at_end = self.frames = 0
         self.events: list[list[Any]] = []
 
     def __enter__(self) -> "Agents":
-        for k, start in enumerate(range(0, len(self.tokens), PER_PROCESS)):
+        for k, start in enumerate(range(0, len(self.tokens), self.per)):
             tokens_file, out = OUT / f"{self.tag}-tokens-{k}.txt", OUT / f"{self.tag}-agents-{k}.json"
-            tokens_file.write_text("\n".join(self.tokens[start:start + PER_PROCESS]))
+            tokens_file.write_text("\n".join(self.tokens[start:start + self.per]))
             self.outs.append(out)
-            self.procs.append(subprocess.Popen([NODE, str(ROOT / "bench" / "agents.mjs"), "--url", self.url,
+            self.procs.append(subprocess.Popen([NODE, str(ROOT / "bench" / "agents.mjs"),
+                                                "--url", self.urls[k % len(self.urls)],
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
                                                 "--events", self.event_names],
                                                cwd=ROOT, stdout=subprocess.PIPE, text=True))
@@ -85,6 +77,9 @@ class Agents:
         return self
 
     def __exit__(self, *_exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> dict[str, Any]:
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -101,6 +96,8 @@ class Agents:
                 self.connected_at_end += data["connected_at_end"]
                 self.frames += data["frames"]
                 self.events.extend(data["events"])
+        self.procs, self.outs = [], []
+        return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
 
 
 def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -125,7 +122,7 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
     """Latency from each acked webhook POST to each agent's receipt of its message.created, with the ack
     latencies and the frames the agents received."""
     sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}  # one loadgen process
-    latencies = [received - sent[mid] for _client, _event, mid, _seq, received in agents.events if mid in sent]
+    latencies = [row[4] - sent[row[2]] for row in agents.events if row[2] in sent]
     ack = [r[3] - r[1] for r in result["rows"]]
     return {"agents": n_agents, "connected": agents.connected, "connected_at_end": agents.connected_at_end,
             "rate": rate, "messages": count, "acked": len(sent), "statuses": result["statuses"],

@@ -79,7 +79,7 @@ def run_config(n: int, messages: int, clients: int, burst: int) -> dict[str, Any
         res["ingest"] = ingest_run(stack, urls, messages)
         log(f"{n}+{n}: ingest {res['ingest']['msgs_per_s'] or 0:.1f} msg/s listed, ack "
             f"{res['ingest']['ack_msgs_per_s']:.0f} msg/s")
-        res["fanout"] = measure_phases(stack, urls, stack.world["agent_tokens"][:clients], 50, burst,
+        res["fanout"] = measure_phases(stack, urls, stack.world["agent_tokens"][:clients], 100, burst,
                                        f"{NAME}-{n}", web_pids)
         log(f"{n}+{n}: fan-out {res['fanout']['deliveries_per_s']:.0f} deliveries/s")
     return res
