@@ -9,7 +9,7 @@ and hands it to the relay only after that transaction commits; nothing leaves fo
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 socketio = SocketIO()
 _PENDING = "relais.pending_events"
+_ACCESS = "relais.access_changed"
 _relay: Relay | None = None  # this process's relay: publishes commits; in serving processes, also delivers
 
 
@@ -36,8 +37,12 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
     settings = app.extensions["relais.settings"]
     if _relay is not None:  # a new app in the same process (tests): one relay at a time
         _relay.stop()
+    on_control = None
+    if serve:
+        from inbox.realtime.handlers import control_handler
+        on_control = control_handler(app)
     _relay = Relay(redis_url=settings.redis_url, channel=settings.redis_prefix + "live",
-                   emit=_emit_local if serve else None)
+                   emit=_emit_local if serve else None, on_control=on_control)
     app.extensions["relais.relay"] = _relay
     if serve:
         socketio.init_app(
@@ -76,6 +81,13 @@ def publish(session: Session, name: str, data: dict[str, Any], rooms: list[str])
     return row
 
 
+def access_changed(session: Session, agent_ids: Iterable[int]) -> None:
+    """Once `session` commits, every serving process re-checks these agents' open sockets: rooms follow their
+    new access (team, brands, role), and a deactivated agent, a signed-out session or a revoked token is
+    disconnected. Without this, an open socket would keep the access it had when it connected."""
+    session.info.setdefault(_ACCESS, set()).update(int(a) for a in agent_ids)
+
+
 def pending_count(session: Session) -> int:
     return len(session.info.get(_PENDING, []))
 
@@ -95,12 +107,17 @@ def _emit_after_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
         return
     pending = session.info.pop(_PENDING, None)
-    if not pending or _relay is None:
+    changed = session.info.pop(_ACCESS, None)
+    if _relay is None:
         return
-    _relay.publish(envelopes([row for row in pending if row.id is not None]))
+    if pending:
+        _relay.publish(envelopes([row for row in pending if row.id is not None]))
+    if changed:
+        _relay.publish({"control": "access", "agent_ids": sorted(changed)})
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     if not session.in_nested_transaction():
         session.info.pop(_PENDING, None)
+        session.info.pop(_ACCESS, None)

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
-from flask import request, session
+from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError, emit, join_room
 from sqlalchemy import select
 
 from inbox.db import db
-from inbox.models import Agent, RealtimeEvent
+from inbox.models import Agent, ApiToken, RealtimeEvent
 from inbox.realtime import socketio
 from inbox.realtime.relay import FRAME_MAX
 from inbox.services import access, presence
-from inbox.services.auth import agent_for_token
+from inbox.services.auth import token_for
 
 log = logging.getLogger(__name__)
 REPLAY_LIMIT = 2000
@@ -22,23 +22,25 @@ REPLAY_LIMIT = 2000
 REPLAY_OVERLAP = timedelta(seconds=5)
 
 
-def _authenticate(auth: Any) -> Agent | None:
+def _authenticate(auth: Any) -> tuple[Agent | None, dict[str, Any]]:
+    """The agent, and how it authenticated (kept in the socket's session, re-checked on access changes)."""
     token = auth.get("token") if isinstance(auth, dict) else None
     if token:
-        return agent_for_token(db.session, str(token))
+        found = token_for(db.session, str(token))
+        return (found[1], {"token_id": found[0].id}) if found else (None, {})
     agent_id = session.get("agent_id")
     if agent_id is None:
-        return None
+        return None, {}
     agent = db.session.get(Agent, agent_id)
     if agent is None or not agent.is_active or session.get("sv") != agent.session_version:
-        return None
-    return agent
+        return None, {}
+    return agent, {"sv": agent.session_version}
 
 
 @socketio.on("connect")
 def on_connect(auth: Any = None) -> None:
     try:
-        agent = _authenticate(auth)
+        agent, how = _authenticate(auth)
         if agent is None:
             raise ConnectionRefusedError("unauthorized")
         rooms = access.rooms_for(db.session, agent)
@@ -46,7 +48,7 @@ def on_connect(auth: Any = None) -> None:
             join_room(room)
         presence.socket_connected(db.session, agent, request.sid)
         db.session.commit()
-        socketio.server.save_session(request.sid, {"agent_id": agent.id}, namespace="/")
+        socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
         emit("session", {"agent_id": agent.id, "rooms": rooms})
         last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
         if isinstance(last_seq, int) and last_seq >= 0:
@@ -102,3 +104,58 @@ def on_disconnect(*_args: Any) -> None:
 def on_heartbeat(*_args: Any) -> None:
     """The console is still there (every ~30 s): last_seen_at."""
     presence.heartbeat(request.sid)
+
+
+# ---------------------------------------------------------------- access changes (relay control messages)
+def control_handler(app: Flask) -> Callable[[dict[str, Any]], None]:
+    """What this serving process does with a relay control message (inbox/realtime/relay.py)."""
+    def handle(message: dict[str, Any]) -> None:
+        if message.get("control") != "access":
+            return
+        with app.app_context():
+            try:
+                for agent_id in message.get("agent_ids", []):
+                    refresh_sockets(int(agent_id))
+            finally:
+                db.session.remove()
+    return handle
+
+
+def _still_allowed(agent: Agent | None, saved: dict[str, Any]) -> bool:
+    if agent is None or not agent.is_active:
+        return False
+    if "sv" in saved and saved["sv"] != agent.session_version:  # signed out everywhere (password, deactivation)
+        return False
+    if "token_id" in saved:
+        token = db.session.get(ApiToken, saved["token_id"])
+        return token is not None and token.revoked_at is None
+    return True
+
+
+def refresh_sockets(agent_id: int) -> int:
+    """Bring this process's sockets of `agent_id` in line with the agent's access now: leave the rooms they lost,
+    join the ones they gained (and tell the client with `session`), or disconnect the socket if it may no longer
+    be open. Returns how many sockets were looked at."""
+    server = socketio.server
+    sids = [sid for sid, _eio in server.manager.get_participants("/", f"agent:{agent_id}")]
+    if not sids:
+        return 0
+    agent = db.session.get(Agent, agent_id)
+    rooms = set(access.rooms_for(db.session, agent)) if agent is not None and agent.is_active else set()
+    closing = [sid for sid in sids if not _still_allowed(agent, server.get_session(sid, namespace="/"))]
+    # end the read before touching sockets: a disconnect runs its handler (presence writes) in this thread, and
+    # SQLite would wait on the write lock this session's transaction holds
+    db.session.remove()
+    for sid in sids:
+        if sid in closing:
+            log.info("disconnecting socket %s of agent %s: access withdrawn", sid, agent_id)
+            server.disconnect(sid, namespace="/")
+            continue
+        current = set(server.rooms(sid, namespace="/")) - {sid}
+        for room in current - rooms:
+            server.leave_room(sid, room, namespace="/")
+        for room in rooms - current:
+            server.enter_room(sid, room, namespace="/")
+        if current != rooms:
+            server.emit("session", {"agent_id": agent_id, "rooms": sorted(rooms)}, to=sid, namespace="/")
+    return len(sids)

@@ -11,6 +11,10 @@ each), not per byte. One frame per event made 500 agents x 200 msg/s x 2 events 
 write. With rounds, an idle system still sends each commit at once (a round of one), and a busy one sends
 bigger frames instead of more frames: a socket gets at most one frame per round however fast events arrive.
 
+The same channel carries control messages (a JSON object instead of a list): `{"control": "access",
+"agent_ids": [...]}` after a commit that changed who may see what (team membership, role, deactivation, revoked
+token), so every serving process re-checks those agents' open sockets at once, in order with the events.
+
 Redis pub/sub keeps nothing: events published while a web process is cut from Redis never reach its sockets.
 The database has them (`realtime_events`), so when the relay's subscription comes back it tells its sockets
 `resync`, and each client asks for what it missed with `resume` (its last seq), like after a reconnect.
@@ -30,7 +34,9 @@ ROUND_MAX = 1000         # published messages (commits) taken in one round
 RECONNECT_DELAY = (0.2, 5.0)  # Redis subscription retry: first and longest wait, doubling in between
 
 Envelope = dict[str, Any]
+Message = list[Envelope] | dict[str, Any]   # one commit's events, or a control message
 Emit = Callable[[str, Any, list[str]], None]
+OnControl = Callable[[dict[str, Any]], None]
 
 
 def envelopes(rows: list[Any]) -> list[Envelope]:
@@ -59,11 +65,13 @@ def frames(batches: list[list[Envelope]]) -> list[tuple[list[str], list[Envelope
 class Relay:
     """The publishing side (any process) and, in serving processes, the delivering thread."""
 
-    def __init__(self, *, redis_url: str | None, channel: str, emit: Emit | None) -> None:
+    def __init__(self, *, redis_url: str | None, channel: str, emit: Emit | None,
+                 on_control: OnControl | None = None) -> None:
         self.channel = channel
         self._emit = emit
+        self._on_control = on_control
         self._redis: Any = None
-        self._local: queue.Queue[list[Envelope]] | None = None
+        self._local: queue.Queue[Message] | None = None
         if redis_url:
             from redis import Redis
             # named, so an operator (or a test) can find this process's subscription in CLIENT LIST
@@ -77,19 +85,20 @@ class Relay:
         self.delivered = 0
 
     # -------------------------------------------------------------- publishing
-    def publish(self, batch: list[Envelope]) -> None:
-        """Send one commit's envelopes to every serving process; never raises (the rows are in the database)."""
-        if not batch:
+    def publish(self, message: Message) -> None:
+        """Send one commit's envelopes (or a control message) to every serving process; never raises (the
+        events are in the database)."""
+        if not message:
             return
         if self._local is not None:
-            self._local.put(batch)
+            self._local.put(message)
             return
         if self._redis is None:
             return  # no Redis and no sockets here (a CLI command): clients get these by replay
         try:
-            self._redis.publish(self.channel, json.dumps(batch, separators=(",", ":"), default=str))
+            self._redis.publish(self.channel, json.dumps(message, separators=(",", ":"), default=str))
         except Exception:  # a live push failing must never undo committed work; clients catch up by seq
-            log.exception("could not publish %d live event(s)", len(batch))
+            log.exception("could not publish a live message (%d item(s))", len(message))
 
     # -------------------------------------------------------------- delivering
     def start(self) -> "Relay":
@@ -105,7 +114,22 @@ class Relay:
             self._thread.join(timeout)
             self._thread = None
 
-    def deliver(self, batches: list[list[Envelope]]) -> None:
+    def deliver(self, messages: list[Message]) -> None:
+        """One round: the events of consecutive commits as frames; a control message is applied in its place
+        (events committed before an access change go to the old rooms, those after it to the new ones)."""
+        assert self._emit is not None
+        batches: list[list[Envelope]] = []
+        for message in messages:
+            if isinstance(message, dict):
+                self._send(batches)
+                batches = []
+                self._control(message)
+            else:
+                batches.append(message)
+        self._send(batches)
+        self.rounds += 1
+
+    def _send(self, batches: list[list[Envelope]]) -> None:
         assert self._emit is not None
         for rooms, items in frames(batches):
             try:
@@ -115,7 +139,14 @@ class Relay:
                 continue
             self.frames += 1
             self.delivered += len(items)
-        self.rounds += 1
+
+    def _control(self, message: dict[str, Any]) -> None:
+        if self._on_control is None:
+            return
+        try:
+            self._on_control(message)
+        except Exception:
+            log.exception("live relay: control message %s failed", message.get("control"))
 
     def _run_local(self) -> None:
         assert self._local is not None
@@ -124,13 +155,13 @@ class Relay:
                 first = self._local.get(timeout=0.5)
             except queue.Empty:
                 continue
-            batches = [first]
-            while len(batches) < ROUND_MAX:
+            messages = [first]
+            while len(messages) < ROUND_MAX:
                 try:
-                    batches.append(self._local.get_nowait())
+                    messages.append(self._local.get_nowait())
                 except queue.Empty:
                     break
-            self.deliver(batches)
+            self.deliver(messages)
 
     def _run_redis(self) -> None:
         delay, subscribed_before = RECONNECT_DELAY[0], False

@@ -18,7 +18,7 @@ from inbox.db import utcnow
 from inbox.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from inbox.jobs import INGEST, enqueue_after_commit
 from inbox.models import Agent, ApiToken, Brand, Channel, Team, TeamBrand, TeamMember, WebhookEvent
-from inbox.realtime import publish
+from inbox.realtime import access_changed, publish
 from inbox.services import channels as channel_service
 from inbox.services.access import brand_ids_for, require_admin, team_ids_for
 from inbox.services.auth import authenticate, create_api_token, hash_password
@@ -253,7 +253,13 @@ def do_create_team(session: Session, *, name: str, brand_ids: Iterable[int] = ()
 def create_team(session: Session, actor: Agent, *, name: str, brand_ids: Iterable[int] = (),
                 member_ids: Iterable[int] = ()) -> Team:
     require_admin(actor)
-    return do_create_team(session, name=name, brand_ids=brand_ids, member_ids=member_ids)
+    team = do_create_team(session, name=name, brand_ids=brand_ids, member_ids=member_ids)
+    access_changed(session, _member_ids(session, team.id))
+    return team
+
+
+def _member_ids(session: Session, team_id: int) -> set[int]:
+    return set(session.execute(select(TeamMember.agent_id).where(TeamMember.team_id == team_id)).scalars())
 
 
 def update_team(session: Session, actor: Agent, team_id: int, *, name: str | None = None,
@@ -262,7 +268,8 @@ def update_team(session: Session, actor: Agent, team_id: int, *, name: str | Non
     a member's next request sees the new brands."""
     require_admin(actor)
     team = get_team(session, actor, team_id)
-    if name is not None and name != team.name:
+    if brand_ids is not None or member_ids is not None:  # open sockets follow (before and after members)
+        access_changed(session, _member_ids(session, team.id))
         _check_name_free(session, Team, name, except_id=team.id)
         team.name = name
     if brand_ids is not None:
@@ -270,6 +277,8 @@ def update_team(session: Session, actor: Agent, team_id: int, *, name: str | Non
     if member_ids is not None:
         _set_team_members(session, team, member_ids)
     _flush_unique(session, team, "name", "a team with this name exists")
+    if brand_ids is not None or member_ids is not None:
+        access_changed(session, _member_ids(session, team.id))
     return team
 
 
@@ -277,6 +286,7 @@ def delete_team(session: Session, actor: Agent, team_id: int) -> None:
     """Deletes a team (admins); its conversations keep their brand and lose their team (SET NULL)."""
     require_admin(actor)
     team = get_team(session, actor, team_id)
+    access_changed(session, _member_ids(session, team.id))
     session.delete(team)
     session.flush()
 
@@ -381,6 +391,8 @@ def update_agent(session: Session, actor: Agent, agent_id: int, *, name: str | N
         if not is_active:
             agent.session_version += 1
             agent.availability = "offline"
+    if team_ids is not None or role is not None or is_active is not None or password is not None:
+        access_changed(session, [agent.id])  # open sockets follow, or close
     session.flush()
     return agent
 
@@ -432,6 +444,7 @@ def change_password(session: Session, agent: Agent, *, current_password: str, ne
     except ValidationFailed as err:
         raise ValidationFailed(err.message, fields={"new_password": err.fields.get("password", [])}) from None
     agent.session_version += 1
+    access_changed(session, [agent.id])  # the other sessions' sockets close too
     session.flush()
     return agent
 
@@ -455,6 +468,7 @@ def revoke_api_token(session: Session, agent: Agent, token_id: int) -> None:
         raise NotFound("token not found")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        access_changed(session, [agent.id])  # sockets opened with this token close
     session.flush()
 
 

@@ -54,7 +54,8 @@ def create_api_token(session: Session, agent: Agent, name: str) -> tuple[ApiToke
     return token, clear
 
 
-def agent_for_token(session: Session, clear: str) -> Agent | None:
+def token_for(session: Session, clear: str) -> tuple[ApiToken, Agent] | None:
+    """The live token matching `clear` and its active agent (last_used_at refreshed at most once a minute)."""
     token = session.execute(select(ApiToken).where(ApiToken.token_hash == sha256_hex(clear))).scalar_one_or_none()
     if token is None or token.revoked_at is not None:
         return None
@@ -64,4 +65,9 @@ def agent_for_token(session: Session, clear: str) -> Agent | None:
     now = utcnow()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         token.last_used_at = now
-    return agent
+    return token, agent
+
+
+def agent_for_token(session: Session, clear: str) -> Agent | None:
+    found = token_for(session, clear)
+    return found[1] if found else None

@@ -22,6 +22,8 @@ export interface RealtimeOptions {
   onState?: (state: ConnectionState) => void;
   /** Every successful connection; `resumed` is false for the first one. */
   onConnect?: (info: { resumed: boolean; offlineForMs: number }) => void;
+  /** The server changed this socket's rooms while connected (the agent's teams or role changed). */
+  onAccessChanged?: () => void;
   /** The server refused the connection (not signed in, session expired...). */
   onRefused?: (error: Error) => void;
   tracker?: SeqTracker;
@@ -53,6 +55,8 @@ export class RealtimeClient {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopped = true;
+  /** The rooms of the last `session` event, to notice when the server changes them. */
+  private rooms: string | null = null;
   private readonly onBrowserOffline = () => this.setState("offline");
   private readonly onBrowserOnline = () => {
     if (this.state !== "connected") this.setState("reconnecting");
@@ -124,6 +128,14 @@ export class RealtimeClient {
 
     socket.io.on("reconnect_attempt", () => this.setState("reconnecting"));
     socket.io.on("reconnect_failed", () => this.setState("offline"));
+
+    // Sent on every connection, and again when the agent's access changes while connected.
+    socket.on("session", (info: { rooms?: unknown } | undefined) => {
+      if (!Array.isArray(info?.rooms)) return;
+      const rooms = [...info.rooms].map(String).sort().join(",");
+      if (this.rooms !== null && rooms !== this.rooms) this.options.onAccessChanged?.();
+      this.rooms = rooms;
+    });
 
     // Live and replayed events arrive in frames: one list per room set, in seq order (see inbox/realtime/relay.py).
     socket.on("events", (frame: unknown) => this.receiveFrame(frame));

@@ -81,6 +81,11 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
     },
     // The first connection may come after the first page was fetched: anything between is fetched again.
     onConnect: ({ resumed, offlineForMs }) => catchUp(!resumed || offlineForMs > LONG_GAP_MS),
+    // Another brand came or went: what this agent may see is fetched again (the server already moved the socket).
+    onAccessChanged: () => {
+      void auth.check();
+      catchUp(true);
+    },
     onRefused: () => {
       void auth.check().then((signedIn) => {
         if (!signedIn) wiring.onSignedOut();

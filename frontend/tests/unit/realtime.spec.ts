@@ -135,6 +135,23 @@ describe("RealtimeClient", () => {
     expect(events.map((e) => e.seq)).toEqual([5]);
   });
 
+  it("tells when the server changes its rooms while connected, not on every connection", () => {
+    const socket = new FakeSocket();
+    const changed = vi.fn();
+    const client = new RealtimeClient({ factory: () => socket, onEvent: () => {}, onAccessChanged: changed });
+    client.start();
+    socket.emit("connect");
+    socket.emit("session", { agent_id: 3, rooms: ["agent:3", "brand:1"] });
+    socket.emit("disconnect", "transport close");
+    socket.emit("connect");
+    socket.emit("session", { agent_id: 3, rooms: ["brand:1", "agent:3"] }); // same rooms, another order
+    expect(changed).not.toHaveBeenCalled();
+    socket.emit("session", { agent_id: 3, rooms: ["agent:3"] }); // removed from the brand's team
+    expect(changed).toHaveBeenCalledOnce();
+    socket.emit("session", undefined);
+    expect(changed).toHaveBeenCalledOnce();
+  });
+
   it("asks for what it missed when the server says its live feed had a gap", () => {
     const { socket } = setup();
     const resumes: unknown[] = [];
