@@ -89,3 +89,11 @@ def cover_open_conversations() -> int:
     from inbox.services.sla import cover_open_conversations as cover
 
     return cover()
+
+
+@task
+def refresh_running_clocks() -> int:
+    """After an SLA policy or calendar change: re-evaluate the running clocks, in batches (see services.sla)."""
+    from inbox.services.sla import refresh_running
+
+    return refresh_running()

@@ -379,16 +379,39 @@ def _append_events(session: Session, conversation_id: int, policy_id: int, event
         session.execute(insert_for(session, SlaEvent).values(rows).on_conflict_do_nothing())
 
 
-def refresh_running(session: Session, cause: str = POLICY_CHANGED) -> int:
-    """Re-evaluate every conversation with a clock not stopped yet (after a policy or calendar change).
-    Returns how many conversations."""
-    ids = session.execute(select(SlaClock.conversation_id).where(SlaClock.stopped_at.is_(None))
-                          .distinct().order_by(SlaClock.conversation_id)).scalars().all()
-    for conversation_id in ids:
-        conversation = session.get(Conversation, conversation_id)
-        if conversation is not None:
-            refresh_conversation(session, conversation, cause)
-    return len(ids)
+def refresh_running(batch_size: int = 200, cause: str = POLICY_CHANGED) -> int:
+    """Re-evaluate every conversation with a clock not stopped yet (a job, after a policy or calendar change),
+    in batches of their own transactions, so a change with a million running clocks never holds one request or
+    one transaction. Each batch locks its conversations with SKIP LOCKED: one being changed right now (ingest,
+    a reply) is refreshed by that change itself, under the new policies, and is looked at again in a final pass.
+    Returns how many conversations were re-evaluated."""
+    from inbox.db import db
+
+    invalidate_policy_cache()  # this job may start before the committing thread's own invalidation
+    done, last_id, skipped = 0, 0, []
+    while True:
+        with db.transaction() as session:
+            ids = list(session.execute(
+                select(SlaClock.conversation_id).where(SlaClock.stopped_at.is_(None),
+                                                       SlaClock.conversation_id > last_id)
+                .distinct().order_by(SlaClock.conversation_id).limit(batch_size)).scalars())
+            if not ids:
+                break
+            last_id = ids[-1]
+            # (SQLite renders no FOR UPDATE: it has one writer at a time)
+            locked = list(session.execute(select(Conversation).where(Conversation.id.in_(ids))
+                                          .order_by(Conversation.id).with_for_update(skip_locked=True)).scalars())
+            skipped.extend(sorted(set(ids) - {c.id for c in locked}))
+            for conversation in locked:
+                refresh_conversation(session, conversation, cause)
+            done += len(locked)
+    for conversation_id in skipped:  # the ones busy during their batch: one at a time, waiting for the lock
+        with db.transaction() as session:
+            conversation = session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is not None:
+                refresh_conversation(session, conversation, cause)
+                done += 1
+    return done
 
 
 # ---------------------------------------------------------------- reading
@@ -567,12 +590,13 @@ def archive_policy(session: Session, actor: Agent, policy_id: int) -> None:
 
 
 def _policies_changed(session: Session) -> None:
+    """After commit, jobs re-evaluate the running clocks and give clocks to open conversations without any."""
     session.flush()
     session.info[_OWN_POLICIES] = _load_policies(session)
     invalidate_policy_cache()
-    refresh_running(session, POLICY_CHANGED)
     from inbox.jobs import enqueue_after_commit
-    from inbox.jobs.tasks import cover_open_conversations
+    from inbox.jobs.tasks import cover_open_conversations, refresh_running_clocks
+    enqueue_after_commit(session, refresh_running_clocks)
     enqueue_after_commit(session, cover_open_conversations)
 
 

@@ -318,10 +318,12 @@ def test_policy_change_re_evaluates_running_clocks_and_logs_it(client, world, to
     response = client.patch(f"/api/v1/sla-policies/{policy['id']}", json={"first_response_seconds": 7200},
                             headers=bearer(admin))
     assert response.status_code == 200
+    jobs_done()  # the running clocks are re-evaluated by a job, in batches
     after = clock(fetch(client, agent, conversation_id), "first_response")
     assert when(after["due_at"]) - before == timedelta(seconds=3600)
     assert any(e["cause"] == "policy:changed" for e in events(client, agent, conversation_id))
     assert client.delete(f"/api/v1/sla-policies/{policy['id']}", headers=bearer(admin)).status_code == 204
+    jobs_done()
     assert fetch(client, agent, conversation_id)["sla"] == []
     assert events(client, agent, conversation_id)  # the log stays
 
@@ -362,3 +364,62 @@ def test_a_new_policy_covers_conversations_already_open(client, world, token_for
     first = clock(conversation, "first_response")
     assert first["state"] == "running"
     assert when(first["due_at"]) - when(first["started_at"]) == timedelta(hours=1)
+
+
+def test_policy_change_re_evaluates_in_batches_and_waits_for_a_busy_conversation(app, client, world, token_for,
+                                                                                jobs_done, database_url):
+    """The re-evaluation job works in batches of their own transactions; a conversation locked by another
+    transaction during its batch (PostgreSQL: SKIP LOCKED) is re-evaluated in the final pass, not forgotten."""
+    import threading
+
+    from sqlalchemy import update
+
+    from inbox.db import db
+    from inbox.models import Conversation, SlaPolicy
+
+    admin, agent = token_for(world.admin), token_for(world.agent)
+    policy = create_policy(client, admin, first_response_seconds=3600)
+    for n in range(5):
+        customer_writes(client, f"p-batch-{n}", f"hello {n}", ts_ms=now_ms(-5))
+    jobs_done()
+    items = client.get("/api/v1/conversations", headers=bearer(agent)).get_json()["items"]
+    before = {c["id"]: when(clock(c, "first_response")["due_at"]) for c in items}
+    assert len(before) == 5
+    with app.app_context():
+        db.session.execute(update(SlaPolicy).where(SlaPolicy.id == policy["id"]).values(first_response_seconds=7200))
+        db.session.commit()
+    busy_id = min(before)
+    holder_ready, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:  # another transaction working on one conversation meanwhile
+        session = db.new_session()
+        try:
+            with session.begin():
+                session.execute(select_for_update(busy_id))
+                holder_ready.set()
+                release.wait(10)
+        finally:
+            session.close()
+
+    def select_for_update(conversation_id: int) -> Any:
+        from sqlalchemy import select
+        return select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
+
+    postgres = database_url.startswith("postgresql")
+    holder = threading.Thread(target=hold_lock)
+    if postgres:  # SQLite has no row locks to skip
+        holder.start()
+        assert holder_ready.wait(10)
+    result: list[int] = []
+    with app.app_context():
+        worker = threading.Thread(target=lambda: result.append(sla.refresh_running(batch_size=2)))
+        worker.start()
+        if postgres:
+            time.sleep(0.5)
+            assert worker.is_alive()  # the final pass waits for the busy conversation
+            release.set()
+            holder.join(10)
+        worker.join(30)
+    assert result == [5]
+    for c in client.get("/api/v1/conversations", headers=bearer(agent)).get_json()["items"]:
+        assert when(clock(c, "first_response")["due_at"]) - before[c["id"]] == timedelta(seconds=3600), c["id"]
