@@ -75,12 +75,24 @@ def check_presence(agent_id: int) -> bool:
 
 
 @task
-def fetch_contact_profiles(pairs: list[list[int]]) -> int:
+def fetch_contact_profiles(pairs: list[list[int]], attempt: int = 0) -> int:
     """Fill in customers' names and pictures from the platform: [[identity_id, channel_id], ...]
-    (see services.profiles). Returns how many were found."""
-    from inbox.services.profiles import fetch_contact_profile as fetch
+    (see services.profiles). Rate-limited: the rest is looked up again later, with backoff (at least the
+    platform's Retry-After), up to profiles.MAX_ATTEMPTS times. Returns how many were found."""
+    from adapters.http import backoff_seconds
+    from inbox.jobs import enqueue
+    from inbox.services import profiles
 
-    return sum(1 for identity_id, channel_id in pairs if fetch(identity_id, channel_id))
+    found, rest, retry_after = profiles.fetch_contact_profiles(pairs)
+    if rest:
+        if attempt + 1 < profiles.MAX_ATTEMPTS:
+            delay = backoff_seconds(attempt + 1, retry_after, base=15.0, cap=600.0)
+            log.info("profile lookups rate-limited: %d left, again in %.0fs", len(rest), delay)
+            enqueue(fetch_contact_profiles, rest, attempt + 1, delay=delay)
+        else:
+            log.warning("profile lookups still rate-limited after %d attempts: %d left as PSIDs", attempt + 1,
+                        len(rest))
+    return found
 
 
 @task

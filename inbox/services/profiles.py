@@ -14,11 +14,33 @@ from inbox.models import Channel, Contact, ContactIdentity, Conversation
 
 log = logging.getLogger(__name__)
 _conversation_schema = ConversationSchema()
+MAX_ATTEMPTS = 6  # a rate-limited lookup is tried again this many times, with backoff (about 15 minutes in all)
+
+
+class RetryLater(Exception):
+    """The platform is rate-limiting or briefly failing: ask again after `after` seconds (its Retry-After)."""
+
+    def __init__(self, after: float | None) -> None:
+        super().__init__(f"retry after {after}s")
+        self.after = after
+
+
+def fetch_contact_profiles(pairs: list[list[int]], attempt: int = 0) -> tuple[int, list[list[int]], float | None]:
+    """Look up [[identity_id, channel_id], ...] in order. Stops at the first rate limit (the next calls would be
+    refused too): returns (found, the pairs still to look up, the platform's Retry-After if it gave one)."""
+    found = 0
+    for index, (identity_id, channel_id) in enumerate(pairs):
+        try:
+            found += fetch_contact_profile(identity_id, channel_id)
+        except RetryLater as later:
+            return found, [list(p) for p in pairs[index:]], later.after
+    return found, [], None
 
 
 def fetch_contact_profile(identity_id: int, channel_id: int) -> bool:
     """Ask the platform for the identity's name and picture; on success update the contact and publish
-    conversation.updated for its conversations. A refusal is logged and left: the PSID stays the label."""
+    conversation.updated for its conversations. A permanent refusal is logged and left (the PSID stays the
+    label); a rate limit or a transient failure raises RetryLater."""
     from inbox.services.delivery import meta_client, meta_credentials
 
     with db.transaction() as session:
@@ -31,6 +53,8 @@ def fetch_contact_profile(identity_id: int, channel_id: int) -> bool:
     try:
         author = meta.get_user_profile(meta_client(), creds, psid)
     except PlatformError as exc:
+        if exc.retryable:
+            raise RetryLater(exc.retry_after) from exc
         log.info("no profile for %s: %s", psid, exc)
         return False
     if not author.name:

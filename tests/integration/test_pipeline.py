@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import socketio
 from sqlalchemy import func, select
@@ -305,6 +306,35 @@ def test_messenger_contact_name_is_fetched_from_the_profile_api(app, client, wor
     conversation = _list(client, token)["items"][0]
     assert conversation["contact"]["name"]  # filled by the profile lookup job, not by the webhook
     assert any(r.method == "GET" and r.path == "/psid-profile" for r in fake_meta.requests)
+
+
+def test_a_rate_limited_profile_lookup_is_tried_again_after_the_platforms_delay(app, client, world, token_for,
+                                                                              fake_meta, jobs_done, monkeypatch):
+    import inbox.jobs as jobs_module
+    from inbox.jobs import tasks
+
+    scheduled: list[tuple[Any, float]] = []
+    original = jobs_module.enqueue
+
+    def capture(func: Any, *args: Any, queue: str = "default", delay: float = 0.0) -> None:
+        if func is tasks.fetch_contact_profiles and delay > 0:
+            scheduled.append((args, delay))  # the retry: run by hand below instead of waiting for it
+        else:
+            original(func, *args, queue=queue, delay=delay)
+
+    monkeypatch.setattr(jobs_module, "enqueue", capture)
+    fake_meta.fail_next(1, code=613, retry_after=30)  # the first profile lookup is rate-limited
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-limited", "bonjour"))
+    jobs_done()
+    token = token_for(world.agent)
+    assert _list(client, token)["items"][0]["contact"]["name"] in (None, "", "psid-limited")
+    ((args, delay),) = scheduled
+    assert delay >= 30  # never earlier than the platform asked
+    assert args[1] == 1  # the attempt number travels with the job
+    with app.app_context():
+        assert tasks.fetch_contact_profiles(*args) == 1
+    assert _list(client, token)["items"][0]["contact"]["name"] not in (None, "", "psid-limited")
+    assert [r.path for r in fake_meta.requests if r.method == "GET"].count("/psid-limited") == 2
 
 
 def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):
