@@ -167,6 +167,7 @@ class Stack:
     agents: int = 0                 # extra agents (with API tokens) in the brand's team
     fake_meta: bool = False         # run bench.fake_graph in its own process (META_GRAPH_BASE_URL)
     worker_profile: bool = False    # workers under pyinstrument (bench.profiled_worker)
+    web_profile: str = ""           # a path: the web worker under yappi (bench/gunicorn_yappi.py) writes it at exit
     label: str = "bench"
     db_name: str = ""
     prefix: str = ""
@@ -234,6 +235,9 @@ class Stack:
                                  "--app-secret", APP_SECRET], env)
         web = [GUNICORN, "-w", "1", "-k", "gthread", "--threads", str(self.threads), "-b",
                f"127.0.0.1:{self.port}", "--log-level", "warning"]
+        if self.web_profile:
+            web += ["-c", str(BENCH / "gunicorn_yappi.py")]
+            env = {**env, "BENCH_YAPPI_OUT": self.web_profile}
         self._spawn("web", web + ["wsgi:app"], env)
         for i in range(self.workers):
             cmd = [PY, "-m", "bench.profiled_worker", "--out", str(OUT / f"profile-worker-{i}")] \

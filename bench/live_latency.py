@@ -132,10 +132,15 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
-        threads: int = 640) -> dict[str, Any]:
+        threads: int = 640, profile: bool = False) -> dict[str, Any]:
+    """One fresh stack, the agent counts in turn. With `profile`, the web worker runs under yappi (slower: a
+    separate run whose latencies are not the figure) and its CPU summary is kept."""
     info = machine_info()
-    results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": []}
-    with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME) as stack:
+    results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": [],
+                               "profiled": profile}
+    yappi_out = OUT / f"{NAME}-web-yappi.json"
+    with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME,
+               web_profile=str(yappi_out) if profile else "") as stack:
         load(stack.base_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
         results["ref_redis"] = redis_reference(rate, int(rate * seconds))
         log(f"ref redis pub/sub: p50 {ms(results['ref_redis']['p50'])} p99 {ms(results['ref_redis']['p99'])}")
@@ -144,8 +149,43 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
             results["runs"].append(r)
             log(f"{n} agents: p50 {ms(r['p50'])} p99 {ms(r['p99'])}, delivered {r['delivered']}/"
                 f"{r['expected_deliveries']}, ack p99 {ms(r['ack_p99'])}")
-    save_json(f"{NAME}-{rate:g}", results)
+    if profile and yappi_out.exists():  # written by the web worker as the stack stopped
+        results["web_profile"] = json.loads(yappi_out.read_text())
+    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}", results)
     return results
+
+
+KEY_PATHS = [  # (label, a substring of yappi's "module:line name")
+    ("HTTP requests (webhooks, API, the websocket handshakes), `ThreadWorker.handle_request`", "handle_request"),
+    ("of which the webhook POSTs, `meta_event`", " meta_event"),
+    ("live relay: one delivery round, `Relay.deliver`", "Relay.deliver"),
+    ("of which Socket.IO emit to the room's sockets, `Manager.emit`", "Manager.emit"),
+    ("engine.io per-socket writer threads, `writer`", " writer"),
+    ("websocket frames written, `simple_websocket` `Base.send`", "Base.send"),
+    ("websocket readers, `simple_websocket` `Base._thread`", "Base._thread"),
+]
+
+
+def profile_lines(prof: dict[str, Any], agents: int, rate: float) -> list[str]:
+    """Where the web worker's CPU went (yappi, every thread) during a profiled run."""
+    total = prof["cpu_s"] or 1.0
+    lines = ["", f"### Where the web worker's CPU goes ({agents} agents, {rate:g} msg/s; yappi, CPU clock, every "
+             "thread; a separate run, slowed by the profiler)", "",
+             f"{prof['cpu_s']:.1f} CPU seconds in all. By thread kind:", "",
+             "| thread kind | threads | CPU s | share |", "|---|---|---|---|"]
+    for kind, v in sorted(prof["threads"].items(), key=lambda kv: -kv[1]["cpu_s"])[:8]:
+        lines.append(f"| `{kind}` | {v['threads']} | {v['cpu_s']:.2f} | {v['cpu_s'] / total:.0%} |")
+    lines += ["", "Main paths (inclusive CPU):", "", "| path | CPU s | share | calls |", "|---|---|---|---|"]
+    for label, pattern in KEY_PATHS:
+        found = [f for f in prof["inclusive_all"] if pattern in f[3]] if "inclusive_all" in prof else \
+            [f for f in prof["inclusive"] if pattern in f[3]]
+        if found:
+            ttot, _tsub, ncall, _name = max(found)
+            lines.append(f"| {label} | {ttot:.2f} | {ttot / total:.0%} | {ncall:,} |")
+    lines += ["", "Functions with the most own CPU:", "", "| function | own CPU s | share | calls |", "|---|---|---|---|"]
+    for _ttot, tsub, ncall, name in prof["own"][:15]:
+        lines.append(f"| `{name}` | {tsub:.2f} | {tsub / total:.0%} | {ncall:,} |")
+    return lines
 
 
 def report(all_results: list[dict[str, Any]]) -> str:
@@ -170,10 +210,15 @@ def report(all_results: list[dict[str, Any]]) -> str:
                      if r["p50"] and ref["p50"] else "n/a")
             fps = r["frames"] / max(1, r["connected"]) / res["seconds"]
             cpu = r.get("cpu_ms_per_msg", {})
-            lines.append(f"| **{r['agents']} agent(s), {r['rate']:g} msg/s** | {res['threads']} | {r['connected']} "
+            label = (f"{r['agents']} agent(s), {r['rate']:g} msg/s, web under yappi (not the figure)"
+                     if res.get("profiled") else f"**{r['agents']} agent(s), {r['rate']:g} msg/s**")
+            lines.append(f"| {label} | {res['threads']} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
                          f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} | "
                          f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} |")
+    for res in all_results:
+        if res.get("web_profile"):
+            lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
     lines += ["", "Raw data: `bench/out/live_latency*.json`."]
     return "\n".join(lines)
 
@@ -184,15 +229,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--plan", default="640:1,100,500",
                         help="gunicorn threads:agent counts, ';' between stacks (each stack is fresh)")
+    parser.add_argument("--profile", action="store_true",
+                        help="then one more stack at the largest agent count with the web worker under yappi")
     args = parser.parse_args()
-    run_plan(args.rate, args.seconds, args.plan)
+    run_plan(args.rate, args.seconds, args.plan, args.profile)
 
 
-def run_plan(rate: float = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500") -> list[dict[str, Any]]:
+def run_plan(rate: float = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500",
+             profile: bool = False) -> list[dict[str, Any]]:
     results = []
     for part in plan.split(";"):
         threads, counts = part.split(":")
         results.append(run(rate, seconds, tuple(int(c) for c in counts.split(",")), int(threads)))
+    if profile:
+        threads, counts = plan.split(";")[-1].split(":")
+        results.append(run(rate, seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True))
     write_section(NAME, report(results))
     return results
 
