@@ -24,13 +24,14 @@ def main() -> None:
     started = time.monotonic()
     steps = [
         ("ingest", lambda: ingest.run(quick=args.quick)),
-        ("live_latency", lambda: live_latency.run_plan(20.0, 6.0 if args.quick else 10.0,
-                                                       "64:1,50" if args.quick else "64:1,50;256:100")),
+        ("live_latency", lambda: live_latency.run_plan(50.0 if args.quick else 200.0, 6.0 if args.quick else 10.0,
+                                                       "160:1,100" if args.quick else "640:1,100,500",
+                                                       profile=not args.quick)),
         ("outbound", lambda: outbound.run(100, 40) if args.quick else outbound.run(300, 100)),
         ("profile", lambda: profile.run(600 if args.quick else 1500)),
         ("queue_scale", lambda: queue_scale.run([10000, 1000000] if full else [10000], fixes=full)),
         ("sla_timers", lambda: sla_timers.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 50)),
-        ("fanout", lambda: fanout.run(100 if args.quick else 500, 50, 200 if args.quick else 600,
+        ("fanout", lambda: fanout.run(100 if args.quick else 500, 250, 200 if args.quick else 600,
                                       100 if args.quick else 200)),
         ("scale_out", lambda: scale_out.run(400 if args.quick else 1200, 50 if args.quick else 200)),
         ("embedded", lambda: embedded.run(quick=args.quick)),
