@@ -9,9 +9,11 @@ from inbox.models.message import Message
 from inbox.models.org import Agent, ApiToken, Brand, Team, TeamBrand, TeamMember
 from inbox.models.realtime_event import RealtimeEvent
 from inbox.models.sla import Calendar, SlaClock, SlaEvent, SlaPolicy
+from inbox.models.view_count import ConversationCount, ConversationCountDelta
 from inbox.models.webhook_event import WebhookEvent
 
 __all__ = ["Base", "Brand", "Team", "Agent", "TeamMember", "TeamBrand", "ApiToken", "Channel", "Contact",
            "ContactIdentity", "Post", "Conversation", "ConversationLabel", "Message", "WebhookEvent",
            "RealtimeEvent", "CannedReply", "Calendar", "SlaPolicy", "SlaClock", "SlaEvent"]
 __all__ += ["AssignmentPolicy", "BrandRouting", "AgentState", "ConversationLink"]
+__all__ += ["ConversationCount", "ConversationCountDelta"]

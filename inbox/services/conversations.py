@@ -16,6 +16,7 @@ from inbox.errors import Conflict, ValidationFailed
 from inbox.models import Agent, Channel, Contact, Conversation, ConversationLabel, Message, Team
 from inbox.models.conversation import PRIORITIES
 from inbox.services import access, sla
+from inbox.services import view_counts as counter_tables
 
 _conversation_schema = ConversationSchema()
 _message_schema = MessageSchema()
@@ -178,7 +179,11 @@ def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str
 
 
 def view_counts(session: Session, agent: Agent, params: dict[str, Any]) -> dict[str, int]:
-    """Counts of the three views (mine, unassigned, all) under the other filters, in one query."""
+    """Counts of the three views (mine, unassigned, all) under the other filters, in one query: from the
+    trigger-maintained counter tables when they cover the filters (services.view_counts), else by counting."""
+    counted = counter_tables.counts_for(session, agent, params)
+    if counted is not None:
+        return counted
     conditions = _filters(session, agent, params, include_assignee=False)
     row = session.execute(select(
         func.count(),

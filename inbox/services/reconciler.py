@@ -25,7 +25,7 @@ KEEP_REALTIME_EVENTS = timedelta(hours=24)
 
 def reconcile_once() -> dict[str, int]:
     """Drain pending webhook events, re-enqueue due sends, flag interrupted sends, wake snoozed conversations,
-    prune old live events. Returns counts of what it did."""
+    prune old live events, compact the view counters. Returns counts of what it did."""
     from inbox.jobs import SEND, enqueue
     from inbox.jobs.tasks import send_message
     from inbox.services.conversations import wake_snoozed
@@ -55,6 +55,9 @@ def reconcile_once() -> dict[str, int]:
     report.update(reconcile_assignment(now))
     with db.transaction() as session:
         session.execute(delete(RealtimeEvent).where(RealtimeEvent.created_at < now - KEEP_REALTIME_EVENTS))
+    from inbox.services.view_counts import compact
+    with db.transaction() as session:  # fold the view counters' deltas into their base rows
+        report["view_counts_compacted"] = compact(session)
     return report
 
 
