@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from inbox.api.schemas import (ConversationListQuerySchema, ConversationPatchSchema, ConversationSchema,
-                               MessageSchema, ModerateSchema, PageQuerySchema, ReplySchema)
+from inbox.api.schemas import (ConversationListQuerySchema, ConversationPageDumpMixin, ConversationPatchSchema,
+                               ConversationSchema, MessageSchema, ModerateSchema, PageQuerySchema, ReplySchema)
 from inbox.api.security import commit_after, current_agent
 from inbox.api.spec import api_route, load_body, load_query
 from inbox.db import db
-from inbox.services import access, conversations, handoff, replies
+from inbox.services import access, conversations, replies
 
 
 class CountsSchema(Schema):
@@ -17,7 +17,8 @@ class CountsSchema(Schema):
     all = fields.Integer()
 
 
-class ConversationPageSchema(Schema):
+class ConversationPageSchema(ConversationPageDumpMixin, Schema):
+    """The linked ids of the page's conversations are loaded in one query (ConversationPageDumpMixin)."""
     items = fields.List(fields.Nested(ConversationSchema))
     next_cursor = fields.String(allow_none=True)
     counts = fields.Nested(CountsSchema)
@@ -28,20 +29,26 @@ class MessagePageSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+# Built once: instantiating a marshmallow schema costs more than dumping a conversation with it. Schemas hold
+# no per-call state (the page's links travel in a context variable), so threads share them.
 _conversation = ConversationSchema()
 _message = MessageSchema()
+_conversation_page = ConversationPageSchema()
+_message_page = MessagePageSchema()
+_list_query = ConversationListQuerySchema()
+_page_query = PageQuerySchema()
+_patch = ConversationPatchSchema()
+_reply = ReplySchema()
+_moderate = ModerateSchema()
 TAGS = ["conversations"]
 
 
 @api_route("/conversations", "GET", summary="List conversations (filters, sorts, keyset pagination, view counts)",
            tags=TAGS, query=ConversationListQuerySchema, response=ConversationPageSchema)
 def list_conversations():
-    params = load_query(ConversationListQuerySchema())
+    params = load_query(_list_query)
     page = conversations.list_conversations(db.session, current_agent(), params)
-    links = handoff.links_of(db.session, [c.id for c in page["items"]])  # one query for the page, not one a row
-    body = ConversationPageSchema(exclude=("items",)).dump(page)
-    body["items"] = ConversationSchema(many=True, links=links).dump(page["items"])
-    return body
+    return _conversation_page.dump(page)  # the page's links in one query, not one a row
 
 
 @api_route("/conversations/<int:conversation_id>", "GET", summary="One conversation", tags=TAGS,
@@ -55,7 +62,7 @@ def get_conversation(conversation_id: int):
            summary="Change status, snooze, priority, labels, assignee (null to unassign) or team")
 @commit_after
 def patch_conversation(conversation_id: int):
-    changes = load_body(ConversationPatchSchema())
+    changes = load_body(_patch)
     return _conversation.dump(conversations.update_conversation(db.session, current_agent(), conversation_id, changes))
 
 
@@ -69,10 +76,10 @@ def claim_conversation(conversation_id: int):
 @api_route("/conversations/<int:conversation_id>/messages", "GET", tags=TAGS, query=PageQuerySchema,
            response=MessagePageSchema, errors=[404], summary="Messages, newest first (next_cursor = older)")
 def list_messages(conversation_id: int):
-    params = load_query(PageQuerySchema())
+    params = load_query(_page_query)
     page = conversations.list_messages(db.session, current_agent(), conversation_id, params["limit"],
                                        params.get("cursor"))
-    return MessagePageSchema().dump(page)
+    return _message_page.dump(page)
 
 
 @api_route("/conversations/<int:conversation_id>/messages", "POST", tags=TAGS, body=ReplySchema,
@@ -80,7 +87,7 @@ def list_messages(conversation_id: int):
            summary="Reply (public), private reply (comments) or internal note; replies are sent by a job")
 @commit_after
 def post_message(conversation_id: int):
-    data = load_body(ReplySchema())
+    data = load_body(_reply)
     message = replies.create_reply(db.session, current_agent(), conversation_id, text=data["text"],
                                    kind=data["kind"], reply_to_message_id=data.get("reply_to_message_id"),
                                    idempotency_key=data.get("idempotency_key"))
@@ -91,7 +98,7 @@ def post_message(conversation_id: int):
            errors=[404, 409, 502], summary="Hide, unhide, delete or like a customer comment on the platform")
 @commit_after
 def moderate_message(message_id: int):
-    data = load_body(ModerateSchema())
+    data = load_body(_moderate)
     return _message.dump(replies.moderate_comment(db.session, current_agent(), message_id, data["action"]))
 
 

@@ -1,9 +1,13 @@
 """Marshmallow schemas: every API input and output, and the payload of every live event."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterable, Iterator
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow.utils import get_value
+from sqlalchemy.orm import object_session
 
 from inbox.models.conversation import PRIORITIES, STATUSES
 
@@ -15,50 +19,99 @@ class StrictSchema(Schema):
 
 
 # ---------- outputs ----------
-class BrandRefSchema(Schema):
+class OutputSchema(Schema):
+    """A schema dumped often (conversations, messages and their parts: pages, live events). Same attribute lookup
+    as marshmallow's `utils.get_value` (item, then attribute; dotted paths), minus its layers of calls: it runs
+    for every field of every object dumped."""
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        if "." in attr:
+            return get_value(obj, attr, default)
+        if not hasattr(obj, "__getitem__"):  # model instances
+            return getattr(obj, attr, default)
+        try:
+            return obj[attr]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return getattr(obj, attr, default)
+
+
+class BrandRefSchema(OutputSchema):
     id = fields.Integer()
     name = fields.String()
 
 
-class ChannelRefSchema(Schema):
+class ChannelRefSchema(OutputSchema):
     id = fields.Integer()
     name = fields.String()
     kind = fields.String()
 
 
-class AgentRefSchema(Schema):
+class AgentRefSchema(OutputSchema):
     id = fields.Integer()
     name = fields.String()
 
 
-class ContactRefSchema(Schema):
+class ContactRefSchema(OutputSchema):
     id = fields.Integer()
     name = fields.String(allow_none=True)
     handle = fields.String(allow_none=True)
     avatar_url = fields.String(allow_none=True)
 
 
-class PostSchema(Schema):
+class PostSchema(OutputSchema):
     id = fields.Integer()
     external_id = fields.String()
     text = fields.String(allow_none=True)
     permalink = fields.String(allow_none=True)
 
 
-class LastMessageSchema(Schema):
+class LastMessageSchema(OutputSchema):
     text = fields.String(allow_none=True)
     direction = fields.String(allow_none=True)
     at = UTC(allow_none=True)
 
 
-class ReplyWindowSchema(Schema):
+class ReplyWindowSchema(OutputSchema):
     open = fields.Boolean()
     mode = fields.String()  # standard | human_agent | closed
     closes_at = UTC(allow_none=True)
     human_agent_until = UTC(allow_none=True)
 
 
-class ConversationSchema(Schema):
+_LAST_MESSAGE = LastMessageSchema()
+_REPLY_WINDOW = ReplyWindowSchema()
+_sla_clocks_schema: Schema | None = None  # SlaClockSchema(many=True), built at first use (inbox.api.sla imports us)
+
+# The linked ids of the conversations being dumped as a page (`preloaded_links`): one query for the page instead
+# of one per conversation. A context variable, so module-level schema instances stay shareable between threads.
+_PAGE_LINKS: ContextVar[tuple[frozenset[int], dict[int, list[int]]] | None] = ContextVar("relais_page_links",
+                                                                                         default=None)
+
+
+@contextmanager
+def preloaded_links(conversations: Iterable[Any]) -> Iterator[None]:
+    """While inside, ConversationSchema takes the linked ids of these conversations from one query
+    (services.handoff.links_of) instead of querying each conversation's links as it dumps it."""
+    rows = [c for c in conversations if getattr(c, "id", None) is not None]
+    session = object_session(rows[0]) if rows else None
+    if session is None:
+        yield
+        return
+    from inbox.services.handoff import links_of
+    ids = [c.id for c in rows]
+    token = _PAGE_LINKS.set((frozenset(ids), links_of(session, ids)))
+    try:
+        yield
+    finally:
+        _PAGE_LINKS.reset(token)
+
+
+def _items_of(page: Any) -> list[Any]:
+    items = page.get("items") if isinstance(page, dict) else getattr(page, "items", None)
+    return items if isinstance(items, list) else []
+
+
+class ConversationSchema(OutputSchema):
     id = fields.Integer()
     kind = fields.String()
     status = fields.String()
@@ -86,45 +139,70 @@ class ConversationSchema(Schema):
 
     def __init__(self, *args: Any, links: dict[int, list[int]] | None = None, **kwargs: Any) -> None:
         """`links`: the linked ids of every conversation to dump, loaded at once (services.handoff.links_of),
-        so a page of conversations costs one query for them, not one each."""
+        so a page of conversations costs one query for them, not one each. Without it, dumping a collection
+        (many=True) loads them in one query too; instantiate once and reuse: building a schema is costly."""
         super().__init__(*args, **kwargs)
         self._links = links
 
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        if (self.many if many is None else many) and self._links is None and isinstance(obj, list) and obj:
+            with preloaded_links(obj):
+                return super().dump(obj, many=many)
+        return super().dump(obj, many=many)
+
     def _linked_conversation_ids(self, conversation: Any) -> list[int]:
         if self._links is not None:
-            return self._links.get(conversation.id, [])
+            return list(self._links.get(conversation.id, ()))
+        page = _PAGE_LINKS.get()
+        if page is not None and conversation.id in page[0]:
+            return list(page[1].get(conversation.id, ()))
         from inbox.services.handoff import linked_ids
         return linked_ids(conversation)
 
     def _last_message(self, conversation: Any) -> dict[str, Any] | None:
         if conversation.last_message_at is None:
             return None
-        return LastMessageSchema().dump({"text": conversation.last_message_preview,
-                                         "direction": conversation.last_message_direction,
-                                         "at": conversation.last_message_at})
+        return _LAST_MESSAGE.dump({"text": conversation.last_message_preview,
+                                   "direction": conversation.last_message_direction,
+                                   "at": conversation.last_message_at})
 
     def _reply_window(self, conversation: Any) -> dict[str, Any]:
         from inbox.services.windows import reply_window
-        return ReplyWindowSchema().dump(reply_window(conversation))
+        return _REPLY_WINDOW.dump(reply_window(conversation))
 
     def _sla(self, conversation: Any) -> list[dict[str, Any]]:
-        from inbox.api.sla import SlaClockSchema  # the SLA routes module owns its schemas
+        if not conversation.current_sla_clocks:
+            return []
+        global _sla_clocks_schema
+        if _sla_clocks_schema is None:
+            from inbox.api.sla import SlaClockSchema  # the SLA routes module owns its schemas
+            _sla_clocks_schema = SlaClockSchema(many=True)
         from inbox.services.sla import current_clocks
-        return SlaClockSchema(many=True).dump(current_clocks(conversation))
+        return _sla_clocks_schema.dump(current_clocks(conversation))
 
 
-class AttachmentSchema(Schema):
+class ConversationPageDumpMixin:
+    """For page schemas whose `items` are conversations: their links are loaded in one query for the page."""
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        if many or getattr(self, "many", False):
+            return super().dump(obj, many=many)  # type: ignore[misc]
+        with preloaded_links(_items_of(obj)):
+            return super().dump(obj, many=many)  # type: ignore[misc]
+
+
+class AttachmentSchema(OutputSchema):
     type = fields.String()
     url = fields.String(allow_none=True)
 
 
-class AuthorSchema(Schema):
+class AuthorSchema(OutputSchema):
     type = fields.String()
     id = fields.Integer(allow_none=True)
     name = fields.String(allow_none=True)
 
 
-class MessageSchema(Schema):
+class MessageSchema(OutputSchema):
     id = fields.Integer()
     conversation_id = fields.Integer()
     direction = fields.String()
@@ -572,7 +650,7 @@ class ContactPageSchema(PageSchema):
     items = fields.List(fields.Nested(ContactSchema))
 
 
-class ContactConversationPageSchema(PageSchema):
+class ContactConversationPageSchema(ConversationPageDumpMixin, PageSchema):
     items = fields.List(fields.Nested(ConversationSchema))
 
 
