@@ -1,7 +1,10 @@
 """Reference measurements, each in its own process, run in the same run as the figure they anchor.
 
     python -m bench.refs pg-insert --dsn postgresql://... --threads 4 --seconds 5 --out f.json
-        single-row INSERT transactions/s (psycopg, autocommit: one transaction and one fsync per row)
+        single-row INSERT transactions/s (psycopg, autocommit: one transaction and one fsync per row), each
+        thread on its own connection. `--threads 1` is the serial reference the issue defines ("raw single-row
+        INSERT transactions per second into PostgreSQL from Python": one connection, one row per commit);
+        with several threads PostgreSQL shares fsyncs between concurrent commits, so the rate is higher.
     python -m bench.refs redis-sub --channel C --count N --out f.json     (prints READY once subscribed)
     python -m bench.refs redis-pub --channel C --count N --rate R
         bare Redis PUBLISH -> subscriber round trip (the floor under a Socket.IO event through Redis)

@@ -170,6 +170,51 @@ def enqueue(func: Callable[..., Any], *args: Any, queue: str = DEFAULT, delay: f
     backend().enqueue(queue, func, args, delay)
 
 
+def nudge(func: Callable[..., Any], *, queue: str = DEFAULT) -> None:
+    """Ask for one run of the no-argument job `func` soon (e.g. the drain, after a webhook was stored).
+
+    Embedded, that is an in-memory enqueue, done at once. With Redis, the nudge goes through one background
+    thread that coalesces the nudges waiting at that moment, so a caller never waits on Redis (the webhook
+    committer calls this between commits) and a burst costs one SET NX per coalesced round, not per call.
+    Every nudge is followed by at least one enqueue attempt made after it: none is lost, only merged."""
+    if isinstance(_backend, RQBackend):
+        _nudger.nudge(func, queue)
+    else:
+        enqueue(func, queue=queue)
+
+
+class _Nudger:
+    """The background thread behind `nudge` with Redis (started on first use; a daemon)."""
+
+    def __init__(self) -> None:
+        self._wanted: dict[tuple[Callable[..., Any], str], None] = {}  # ordered set of (func, queue)
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def nudge(self, func: Callable[..., Any], queue: str) -> None:
+        with self._cv:
+            self._wanted[(func, queue)] = None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="relais-jobs-nudger", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._wanted:
+                    self._cv.wait()
+                wanted, self._wanted = list(self._wanted), {}
+            for func, queue in wanted:
+                try:
+                    enqueue(func, queue=queue)
+                except Exception:  # stored work is still picked up by the reconciler
+                    log.exception("could not enqueue %s; the reconciler will pick the work up", func.__qualname__)
+
+
+_nudger = _Nudger()
+
+
 def clear_nudge(func: Callable[..., Any]) -> None:
     """Called by a nudged job as it starts, so a nudge sent while it runs queues a new run."""
     b = _backend

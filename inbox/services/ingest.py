@@ -15,13 +15,16 @@ workers on the same platform event, give one message.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -474,9 +477,23 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> Non
         conversation = p.conversation
         assert conversation is not None
         note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
-        message = Message(id=message_id, **row)  # transient, only to build the payload
-        realtime.publish(session, "message.created", _message_schema.dump(message),
+        realtime.publish(session, "message.created", _message_schema.dump(_message_view(message_id, row)),
                          realtime.conversation_rooms(conversation.brand_id, conversation.id))
+
+
+@functools.cache
+def _message_attributes() -> tuple[str, ...]:
+    return tuple(attr.key for attr in sa_inspect(Message).column_attrs)
+
+
+def _message_view(message_id: int, row: dict[str, Any]) -> SimpleNamespace:
+    """The inserted message as the schema reads it, from the INSERT's values: every mapped column, None
+    where the row does not set it, as a transient `Message(**row)` reads. A plain namespace, because building
+    an ORM instance (instrumented state, events) per message cost more than dumping it."""
+    view = SimpleNamespace(**dict.fromkeys(_message_attributes()))
+    view.__dict__.update(row)
+    view.id = message_id
+    return view
 
 
 def _customer_message_values(ctx: BatchContext, p: _Pending, reply_to: int | None) -> dict[str, Any]:
