@@ -66,10 +66,8 @@ def stop(app: Flask) -> None:
         relay.stop()
 
 
-def conversation_rooms(brand_id: int, conversation_id: int | None = None) -> list[str]:
-    """Who sees a conversation's events live: its brand's agents and the admins. (`conversation_id` is kept
-    for the callers' readability and a future per-conversation room; no socket joins such a room today.)"""
-    del conversation_id
+def conversation_rooms(brand_id: int) -> list[str]:
+    """Who sees a conversation's events live: its brand's agents and the admins."""
     return [f"brand:{brand_id}", "admins"]
 
 

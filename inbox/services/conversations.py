@@ -224,14 +224,14 @@ def _activity(session: Session, conversation: Conversation, agent: Agent | None,
     session.add(message)
     session.flush()
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def publish_conversation(session: Session, conversation: Conversation) -> None:
     session.flush()
     session.refresh(conversation)
     realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def claim(session: Session, agent: Agent, conversation_id: int) -> Conversation:

@@ -478,7 +478,7 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> Non
         assert conversation is not None
         note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
         realtime.publish(session, "message.created", _message_schema.dump(_message_view(message_id, row)),
-                         realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                         realtime.conversation_rooms(conversation.brand_id))
 
 
 @functools.cache
@@ -726,7 +726,7 @@ def _apply_customer_message(ctx: BatchContext, channel: Channel, item: InboundEv
         return
     note_inbound(conversation, at, _preview(item.text, item.attachments))
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def _message_by_external_id(session: Session, channel_id: int, external_id: str | None) -> Message | None:
@@ -772,7 +772,7 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
     ctx.touched.setdefault(conversation.id, False)
     note_public_reply(conversation, at, _preview(item.text, item.attachments))
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def _echo_conversation(ctx: BatchContext, channel: Channel, item: InboundEvent) -> Conversation | None:
@@ -802,9 +802,9 @@ def _mark_sent(session: Session, message: Message, at: datetime) -> None:
     assert conversation is not None
     note_public_reply(conversation, at, message.text[:PREVIEW_LENGTH] if message.text else None)
     realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
     realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def _apply_edit(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None:
@@ -873,7 +873,7 @@ def _publish_message_update(ctx: BatchContext, message: Message) -> None:
     conversation = ctx.session.get(Conversation, message.conversation_id)
     assert conversation is not None
     realtime.publish(ctx.session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                     realtime.conversation_rooms(conversation.brand_id))
 
 
 def _publish_touched_conversations(ctx: BatchContext) -> None:
@@ -901,7 +901,7 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
     for conversation, created in conversations:
         name = "conversation.created" if created else "conversation.updated"
         realtime.publish(session, name, schema.dump(conversation),
-                         realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                         realtime.conversation_rooms(conversation.brand_id))
     del related
 
 

@@ -70,4 +70,4 @@ def _store_names(names: dict[int, tuple[str, str | None]]) -> None:
         for conversation in session.execute(select(Conversation).where(
                 Conversation.contact_id.in_(sorted(contact_ids))).order_by(Conversation.id)).scalars():
             realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
-                             realtime.conversation_rooms(conversation.brand_id, conversation.id))
+                             realtime.conversation_rooms(conversation.brand_id))

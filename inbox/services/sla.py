@@ -310,7 +310,7 @@ def _store(session: Session, conversation: Conversation, policy: ActivePolicy, r
     _set_current(conversation, current)
     _append_events(session, conversation.id, policy.id, result.events,
                    [(clock, now) for clock in moved], now)
-    rooms = realtime.conversation_rooms(conversation.brand_id, conversation.id)
+    rooms = realtime.conversation_rooms(conversation.brand_id)
     if conversation.assignee_id is not None:
         rooms.append(f"agent:{conversation.assignee_id}")
     for name, clock in pushes:
