@@ -257,11 +257,27 @@ class Stack:
         return self.procs[name].pid
 
     def web_pids(self) -> list[int]:
-        """The gunicorn arbiter and its one worker process."""
-        master = self.procs["web"].pid
-        children = Path(f"/proc/{master}/task/{master}/children")
-        kids = [int(x) for x in children.read_text().split()] if children.exists() else []
-        return [master, *kids]
+        """The gunicorn arbiter and its one worker process (then those of any `add_web` process)."""
+        pids = []
+        for name in [n for n in self.procs if n.startswith("web")]:
+            master = self.procs[name].pid
+            children = Path(f"/proc/{master}/task/{master}/children")
+            pids += [master, *([int(x) for x in children.read_text().split()] if children.exists() else [])]
+        return pids
+
+    def add_web(self, name: str, threads: int) -> str:
+        """Another gunicorn web process of the same deployment (e.g. one that only takes webhooks); its URL.
+        It gets the first web process's exact environment: SECRET_KEY derives the key that decrypts channel
+        credentials, so every process of a deployment must share it."""
+        raw = Path(f"/proc/{self.procs['web'].pid}/environ").read_bytes().split(b"\0")
+        env = dict(x.decode().split("=", 1) for x in raw if b"=" in x)
+        env.pop("BENCH_YAPPI_OUT", None)
+        port = free_port()
+        self._spawn(name, [GUNICORN, "-w", "1", "-k", "gthread", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+                           "--log-level", "warning", "wsgi:app"], env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/webhooks/meta", timeout=60)
+        return url
 
     def worker_pids(self) -> list[int]:
         return [p.pid for n, p in self.procs.items() if n.startswith("worker")]

@@ -1,13 +1,25 @@
 """`gunicorn -c bench/gunicorn_yappi.py ...`: the web worker under yappi (every thread, CPU clock), to see where
 the web process's CPU goes in figure 2 (`python -m bench.live_latency --profile`). At worker exit it writes
-$BENCH_YAPPI_OUT: CPU seconds per thread kind and the functions with the most CPU (inclusive and own).
+$BENCH_YAPPI_OUT: CPU seconds per thread kind and the functions with the most CPU (inclusive and own). The
+bench asks for it by creating $BENCH_YAPPI_OUT.dump while the load is still there (a worker with hundreds of
+sockets may be killed before a graceful exit ends); otherwise it is written at worker exit.
 yappi slows the process down: the profiled run is separate from the measured ones."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import threading
+import time
 from typing import Any
+
+
+# gunicorn settings: a worker slowed by the profiler must not be taken for a hung one and replaced (a new worker
+# would start a new, empty profile)
+timeout = 900
+graceful_timeout = 120
+
+_written = threading.Event()
 
 
 def post_worker_init(worker: Any) -> None:
@@ -16,6 +28,14 @@ def post_worker_init(worker: Any) -> None:
     yappi.set_clock_type("cpu")
     yappi.start(builtins=False, profile_threads=True)
 
+    def dump_on_request() -> None:
+        flag = os.environ["BENCH_YAPPI_OUT"] + ".dump"
+        while not os.path.exists(flag):
+            time.sleep(0.5)
+        _write()
+
+    threading.Thread(target=dump_on_request, name="yappi-dump", daemon=True).start()
+
 
 def _kind(name: str) -> str:
     """Group thread names: gunicorn's pool threads, the relay, engine.io's per-socket writers, ..."""
@@ -23,8 +43,15 @@ def _kind(name: str) -> str:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
+    _write()
+
+
+def _write() -> None:
     import yappi
 
+    if _written.is_set():
+        return
+    _written.set()
     yappi.stop()
     threads: dict[str, dict[str, float]] = {}
     for t in yappi.get_thread_stats():
@@ -37,5 +64,7 @@ def worker_exit(server: Any, worker: Any) -> None:
            "inclusive": sorted(funcs, reverse=True)[:80],
            "inclusive_all": [f for f in funcs if f[0] >= 0.01],
            "own": sorted(funcs, key=lambda f: f[1], reverse=True)[:60]}
-    with open(os.environ["BENCH_YAPPI_OUT"], "w") as f:
+    target = os.environ["BENCH_YAPPI_OUT"]
+    with open(target + ".tmp", "w") as f:
         json.dump(out, f)
+    os.replace(target + ".tmp", target)  # the bench waits for the file: it appears complete

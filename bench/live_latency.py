@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, run_procs,
-                          save_json, write_section)
+from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, cpu_seconds, log, machine_info, machine_line, ms, pct,
+                          run_procs, save_json, write_section)
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "live_latency"
@@ -100,18 +100,18 @@ class Agents:
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
 
 
-def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float) -> dict[str, Any]:
+def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook_url: str) -> dict[str, Any]:
     prefix = f"l{n_agents}x"
     count = int(rate * seconds)
     with Agents(stack.base_url, stack.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}") as agents:
         log(f"{agents.connected}/{n_agents} agents connected")
         time.sleep(1.0)
-        cpu0 = stack.cpu_snapshot()
+        cpu0 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
         watcher = CountWatcher(stack, RELAIS_COUNT, prefix, count, timeout=120)
-        result = load(stack.base_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=32)
+        result = load(webhook_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=32)
         watcher.wait()
         time.sleep(3.0)  # the last events on their way to the clients
-        cpu1 = stack.cpu_snapshot()
+        cpu1 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
     figures = collect(result, agents, prefix, n_agents=n_agents, rate=rate, count=count)
     figures["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / count, 3) for k in cpu0}
     return figures
@@ -132,26 +132,39 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
-        threads: int = 640, profile: bool = False) -> dict[str, Any]:
+        threads: int = 640, profile: bool = False, split: bool = False) -> dict[str, Any]:
     """One fresh stack, the agent counts in turn. With `profile`, the web worker runs under yappi (slower: a
-    separate run whose latencies are not the figure) and its CPU summary is kept."""
+    separate run whose latencies are not the figure) and its CPU summary is kept. With `split`, webhooks go to a
+    second web process (gthread x64) and the agents' sockets to the first: the production layout README
+    describes, where acks never queue behind live fan-out."""
     info = machine_info()
     results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": [],
-                               "profiled": profile}
+                               "profiled": profile, "split": split}
     yappi_out = OUT / f"{NAME}-web-yappi.json"
+    yappi_flag = Path(str(yappi_out) + ".dump")
+    yappi_out.unlink(missing_ok=True)
+    yappi_flag.unlink(missing_ok=True)
     with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME,
                web_profile=str(yappi_out) if profile else "") as stack:
-        load(stack.base_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
+        webhook_url = stack.add_web("web-hooks", 64) if split else stack.base_url
+        load(webhook_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
         results["ref_redis"] = redis_reference(rate, int(rate * seconds))
         log(f"ref redis pub/sub: p50 {ms(results['ref_redis']['p50'])} p99 {ms(results['ref_redis']['p99'])}")
         for n in agent_counts:
-            r = run_agents(stack, n, rate, seconds)
+            r = run_agents(stack, n, rate, seconds, webhook_url)
             results["runs"].append(r)
+            if profile and n == agent_counts[-1]:  # ask the live worker to write (a worker with hundreds of
+                # threads can be killed before its graceful exit ends)
+                yappi_flag.touch()
+                deadline = time.time() + 180
+                while not yappi_out.exists() and time.time() < deadline:
+                    time.sleep(1.0)
+                yappi_flag.unlink(missing_ok=True)
             log(f"{n} agents: p50 {ms(r['p50'])} p99 {ms(r['p99'])}, delivered {r['delivered']}/"
                 f"{r['expected_deliveries']}, ack p99 {ms(r['ack_p99'])}")
     if profile and yappi_out.exists():  # written by the web worker as the stack stopped
         results["web_profile"] = json.loads(yappi_out.read_text())
-    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}", results)
+    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}", results)
     return results
 
 
@@ -191,15 +204,16 @@ def profile_lines(prof: dict[str, Any], agents: int, rate: float) -> list[str]:
 def report(all_results: list[dict[str, Any]]) -> str:
     first = all_results[0]
     ref = first["ref_redis"]
+    rates = " and ".join(f"{r:g}" for r in sorted({res["rate"] for res in all_results}, reverse=True))
     lines = ["## 2. Live latency (webhook POST -> `message.created` at the agents)", "", machine_line(first["machine"]),
-             "", f"Open loop, {first['rate']:g} msg/s for {first['seconds']:g} s, single-entry signed Meta webhooks "
+             "", f"Open loop at {rates} msg/s, {first['seconds']:g} s each, single-entry signed Meta webhooks "
              "from one load-generator process; every agent is in the brand's team, so each agent receives every "
              "message (the worst case). Agents are socket.io-client websocket connections (the console's library) "
              f"in Node processes of {PER_PROCESS}, API-token auth; gunicorn gthread, 1 process, 2 RQ workers. "
              "Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per commit, "
              "one `events` frame per room set per delivery round.", "",
              "| run | gunicorn threads | agents connected (end) | deliveries | frames per agent per s | p50 | p99 | max | "
-             "ratio p50 / p99 to Redis ref | ack p99 | CPU ms per message (web / workers) |",
+             "ratio p50 / p99 to Redis ref | ack p99 | CPU ms per message (web / workers / PostgreSQL / agent clients) |",
              "|---|---|---|---|---|---|---|---|---|---|---|",
              f"| reference: bare Redis PUBLISH -> subscriber | | 1 | {ref['received']}/{ref['count']} | | "
              f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | | |"]
@@ -212,10 +226,13 @@ def report(all_results: list[dict[str, Any]]) -> str:
             cpu = r.get("cpu_ms_per_msg", {})
             label = (f"{r['agents']} agent(s), {r['rate']:g} msg/s, web under yappi (not the figure)"
                      if res.get("profiled") else f"**{r['agents']} agent(s), {r['rate']:g} msg/s**")
+            if res.get("split"):
+                label += ", webhooks on their own web process"
             lines.append(f"| {label} | {res['threads']} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
                          f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} | "
-                         f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} |")
+                         f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} / {cpu.get('postgres_total', 'n/a')} "
+                         f"/ {cpu.get('agents', 'n/a')} |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
@@ -225,22 +242,43 @@ def report(all_results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--rate", default="200", help="msg/s; several comma-separated: one stack per rate")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--plan", default="640:1,100,500",
                         help="gunicorn threads:agent counts, ';' between stacks (each stack is fresh)")
     parser.add_argument("--profile", action="store_true",
                         help="then one more stack at the largest agent count with the web worker under yappi")
+    parser.add_argument("--split", action="store_true",
+                        help="also every stack again with webhooks on a second web process")
+    parser.add_argument("--profile-only", action="store_true", help="only the profiled stack (then --report-only)")
+    parser.add_argument("--report-only", metavar="JSON,...",
+                        help="rewrite the section from saved bench/out/live_latency-*.json results, in this order")
     args = parser.parse_args()
-    run_plan(args.rate, args.seconds, args.plan, args.profile)
+    if args.report_only:
+        write_section(NAME, report([json.loads((OUT / name).read_text()) for name in args.report_only.split(",")]))
+        return
+    rates = [float(r) for r in args.rate.split(",")]
+    if args.profile_only:
+        threads, counts = args.plan.split(";")[-1].split(":")
+        run(rates[0], args.seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True)
+        return
+    run_plan(rates, args.seconds, args.plan, args.profile, args.split)
 
 
-def run_plan(rate: float = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500",
-             profile: bool = False) -> list[dict[str, Any]]:
+def run_plan(rates: float | list[float] = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500",
+             profile: bool = False, split: bool = False) -> list[dict[str, Any]]:
+    """Every stack of `plan` at every rate; with `profile`, one more stack at the first rate and the largest
+    agent count with the web worker under yappi. Writes one section with every run."""
+    rates = [rates] if isinstance(rates, (int, float)) else rates
+    rate = rates[0]
     results = []
-    for part in plan.split(";"):
-        threads, counts = part.split(":")
-        results.append(run(rate, seconds, tuple(int(c) for c in counts.split(",")), int(threads)))
+    for each in rates:
+        for part in plan.split(";"):
+            threads, counts = part.split(":")
+            results.append(run(each, seconds, tuple(int(c) for c in counts.split(",")), int(threads)))
+            if split:
+                results.append(run(each, seconds, tuple(int(c) for c in counts.split(",")), int(threads),
+                                   split=True))
     if profile:
         threads, counts = plan.split(";")[-1].split(":")
         results.append(run(rate, seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True))
