@@ -78,7 +78,7 @@ test-python: dev-deps
 	$(PY) -m pytest tests/unit tests/integration tests/e2e -q --ignore=tests/integration/test_multiprocess.py
 	RELAIS_TEST_DB=postgresql $(PY) -m pytest tests/integration -q
 
-bench: dev-deps
+bench: dev-deps frontend/node_modules/.installed
 	$(PY) -m bench.run_all
 
 clean:
