@@ -98,6 +98,7 @@ class Settings:
     send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
     embedded_worker: bool = True              # RELAIS_EMBEDDED_WORKER: run jobs in-process when no REDIS_URL
+    websocket_compression: bool = False       # WEBSOCKET_COMPRESSION: permessage-deflate on live-event sockets
     admin_email: str | None = None            # RELAIS_ADMIN_EMAIL
     admin_password: str | None = None         # RELAIS_ADMIN_PASSWORD
     extra: dict[str, Any] = field(default_factory=dict)
@@ -187,6 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),
         event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
         embedded_worker=_bool("RELAIS_EMBEDDED_WORKER", get("RELAIS_EMBEDDED_WORKER") or "1"),
+        websocket_compression=_bool("WEBSOCKET_COMPRESSION", get("WEBSOCKET_COMPRESSION") or "0"),
         admin_email=get("RELAIS_ADMIN_EMAIL"),
         admin_password=get("RELAIS_ADMIN_PASSWORD"),
     )

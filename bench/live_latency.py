@@ -228,6 +228,8 @@ def report(all_results: list[dict[str, Any]]) -> str:
                      if res.get("profiled") else f"**{r['agents']} agent(s), {r['rate']:g} msg/s**")
             if res.get("split"):
                 label += ", webhooks on their own web process"
+            if res.get("note"):
+                label += f" ({res['note']})"
             lines.append(f"| {label} | {res['threads']} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
                          f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} | "

@@ -56,7 +56,21 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
             engineio_logger=False,
         )
         from inbox.realtime import handlers  # noqa: F401  (registers the socket handlers)
+        if not settings.websocket_compression:
+            app.wsgi_app = _without_websocket_compression(app.wsgi_app)  # type: ignore[method-assign]
         _relay.start()
+
+
+def _without_websocket_compression(wsgi_app: Any) -> Any:
+    """Drop the client's permessage-deflate offer from the websocket handshake (simple-websocket accepts it
+    whenever it is offered). A live frame goes to every socket of a room, and deflate compresses each copy again
+    in Python: at 500 sockets it was ~70% of the web process's send cost (bench figure 2's profile). Live JSON
+    is small per agent; WEBSOCKET_COMPRESSION=1 turns compression back on for slow agent links."""
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "").startswith("/socket.io"):
+            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return wsgi_app(environ, start_response)
+    return app
 
 
 def stop(app: Flask) -> None:

@@ -79,3 +79,29 @@ def test_a_lost_subscription_comes_back_and_tells_the_sockets_to_resync(channel:
     finally:
         web.stop()
         r.close()
+
+
+def test_live_sockets_are_not_compressed_by_default(live_server: str) -> None:
+    """permessage-deflate would compress every copy of a frame again for each socket of a room (bench figure 2):
+    the handshake answers without it unless WEBSOCKET_COMPRESSION=1."""
+    import base64
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(live_server)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {url.netloc}\r\n"
+               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 101")
+    assert "sec-websocket-extensions" not in head
