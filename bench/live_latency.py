@@ -174,8 +174,9 @@ KEY_PATHS = [  # (label, a substring of yappi's "module:line name")
     ("live relay: one delivery round, `Relay.deliver`", "Relay.deliver"),
     ("of which Socket.IO emit to the room's sockets, `Manager.emit`", "Manager.emit"),
     ("engine.io per-socket writer threads, `writer`", " writer"),
-    ("websocket frames written, `simple_websocket` `Base.send`", "Base.send"),
-    ("websocket readers, `simple_websocket` `Base._thread`", "Base._thread"),
+    ("websocket frames written, `simple_websocket` `Server.send`", "ws.py:70 Server.send"),
+    ("of which permessage-deflate, `PerMessageDeflate.frame_outbound`", "PerMessageDeflate.frame_outbound"),
+    ("socket connects (token, rooms, presence), `on_connect`", "handlers.py:40 on_connect"),
 ]
 
 
