@@ -94,14 +94,19 @@ def test_page_statements_do_not_depend_on_page_size(app, client, world, token_fo
     counts, shown = {}, {}
     for limit in (2, 9):  # within one run of the waiting sort (its second run, not waiting, is one more page query)
         client.get("/api/v1/conversations", query_string={**query, "limit": limit}, headers=bearer(token))  # warm
-        statements.clear()
-        response = client.get("/api/v1/conversations", query_string={**query, "limit": limit}, headers=bearer(token))
-        assert response.status_code == 200
-        assert len(response.get_json()["items"]) == limit
-        counts[limit] = _selects(statements)
-        shown[limit] = [" ".join(s.split())[:160] for s in statements]
+        # the fewest of three requests: a per-process cache expiring in between (SLA policies, channels) adds one
+        # statement to one request; a per-row load would add one per conversation to every request
+        for _ in range(3):
+            statements.clear()
+            response = client.get("/api/v1/conversations", query_string={**query, "limit": limit},
+                                  headers=bearer(token))
+            assert response.status_code == 200
+            assert len(response.get_json()["items"]) == limit
+            if limit not in counts or _selects(statements) < counts[limit]:
+                counts[limit] = _selects(statements)
+                shown[limit] = [" ".join(s.split())[:160] for s in statements]
     assert counts[2] == counts[9], (counts, shown)
-    assert counts[9] <= 10, (counts, shown)  # auth, access, the page, labels, SLA clocks, links (+ counts)  # auth + access + page + labels + clocks + links (+ counts)
+    assert counts[9] <= 10, (counts, shown)  # auth, access, the page, labels, SLA clocks, links (+ counts)
 
 
 def test_message_page_statements_do_not_depend_on_page_size(app, client, world, token_for, statements):
