@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,18 +75,26 @@ PER_EVENT_KINDS = ("echo", "edit", "delete", "status")  # read-then-write on exi
 _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
+_DRAIN_LOCK = threading.Lock()
+
+
 def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
+
+    One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): batches
+    are then applied in id order, so a read receipt is never applied before the echo it covers when the two
+    land in different batches. (Worker processes still drain concurrently, with SKIP LOCKED.)
 
     Writes: conversations, messages, contacts, posts, webhook event statuses. Publishes: conversation.created,
     conversation.updated, message.created, message.updated (after each batch's commit)."""
     started = time.monotonic()
     total = 0
-    while time.monotonic() - started < time_budget:
-        done = _drain_one_batch(batch_size)
-        total += done
-        if done < batch_size:
-            break
+    with _DRAIN_LOCK:
+        while time.monotonic() - started < time_budget:
+            done = _drain_one_batch(batch_size)
+            total += done
+            if done < batch_size:
+                break
     return total
 
 
