@@ -6,7 +6,8 @@ bench app secret, agents with API tokens), served by `python -m inbox.serve` (Fl
 the Werkzeug server, ingest drain / reconciler / SLA timer on threads of the same process), on 127.0.0.1 only.
   (a) webhook ingest: msgs/s until listed (closed loop, single-entry and 10-entry webhooks), ack p50/p99 at a
       modest fixed offered rate (open loop), lost / duplicated;
-  (b) live latency: webhook POST -> `message.created` at 1 and 20 websocket agents at a modest rate.
+  (b) live latency: webhook POST -> the queue event showing the message (and `message.created` at the agents that
+      have its conversation open) at 1 and 20 websocket agents at a modest rate.
 Reference measured in the same run: raw single-row INSERT transactions/s into a SQLite file in WAL mode from
 Python (sqlite3, one writer: SQLite has one write lock), with the app's `synchronous=NORMAL` and with FULL.
 The naive-handler reference of figure 1 is not run here (its BIGINT keys do not auto-increment on SQLite and
@@ -205,7 +206,7 @@ def measured_run(emb: Embedded, *, prefix: str, count: int, batch: int, rate: fl
 def run_agents(emb: Embedded, n_agents: int, rate: float, seconds: float) -> dict[str, Any]:
     prefix = f"e{n_agents}x"
     count = int(rate * seconds)
-    with Agents(emb.base_url, emb.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}") as agents:
+    with Agents(emb.base_url, emb.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}", watch_mod=n_agents) as agents:
         log(f"{agents.connected}/{n_agents} agents connected")
         time.sleep(1.0)
         cpu0 = emb.cpu()
@@ -308,13 +309,17 @@ def report(res: dict[str, Any]) -> str:
                      f"{r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | **{ms(r['ack_p99'])}** | "
                      f"{r['integrity']['lost']} / {r['integrity']['duplicated']} | {r['cpu_ms_per_msg']:.2f} |")
     lines += ["", f"Live latency, open loop {res['live_rate']:g} msg/s for {res['live_seconds']:g} s, single-entry "
-              "webhooks, python-socketio websocket agents (API token auth). No Redis PUBLISH reference in this mode; "
-              "the same-run floor shown is the webhook's own ack p50.", "",
-              "| agents connected (end) | deliveries | p50 | p99 | max | p50 / ack p50 | ack p50 / p99 | server CPU ms/msg |",
-              "|---|---|---|---|---|---|---|---|"]
+              "webhooks, Node socket.io-client websocket agents (API token auth; bench/agents.mjs). Latency to the queue "
+              "event showing the message at every agent (as in section 2), and to `message.created` at the agents that "
+              "have its conversation open (thread). No Redis PUBLISH reference in this mode; the same-run floor shown "
+              "is the webhook's own ack p50.", "",
+              "| agents connected (end) | queue deliveries | p50 | p99 | max | p50 / ack p50 | thread events (p50 / p99) "
+              "| ack p50 / p99 | server CPU ms/msg |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["live"]:
         lines.append(f"| **{r['agents']}** ({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | "
                      f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {_ratio(r['p50'], r['ack_p50'], '{:.1f}x')} | "
+                     f"{r.get('thread_delivered', 'n/a')} ({ms(r.get('thread_p50'))} / {ms(r.get('thread_p99'))}) | "
                      f"{ms(r['ack_p50'])} / {ms(r['ack_p99'])} | {r['server_cpu_ms_per_msg']:.2f} |")
     lines += ["", "- server CPU while listing (one process, one GIL; cores = msgs/s x CPU ms/msg): " + ", ".join(
                   f"{k} {res[k].get('msgs_per_s', 0) * res[k]['cpu_ms_per_msg'] / 1000:.2f} cores"

@@ -1,9 +1,14 @@
 """Figure 2: live latency. `python -m bench.live_latency [--rate 200] [--seconds 10] [--plan "640:1,100,500"]`
 
-Time from the webhook POST (request start, at the load generator) to the `message.created` event at every
-connected agent (Node socket.io-client websocket connections with API-token auth, bench/agents.mjs, 250 per
-process), p50/p99, with 1, 100 and 500 connected agents of the brand at 200 msg/s open loop. Reference measured
-in the same run: a bare Redis PUBLISH -> subscriber round trip at the same rate (bench.refs).
+Time from the webhook POST (request start, at the load generator) to the live event that shows the new message
+at every connected agent (Node socket.io-client websocket connections with API-token auth, bench/agents.mjs, 250
+per process), p50/p99, with 1, 100 and 500 connected agents of the brand at 200 msg/s open loop. Reference
+measured in the same run: a bare Redis PUBLISH -> subscriber round trip at the same rate (bench.refs).
+
+Two latencies, as a console gets them: the queue's (`conversation.created` / `conversation.updated` carrying the
+message as its last-message preview, which every agent of the brand receives) and the open thread's
+(`message.created`, which only the sockets watching that conversation receive: each agent opens about one
+conversation in N, see bench/agents.mjs --watch-mod).
 """
 from __future__ import annotations
 
@@ -49,10 +54,13 @@ class Agents:
     processes and reads what they received: `events` = [client, event, external_id, seq, recv epoch s, data.t],
     `frames`, `connected_at_end`."""
 
-    def __init__(self, urls: str | list[str], tokens: list[str], tag: str, events: str = "message.created",
-                 per: int = PER_PROCESS):
+    def __init__(self, urls: str | list[str], tokens: list[str], tag: str,
+                 events: str = "conversation.created,conversation.updated,message.created",
+                 per: int = PER_PROCESS, watch_mod: int = 0):
         self.urls = [urls] if isinstance(urls, str) else urls
         self.tokens, self.tag, self.event_names, self.per = tokens, tag, events, per
+        self.watch_mod = watch_mod
+        self.watches = 0
         self.procs: list[subprocess.Popen] = []
         self.outs: list[Path] = []
         self.connected = self.connected_at_end = self.frames = 0
@@ -66,7 +74,8 @@ class Agents:
             self.procs.append(subprocess.Popen([NODE, str(ROOT / "bench" / "agents.mjs"),
                                                 "--url", self.urls[k % len(self.urls)],
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
-                                                "--events", self.event_names],
+                                                "--events", self.event_names,
+                                                "--watch-mod", str(self.watch_mod), "--first-index", str(start)],
                                                cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for p in self.procs:
             assert p.stdout is not None
@@ -95,6 +104,7 @@ class Agents:
                 out.unlink()
                 self.connected_at_end += data["connected_at_end"]
                 self.frames += data["frames"]
+                self.watches += data.get("watches", 0)
                 self.events.extend(data["events"])
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
@@ -103,7 +113,8 @@ class Agents:
 def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook_url: str) -> dict[str, Any]:
     prefix = f"l{n_agents}x"
     count = int(rate * seconds)
-    with Agents(stack.base_url, stack.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}") as agents:
+    with Agents(stack.base_url, stack.world["agent_tokens"][:n_agents], f"{NAME}-{n_agents}",
+                watch_mod=n_agents) as agents:
         log(f"{agents.connected}/{n_agents} agents connected")
         time.sleep(1.0)
         cpu0 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
@@ -117,18 +128,33 @@ def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook
     return figures
 
 
+LIST_EVENTS = ("conversation.created", "conversation.updated")
+
+
 def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: int, rate: float,
             count: int) -> dict[str, Any]:
-    """Latency from each acked webhook POST to each agent's receipt of its message.created, with the ack
-    latencies and the frames the agents received."""
+    """Latency from each acked webhook POST to each agent's first live event showing that message: in the queue
+    (a conversation event whose last-message preview is it) and in the open thread (its message.created, at the
+    agents watching that conversation); with the ack latencies and the frames the agents received."""
     sent = {f"{prefix}p0-{int(r[0])}": r[2] for r in result["rows"] if r[4] == 200}  # one loadgen process
-    latencies = [row[4] - sent[row[2]] for row in agents.events if row[2] in sent]
+    first_list: dict[tuple[int, str], float] = {}
+    thread: list[float] = []
+    for client, event, key, _seq, received, _t in agents.events:
+        if key not in sent:
+            continue
+        if event in LIST_EVENTS:
+            first_list[(client, key)] = min(received, first_list.get((client, key), received))
+        elif event == "message.created":
+            thread.append(received - sent[key])
+    latencies = [received - sent[key] for (_client, key), received in first_list.items()]
     ack = [r[3] - r[1] for r in result["rows"]]
     return {"agents": n_agents, "connected": agents.connected, "connected_at_end": agents.connected_at_end,
             "rate": rate, "messages": count, "acked": len(sent), "statuses": result["statuses"],
             "expected_deliveries": len(sent) * agents.connected, "delivered": len(latencies),
             "frames": agents.frames, "p50": pct(latencies, 50), "p99": pct(latencies, 99),
-            "max": max(latencies) if latencies else None, "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99)}
+            "max": max(latencies) if latencies else None, "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
+            "watches": agents.watches, "thread_delivered": len(thread), "thread_p50": pct(thread, 50),
+            "thread_p99": pct(thread, 99), "thread_max": max(thread) if thread else None}
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
@@ -160,8 +186,9 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
                 while not yappi_out.exists() and time.time() < deadline:
                     time.sleep(1.0)
                 yappi_flag.unlink(missing_ok=True)
-            log(f"{n} agents: p50 {ms(r['p50'])} p99 {ms(r['p99'])}, delivered {r['delivered']}/"
-                f"{r['expected_deliveries']}, ack p99 {ms(r['ack_p99'])}")
+            log(f"{n} agents: queue p50 {ms(r['p50'])} p99 {ms(r['p99'])}, delivered {r['delivered']}/"
+                f"{r['expected_deliveries']}; thread {r['thread_delivered']} p50 {ms(r['thread_p50'])} "
+                f"p99 {ms(r['thread_p99'])}; ack p99 {ms(r['ack_p99'])}")
     if profile and yappi_out.exists():  # written by the web worker as the stack stopped
         results["web_profile"] = json.loads(yappi_out.read_text())
     save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}", results)
@@ -206,18 +233,25 @@ def report(all_results: list[dict[str, Any]]) -> str:
     first = all_results[0]
     ref = first["ref_redis"]
     rates = " and ".join(f"{r:g}" for r in sorted({res["rate"] for res in all_results}, reverse=True))
-    lines = ["## 2. Live latency (webhook POST -> `message.created` at the agents)", "", machine_line(first["machine"]),
+    lines = ["## 2. Live latency (webhook POST -> the event showing the message at the agents)", "",
+             machine_line(first["machine"]),
              "", f"Open loop at {rates} msg/s, {first['seconds']:g} s each, single-entry signed Meta webhooks "
-             "from one load-generator process; every agent is in the brand's team, so each agent receives every "
-             "message (the worst case). Agents are socket.io-client websocket connections (the console's library) "
-             f"in Node processes of {PER_PROCESS}, API-token auth; gunicorn gthread, 1 process, 2 RQ workers. "
-             "Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per commit, "
-             "one `events` frame per room set per delivery round.", "",
-             "| run | gunicorn threads | agents connected (end) | deliveries | frames per agent per s | p50 | p99 | max | "
-             "ratio p50 / p99 to Redis ref | ack p99 | CPU ms per message (web / workers / PostgreSQL / agent clients) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
+             "from one load-generator process; every agent is in the brand's team, so each agent's queue shows every "
+             "message (the worst case). **queue**: the first `conversation.created` / `conversation.updated` whose "
+             "last-message preview is the message, at every agent (deliveries counted per agent and message; a "
+             "conversation event covers the latest message of its batch, so a message followed at once by another "
+             "of the same customer may be shown only through the later one). **thread**: `message.created` at the "
+             "agents that have the conversation open (each agent opens about one new conversation in N: "
+             "bench/agents.mjs --watch-mod). Agents are socket.io-client websocket connections (the console's "
+             f"library) in Node processes of {PER_PROCESS}, API-token auth; gunicorn gthread, 1 process, 2 RQ "
+             "workers. Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per "
+             "commit, one `events` frame per room set per delivery round.", "",
+             "| run | gunicorn threads | agents connected (end) | queue deliveries | frames per agent per s | queue p50 | "
+             "queue p99 | max | ratio p50 / p99 to Redis ref | thread events (p50 / p99) | ack p99 | CPU ms per "
+             "message (web / workers / PostgreSQL / agent clients) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|",
              f"| reference: bare Redis PUBLISH -> subscriber | | 1 | {ref['received']}/{ref['count']} | | "
-             f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | | |"]
+             f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | | | |"]
     for res in all_results:
         ref = res["ref_redis"]
         for r in res["runs"]:
@@ -231,9 +265,12 @@ def report(all_results: list[dict[str, Any]]) -> str:
                 label += ", webhooks on their own web process"
             if res.get("note"):
                 label += f" ({res['note']})"
+            thread = (f"{r['thread_delivered']} ({ms(r['thread_p50'])} / {ms(r['thread_p99'])})"
+                      if "thread_delivered" in r else "(every agent got every message.created: the old protocol)")
             lines.append(f"| {label} | {res['threads']} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
-                         f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {ms(r['ack_p99'])} | "
+                         f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {thread} | "
+                         f"{ms(r['ack_p99'])} | "
                          f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} / {cpu.get('postgres_total', 'n/a')} "
                          f"/ {cpu.get('agents', 'n/a')} |")
     for res in all_results:

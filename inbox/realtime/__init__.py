@@ -4,7 +4,13 @@
 and hands it to the relay only after that transaction commits; nothing leaves for a rolled-back one. The relay
 (`relay.py`) carries each commit's events to every serving process and emits them as `events` frames
 (`[{"event", "seq", "data"}, ...]`), coalesced per room set. Rooms are chosen by the server: `agent:<id>`,
-`brand:<id>`, `admins`.
+`brand:<id>`, `admins` (joined at connect, from the agent's access), and `conversation:<id>` (joined through a
+`watch` request, after the same access check as the REST route).
+
+Who gets what: list-level events (`conversation.*`, `sla.*`) go to the brand's agents and the admins, so every
+queue view stays live; a conversation's thread events (`message.*`) go only to the sockets that have that
+conversation open. A thread event is the bulky one (full text, attachments, author) and only the open thread
+uses it: sending it to every agent of a brand multiplied a busy brand's live bytes by its agent count.
 """
 from __future__ import annotations
 
@@ -83,6 +89,11 @@ def stop(app: Flask) -> None:
 def conversation_rooms(brand_id: int) -> list[str]:
     """Who sees a conversation's events live: its brand's agents and the admins."""
     return [f"brand:{brand_id}", "admins"]
+
+
+def message_rooms(conversation_id: int) -> list[str]:
+    """Who sees a conversation's thread events live: the sockets watching it (handlers.on_watch)."""
+    return [f"conversation:{conversation_id}"]
 
 
 def publish(session: Session, name: str, data: dict[str, Any], rooms: list[str]) -> RealtimeEvent:

@@ -1,4 +1,10 @@
-"""Socket.IO: authenticated connect, server-chosen rooms, catch-up by seq."""
+"""Socket.IO: authenticated connect, server-chosen rooms, watched conversations, catch-up by seq.
+
+Rooms: `agent:<id>` and `brand:<id>` / `admins` from the agent's access at connect (list-level events), and
+`conversation:<id>` for each conversation the client asks to `watch` (thread events: message.created/updated/
+deleted), each one checked like GET /api/conversations/<id>. A client sends the conversations it watches in its
+handshake `auth` too (`{"last_seq": n, "watch": [ids]}`), so a reconnect rejoins them before the replay and the
+replay includes their missed thread events."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +26,8 @@ log = logging.getLogger(__name__)
 REPLAY_LIMIT = 2000
 # events committed slightly out of seq order: replay a little before the client's last seq (it dedupes)
 REPLAY_OVERLAP = timedelta(seconds=5)
+WATCH_MAX = 20  # conversations one socket may watch at once (the console watches the one it shows)
+_CONVERSATION_ROOM = "conversation:"
 
 
 def _authenticate(auth: Any) -> tuple[Agent | None, dict[str, Any]]:
@@ -46,13 +54,14 @@ def on_connect(auth: Any = None) -> None:
         rooms = access.rooms_for(db.session, agent)
         for room in rooms:
             join_room(room)
+        watched = _watch(agent, auth.get("watch") if isinstance(auth, dict) else None)
         presence.socket_connected(db.session, agent, request.sid)
         db.session.commit()
         socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
-        emit("session", {"agent_id": agent.id, "rooms": rooms})
+        emit("session", {"agent_id": agent.id, "rooms": rooms, "watching": watched})
         last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
         if isinstance(last_seq, int) and last_seq >= 0:
-            replay(set(rooms), last_seq)
+            replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in watched}, last_seq)
     finally:
         db.session.remove()
 
@@ -64,6 +73,50 @@ def _socket_agent() -> Agent | None:
     return agent if agent is not None and agent.is_active else None
 
 
+def _requested_ids(value: Any) -> list[int] | None:
+    """The conversation ids of a watch request: a list of positive ints, at most WATCH_MAX; None if malformed."""
+    if not isinstance(value, list) or len(value) > WATCH_MAX:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        return None
+    return sorted(set(value))
+
+
+def _watched(sid: str) -> set[str]:
+    return {r for r in socketio.server.rooms(sid, namespace="/") if r.startswith(_CONVERSATION_ROOM)}
+
+
+def _watch(agent: Agent, value: Any) -> list[int]:
+    """Make this socket watch exactly the requested conversations it may see; returns those ids."""
+    ids = _requested_ids(value) if value is not None else []
+    allowed = sorted(access.visible_conversation_ids(db.session, agent, ids or []))
+    wanted = {_CONVERSATION_ROOM + str(c) for c in allowed}
+    server = socketio.server
+    for room in _watched(request.sid) - wanted:
+        server.leave_room(request.sid, room, namespace="/")
+    for room in wanted:
+        server.enter_room(request.sid, room, namespace="/")
+    return allowed
+
+
+@socketio.on("watch")
+def on_watch(data: Any = None) -> dict[str, Any]:
+    """The conversations this socket shows: {"conversation_ids": [ids]} (replaces the previous set; [] for none).
+
+    Acknowledged with {"watching": [ids]} (the ones it may see; the others are left out, as a 404 would) or
+    {"error": "..."}. The console fetches the thread after the acknowledgement, so nothing falls in between."""
+    try:
+        agent = _socket_agent()
+        if agent is None:
+            return {"error": "unauthorized"}
+        ids = _requested_ids(data.get("conversation_ids")) if isinstance(data, dict) else None
+        if ids is None:
+            return {"error": f"conversation_ids must be a list of at most {WATCH_MAX} conversation ids"}
+        return {"watching": _watch(agent, ids)}
+    finally:
+        db.session.remove()
+
+
 @socketio.on("resume")
 def on_resume(data: Any = None) -> None:
     """A client asks again for what it missed: {"last_seq": n}."""
@@ -71,7 +124,10 @@ def on_resume(data: Any = None) -> None:
         agent = _socket_agent()
         if agent is None or not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
             return
-        replay(set(access.rooms_for(db.session, agent)), data["last_seq"])
+        rooms = set(access.rooms_for(db.session, agent))
+        watched = {int(r[len(_CONVERSATION_ROOM):]) for r in _watched(request.sid)}
+        rooms |= {_CONVERSATION_ROOM + str(c) for c in access.visible_conversation_ids(db.session, agent, watched)}
+        replay(rooms, data["last_seq"])
     finally:
         db.session.remove()
 
@@ -141,8 +197,13 @@ def refresh_sockets(agent_id: int) -> int:
     if not sids:
         return 0
     agent = db.session.get(Agent, agent_id)
-    rooms = set(access.rooms_for(db.session, agent)) if agent is not None and agent.is_active else set()
+    active = agent is not None and agent.is_active
+    rooms = set(access.rooms_for(db.session, agent)) if active else set()
     closing = [sid for sid in sids if not _still_allowed(agent, server.get_session(sid, namespace="/"))]
+    watched = {sid: {r for r in server.rooms(sid, namespace="/") if r.startswith(_CONVERSATION_ROOM)} for sid in sids}
+    watched_ids = {int(r[len(_CONVERSATION_ROOM):]) for rs in watched.values() for r in rs}
+    still_visible = {_CONVERSATION_ROOM + str(c)
+                     for c in access.visible_conversation_ids(db.session, agent, watched_ids)} if active else set()
     # end the read before touching sockets: a disconnect runs its handler (presence writes) in this thread, and
     # SQLite would wait on the write lock this session's transaction holds
     db.session.remove()
@@ -151,7 +212,9 @@ def refresh_sockets(agent_id: int) -> int:
             log.info("disconnecting socket %s of agent %s: access withdrawn", sid, agent_id)
             server.disconnect(sid, namespace="/")
             continue
-        current = set(server.rooms(sid, namespace="/")) - {sid}
+        current = set(server.rooms(sid, namespace="/")) - {sid} - watched[sid]
+        for room in watched[sid] - still_visible:  # a watched conversation of a brand no longer served
+            server.leave_room(sid, room, namespace="/")
         for room in current - rooms:
             server.leave_room(sid, room, namespace="/")
         for room in rooms - current:

@@ -5,6 +5,8 @@ agent: conversations of the brands their teams serve; may claim, and assign/unas
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -74,6 +76,16 @@ def rooms_for(session: Session, agent: Agent) -> list[str]:
     else:
         rooms.extend(f"brand:{b}" for b in sorted(brand_ids))
     return rooms
+
+
+def visible_conversation_ids(session: Session, agent: Agent, conversation_ids: Iterable[int]) -> set[int]:
+    """Those of `conversation_ids` the agent may see (the check of get_conversation_for, for several at once)."""
+    ids = {int(i) for i in conversation_ids}
+    if not ids:
+        return set()
+    rows = session.execute(select(Conversation.id, Conversation.brand_id).where(Conversation.id.in_(ids))).all()
+    allowed = brand_ids_for(session, agent)
+    return {cid for cid, brand_id in rows if allowed is None or brand_id in allowed}
 
 
 def event_visible_to(rooms: list[str], agent_rooms: set[str]) -> bool:

@@ -224,7 +224,7 @@ def _activity(session: Session, conversation: Conversation, agent: Agent | None,
     session.add(message)
     session.flush()
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
 
 
 def publish_conversation(session: Session, conversation: Conversation) -> None:

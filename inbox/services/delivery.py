@@ -148,7 +148,7 @@ def _apply_outcome(session: Any, message: Message, status: str, error: str | Non
     message.delivery_error = error
     conversation = session.get(Conversation, message.conversation_id)
     realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
 
 
 def _record_success(message_id: int, result: SendResult) -> str:
@@ -165,10 +165,11 @@ def _record_success(message_id: int, result: SendResult) -> str:
         assert conversation is not None
         note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)
         sla.refresh_conversation(session, conversation, f"message:{message.id}")
-        rooms = realtime.conversation_rooms(conversation.brand_id)
         session.flush()
-        realtime.publish(session, "message.updated", _message_schema.dump(message), rooms)
-        realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation), rooms)
+        realtime.publish(session, "message.updated", _message_schema.dump(message),
+                         realtime.message_rooms(conversation.id))
+        realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
+                         realtime.conversation_rooms(conversation.brand_id))
     return "sent"
 
 
@@ -190,4 +191,4 @@ def _take_external_id(session: Any, message: Message, external_id: str) -> None:
         message.external_id = external_id
         if conversation is not None:
             realtime.publish(session, "message.deleted", {"id": duplicate.id, "conversation_id": conversation.id},
-                             realtime.conversation_rooms(conversation.brand_id))
+                             realtime.message_rooms(conversation.id))

@@ -52,7 +52,7 @@ def handoff(session: Session, agent: Agent, conversation_id: int, team_id: int, 
     session.add(message)
     session.flush()
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
     conversation.team_id = team_id
     conversation.assignee_id = None
     conversation.assigned_at = None

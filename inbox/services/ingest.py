@@ -487,7 +487,7 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> Non
         assert conversation is not None
         note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
         realtime.publish(session, "message.created", _message_schema.dump(_message_view(message_id, row)),
-                         realtime.conversation_rooms(conversation.brand_id))
+                         realtime.message_rooms(conversation.id))
 
 
 @functools.cache
@@ -735,7 +735,7 @@ def _apply_customer_message(ctx: BatchContext, channel: Channel, item: InboundEv
         return
     note_inbound(conversation, at, _preview(item.text, item.attachments))
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
 
 
 def _message_by_external_id(session: Session, channel_id: int, external_id: str | None) -> Message | None:
@@ -781,7 +781,7 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
     ctx.touched.setdefault(conversation.id, False)
     note_public_reply(conversation, at, _preview(item.text, item.attachments))
     realtime.publish(session, "message.created", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
 
 
 def _echo_conversation(ctx: BatchContext, channel: Channel, item: InboundEvent) -> Conversation | None:
@@ -811,7 +811,7 @@ def _mark_sent(session: Session, message: Message, at: datetime) -> None:
     assert conversation is not None
     note_public_reply(conversation, at, message.text[:PREVIEW_LENGTH] if message.text else None)
     realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
     realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
                      realtime.conversation_rooms(conversation.brand_id))
 
@@ -882,7 +882,7 @@ def _publish_message_update(ctx: BatchContext, message: Message) -> None:
     conversation = ctx.session.get(Conversation, message.conversation_id)
     assert conversation is not None
     realtime.publish(ctx.session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
 
 
 def _publish_touched_conversations(ctx: BatchContext) -> None:

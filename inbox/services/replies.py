@@ -38,7 +38,7 @@ def create_reply(session: Session, agent: Agent, conversation_id: int, *, text: 
             return existing
     conversation = access.get_conversation_for(session, agent, conversation_id, lock=True)
     now = utcnow()
-    rooms = realtime.conversation_rooms(conversation.brand_id)
+    rooms = realtime.message_rooms(conversation.id)
     values = {"conversation_id": conversation.id, "channel_id": conversation.channel_id, "direction": "out",
               "author_type": "agent", "author_agent_id": agent.id, "author_name": agent.name, "text": text,
               "platform_time": now, "received_at": now, "attachments": [], "edit_history": [], "extra": {}}
@@ -88,7 +88,8 @@ def create_reply(session: Session, agent: Agent, conversation_id: int, *, text: 
     conversation.updated_at = now
     session.flush()
     realtime.publish(session, "message.created", _message_schema.dump(message), rooms)
-    realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation), rooms)
+    realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
+                     realtime.conversation_rooms(conversation.brand_id))
     from inbox.jobs.tasks import send_message
     enqueue_after_commit(session, send_message, message.id, queue=SEND)
     return message
@@ -130,7 +131,7 @@ def retry_message(session: Session, agent: Agent, message_id: int) -> Message:
     message.delivery_attempts = 0
     session.flush()
     realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
     from inbox.jobs.tasks import send_message
     enqueue_after_commit(session, send_message, message.id, queue=SEND)
     return message
@@ -168,5 +169,5 @@ def moderate_comment(session: Session, agent: Agent, message_id: int, action: st
     message.extra = {**message.extra, "moderation": history}
     session.flush()
     realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.conversation_rooms(conversation.brand_id))
+                     realtime.message_rooms(conversation.id))
     return message

@@ -11,7 +11,10 @@ from tests.procs import LiveEvents
 
 
 def _texts(events: LiveEvents) -> set[str]:
-    return {d["data"].get("text") for d in events.named("message.created")}
+    """Every message text this socket learnt of: thread events, and the queue's last-message previews."""
+    texts = {d["data"].get("text") for d in events.named("message.created")}
+    return texts | {(d["data"].get("last_message") or {}).get("text") for n, d in events.events
+                    if n.startswith("conversation.")}
 
 
 def _send(client, text: str, psid: str) -> None:
@@ -26,23 +29,38 @@ def test_a_socket_leaves_and_rejoins_the_brand_room_as_team_membership_changes(a
     witness = LiveEvents().connect(live_server, auth={"token": token_for(world.agent2)})  # stays in the team
     try:
         watched.wait_for(lambda n, d: n == "session", 5, "the first session event")
+        _send(client, "before", "psid-open")
+        _, listed = watched.wait_for(lambda n, d: n == "conversation.created", 10, "the conversation")
+        conversation_id = listed["data"]["id"]
+        for socket in (watched, witness):  # both have it open
+            assert socket.sio.call("watch", {"conversation_ids": [conversation_id]}, timeout=5) == {
+                "watching": [conversation_id]}
+
         assert client.patch(f"/api/v1/agents/{me}", json={"team_ids": []}, headers=admin).status_code == 200
         _, session = watched.wait_for(lambda n, d: n == "session" and f"brand:{world.brand_id}" not in d["rooms"],
                                       5, "a session event without the brand")
         assert session["rooms"] == [f"agent:{me}"]
 
-        _send(client, "while out of the team", "psid-out")
+        # the open conversation too: its thread events stop with the access
+        assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-open", "while out of the team",
+                                                           mid="m-out")).status_code == 200
+        _send(client, "new while out of the team", "psid-out")
         witness.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == "while out of the team", 10,
-                         "the teammate still gets the brand's message")
-        assert "while out of the team" not in _texts(watched)
+                         "the teammate still gets the open conversation's message")
+        witness.wait_for(lambda n, d: n == "conversation.created" and d["data"]["last_message"]["text"] ==
+                         "new while out of the team", 10, "the teammate still gets the brand's new conversation")
+        assert not {"while out of the team", "new while out of the team"} & _texts(watched)
 
         assert client.patch(f"/api/v1/agents/{me}", json={"team_ids": [world.team_id]},
                             headers=admin).status_code == 200
         watched.wait_for(lambda n, d: n == "session" and f"brand:{world.brand_id}" in d["rooms"], 5,
                          "a session event with the brand again")
         _send(client, "back in the team", "psid-back")
-        watched.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == "back in the team", 10,
-                         "the brand's messages again")
+        watched.wait_for(lambda n, d: n == "conversation.created" and d["data"]["last_message"]["text"] ==
+                         "back in the team", 10, "the brand's conversations again")
+        # the console opens its conversation again (it refetches on a rooms change), and may
+        assert watched.sio.call("watch", {"conversation_ids": [conversation_id]}, timeout=5) == {
+            "watching": [conversation_id]}
         assert watched.sio.connected
     finally:
         watched.disconnect()

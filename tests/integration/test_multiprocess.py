@@ -190,11 +190,20 @@ def test_webhook_on_a_processed_by_worker_pushed_live_on_b_reply_sent_once(live:
     events = LiveEvents().connect(live.web_b.url, auth={"token": live.token})
     try:
         event_id = live.post_webhook(live.web_a, messenger_message_payload(PAGE_ID, psid, text, mid=mid))
+        _, listed = events.wait_for(
+            lambda n, d: n == "conversation.created" and (d["data"].get("last_message") or {}).get("text") == text,
+            20, f"conversation.created for {mid} on web B (posted to A, event {event_id})\n{live.describe()}")
+        assert isinstance(listed["seq"], int)
+        conversation_id = listed["data"]["id"]
+        # the agent opens it on web B; a follow-up posted to A reaches it as a thread event
+        assert events.sio.call("watch", {"conversation_ids": [conversation_id]}, timeout=5) == {
+            "watching": [conversation_id]}
+        _, follow_mid, follow_text = _unique("crossproc-2")
+        live.post_webhook(live.web_a, messenger_message_payload(PAGE_ID, psid, follow_text, mid=follow_mid))
         _, created = events.wait_for(
-            lambda n, d: n == "message.created" and d["data"]["external_id"] == mid, 20,
-            f"message.created for {mid} on web B (posted to A, event {event_id})\n{live.describe()}")
-        assert created["data"]["text"] == text and isinstance(created["seq"], int)
-        conversation_id = created["data"]["conversation_id"]
+            lambda n, d: n == "message.created" and d["data"]["external_id"] == follow_mid, 20,
+            f"message.created for {follow_mid} on web B (posted to A)\n{live.describe()}")
+        assert created["data"]["text"] == follow_text and created["data"]["conversation_id"] == conversation_id
         # The event should only go out after its batch committed; today it is emitted at the savepoint's
         # commit (see the report: realtime/jobs after_commit hooks fire for savepoints), so wait briefly.
         wait_for(lambda: live.event_statuses([event_id]) == {event_id: "processed"}, 5,

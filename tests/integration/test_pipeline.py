@@ -53,16 +53,27 @@ def test_dm_in_listed_live_reply_out_sent(app, live_server, world, token_for, fa
         response = post_meta(client, messenger_message_payload(PAGE_ID, "psid-42", "Bonjour, où est ma commande ? 📦",
                                                                mid="m_first"))
         assert response.status_code == 200
-        wait_until(lambda: any(n == "message.created" for n, _ in received))
-        created = next(d for n, d in received if n == "message.created")
-        assert created["data"]["text"] == "Bonjour, où est ma commande ? 📦" and isinstance(created["seq"], int)
+        # the queue learns of the new conversation (with its last message's preview); the thread events go only
+        # to sockets that watch the conversation, and nobody has it open yet
         wait_until(lambda: any(n == "conversation.created" for n, _ in received))
+        listed = next(d for n, d in received if n == "conversation.created")
+        assert listed["data"]["last_message"]["text"] == "Bonjour, où est ma commande ? 📦"
+        assert isinstance(listed["seq"], int)
+        assert not any(n == "message.created" for n, _ in received)
 
         page = _list(client, token, status="open", assignee="none")
         assert len(page["items"]) == 1 and page["counts"] == {"all": 1, "mine": 0, "unassigned": 1}
         conversation = page["items"][0]
         assert conversation["kind"] == "dm" and conversation["waiting_since"] is not None
         assert conversation["reply_window"]["open"] is True
+
+        # the agent opens it: from now on its thread events come live
+        assert sio.call("watch", {"conversation_ids": [conversation["id"]]}, timeout=5) == {
+            "watching": [conversation["id"]]}
+        post_meta(client, messenger_message_payload(PAGE_ID, "psid-42", "Vous êtes là ?", mid="m_second"))
+        wait_until(lambda: any(n == "message.created" for n, _ in received))
+        created = next(d for n, d in received if n == "message.created")
+        assert created["data"]["text"] == "Vous êtes là ?" and created["data"]["conversation_id"] == conversation["id"]
 
         reply = client.post(f"/api/v1/conversations/{conversation['id']}/messages",
                             json={"text": "Bonjour ! Elle arrive demain 🙂", "kind": "reply"}, headers=bearer(token))

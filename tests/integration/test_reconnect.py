@@ -27,6 +27,10 @@ def _texts(events: list[tuple[str, Any]]) -> set[str]:
     return {d["data"].get("text") for n, d in _with_seq(events) if n == "message.created"}
 
 
+def _conversation_text(d: dict[str, Any]) -> str | None:
+    return ((d.get("data") or {}).get("last_message") or {}).get("text")
+
+
 def test_reconnect_with_last_seq_replays_every_missed_event(app, live_server, world, token_for, client,
                                                             jobs_done) -> None:
     token = token_for(world.agent)
@@ -34,10 +38,19 @@ def test_reconnect_with_last_seq_replays_every_missed_event(app, live_server, wo
     try:
         assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-r1", "before the cut",
                                                            mid="m_before")).status_code == 200
-        first.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == "before the cut", 10,
-                       "message.created before the disconnection")
+        _, listed = first.wait_for(lambda n, d: n == "conversation.created" and _conversation_text(d) ==
+                                   "before the cut", 10, "conversation.created before the disconnection")
+        conversation_id = listed["data"]["id"]
+        # the agent opens it: its thread events now come to this socket
+        assert first.sio.call("watch", {"conversation_ids": [conversation_id]}, timeout=5) == {
+            "watching": [conversation_id]}
+        assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-r1", "still connected",
+                                                           mid="m_still")).status_code == 200
+        first.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == "still connected", 10,
+                       "message.created of the watched conversation")
         jobs_done()
-        first.wait_for(lambda n, d: n == "conversation.created", 5, "conversation.created before the cut")
+        first.wait_for(lambda n, d: n == "conversation.updated" and _conversation_text(d) == "still connected", 5,
+                       "conversation.updated before the cut")
         last_seq = max(d["seq"] for _, d in _with_seq(first.events))
     finally:
         first.disconnect()
@@ -49,15 +62,20 @@ def test_reconnect_with_last_seq_replays_every_missed_event(app, live_server, wo
     jobs_done()
     with app.app_context():  # what the server stored while the client was away, among what it may see
         agent_rooms = set(access.rooms_for(db.session, db.session.get(Agent, world.agent_ids[world.agent])))
+        agent_rooms.add(f"conversation:{conversation_id}")  # the conversation the console had open
         expected = {row.id for row in db.session.execute(select(RealtimeEvent).where(RealtimeEvent.id > last_seq))
                     .scalars() if access.event_visible_to(row.rooms, agent_rooms)}
         db.session.remove()
     assert expected, "the missed webhooks should have produced live events"
 
-    second = LiveEvents().connect(live_server, auth={"token": token, "last_seq": last_seq})
+    # the console reconnects with its last seq and the conversation it shows (the handshake carries both)
+    second = LiveEvents().connect(live_server, auth={"token": token, "last_seq": last_seq,
+                                                     "watch": [conversation_id]})
+    # another tab of the same agent with nothing open: the queue's events, not the thread's
+    third = LiveEvents().connect(live_server, auth={"token": token, "last_seq": last_seq})
     try:
-        second.wait_for(lambda n, d: n == "message.created" and missed <= _texts(second.events), 10,
-                        f"replay of every missed message {sorted(missed)}")
+        second.wait_for(lambda n, d: n == "message.created" and "missed one" in _texts(second.events), 10,
+                        "replay of the watched conversation's missed message")
         second.wait_for(lambda n, d: {d["seq"] for _, d in _with_seq(second.events)} >= expected, 5,
                         f"replay of every missed seq {sorted(expected)}")
         # the replay: in seq order, each once; it may start a little before last_seq (the client dedupes)
@@ -66,11 +84,66 @@ def test_reconnect_with_last_seq_replays_every_missed_event(app, live_server, wo
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), f"replay not in seq order: {seqs}"
         new = {d["seq"]: (n, d) for n, d in replayed if d["seq"] > last_seq}
         assert expected <= set(new), f"missed events not replayed: {sorted(expected - set(new))}"
-        assert _texts(list(new.values())) == missed
-        created = [d["data"] for n, d in new.values() if n == "conversation.created"]
+        assert _texts(list(new.values())) == {"missed one"}, "thread events of the watched conversation only"
+        created = [d for n, d in new.values() if n == "conversation.created"]
         assert len(created) == 2, "psid-r2 and psid-r3 opened conversations while the client was away"
+        previews = {_conversation_text(d) for n, d in new.values() if n.startswith("conversation.")}
+        assert previews == missed, "the queue learns of every missed message through its conversation"
+
+        third.wait_for(lambda n, d: n == "conversation.created" and _conversation_text(d) == "missed three <b>html</b>",
+                       10, "the other tab's replay")
+        third.wait_for(lambda n, d: n == "conversation.updated" and _conversation_text(d) == "missed one", 5,
+                       "the other tab's replay of the open conversation's update")
+        assert _texts(third.events) == set(), "no thread events for a socket that watches nothing"
     finally:
         second.disconnect()
+        third.disconnect()
+
+
+def test_watch_is_checked_like_the_rest_route(app, live_server, world, token_for, client, jobs_done) -> None:
+    """A socket may watch only conversations its agent may open; a bad request is refused, never crashes."""
+    insider = LiveEvents().connect(live_server, auth={"token": token_for(world.agent)})
+    outsider = LiveEvents().connect(live_server, auth={"token": token_for(world.outsider)})
+    try:
+        assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-w", "first", mid="m_w1")).status_code == 200
+        _, listed = insider.wait_for(lambda n, d: n == "conversation.created", 10, "conversation.created")
+        conversation_id = listed["data"]["id"]
+        for bad in (None, {}, {"conversation_ids": "1"}, {"conversation_ids": [0]}, {"conversation_ids": [True]},
+                    {"conversation_ids": ["1"]}, {"conversation_ids": list(range(1, 50))}, [conversation_id]):
+            answer = insider.sio.call("watch", bad, timeout=5)
+            assert set(answer) == {"error"}, (bad, answer)
+        # another brand's conversation, and one that does not exist: left out, as a 404 would
+        assert outsider.sio.call("watch", {"conversation_ids": [conversation_id, 987654]}, timeout=5) == {
+            "watching": []}
+        assert insider.sio.call("watch", {"conversation_ids": [conversation_id, 987654]}, timeout=5) == {
+            "watching": [conversation_id]}
+        # an outsider's handshake asking to watch it is ignored the same way
+        sneaky = LiveEvents().connect(live_server, auth={"token": token_for(world.outsider), "last_seq": 0,
+                                                         "watch": [conversation_id]})
+        try:
+            _, session = sneaky.wait_for(lambda n, d: n == "session", 5, "the session event")
+            assert session["watching"] == []
+            assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-w", "second", mid="m_w2")) \
+                .status_code == 200
+            insider.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == "second", 10,
+                             "the watcher gets the thread event")
+            jobs_done()
+            insider.wait_for(lambda n, d: n == "conversation.updated" and _conversation_text(d) == "second", 5,
+                             "and the list event after it")
+            for other in (outsider, sneaky):
+                assert "second" not in json.dumps(other.events, ensure_ascii=False)
+        finally:
+            sneaky.disconnect()
+        # watching nothing stops the thread events; the list events go on
+        assert insider.sio.call("watch", {"conversation_ids": []}, timeout=5) == {"watching": []}
+        assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-w", "third", mid="m_w3")).status_code == 200
+        jobs_done()
+        insider.wait_for(lambda n, d: n == "conversation.updated" and _conversation_text(d) == "third", 10,
+                         "the list event once unwatched")
+        assert "third" not in _texts(insider.events)
+    finally:
+        insider.disconnect()
+        outsider.disconnect()
 
 
 REFUSED_AUTH = {"no auth": None, "empty auth": {}, "a seq but no token": {"last_seq": 0},
@@ -113,23 +186,31 @@ def test_agent_of_another_brand_receives_nothing_of_this_brand(app, live_server,
         secret = "brand one only: order FR123"
         assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-in", secret, mid="m_secret")) \
             .status_code == 200
-        insider.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == secret, 10,
-                         "the brand's own agent gets its message")
+        _, listed = insider.wait_for(lambda n, d: n == "conversation.created", 10,
+                                     "conversation.created for the brand's own agent")
+        assert _conversation_text(listed) == secret
+        # the outsider asks to watch it: refused like GET /conversations/<id> (404), so no thread events either
+        assert outsider.sio.call("watch", {"conversation_ids": [listed["data"]["id"]]}, timeout=5) == {
+            "watching": []}
+        assert insider.sio.call("watch", {"conversation_ids": [listed["data"]["id"]]}, timeout=5) == {
+            "watching": [listed["data"]["id"]]}
+        assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-in", secret + " (2)", mid="m_secret2")) \
+            .status_code == 200
+        insider.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == secret + " (2)", 10,
+                         "the watching agent gets the thread event")
         jobs_done()
-        insider.wait_for(lambda n, d: n == "conversation.created", 5, "conversation.created for the insider")
         # a barrier: the outsider's own brand's event, posted after, arrives after anything sent before it
         theirs = "for the other brand"
         assert post_meta(client, messenger_message_payload(OTHER_PAGE_ID, "psid-out", theirs, mid="m_theirs")) \
             .status_code == 200
-        outsider.wait_for(lambda n, d: n == "message.created" and d["data"]["text"] == theirs, 10,
-                          "the outsider gets its own brand's message")
         jobs_done()
-        outsider.wait_for(lambda n, d: n == "conversation.created", 5, "conversation.created for the outsider")
+        outsider.wait_for(lambda n, d: n == "conversation.created" and _conversation_text(d) == theirs, 10,
+                          "conversation.created for the outsider's own brand")
 
         leaked = [(n, d) for n, d in outsider.events if n != "session"
                   and (secret in json.dumps(d, ensure_ascii=False) or "m_secret" in json.dumps(d))]
         assert leaked == [], f"the outsider received the other brand's events: {leaked}"
-        assert _texts(outsider.events) == {theirs}
+        assert _texts(outsider.events) == set()
         conversations = [d["data"] for n, d in _with_seq(outsider.events) if n.startswith("conversation.")]
         assert conversations and all(c["brand"]["id"] == world.other_brand_id for c in conversations), conversations
         assert theirs not in json.dumps([d for n, d in insider.events], ensure_ascii=False), \

@@ -1,4 +1,5 @@
 import { io, type ManagerOptions, type SocketOptions } from "socket.io-client";
+import type { Id } from "@/api/types";
 import { SERVER_EVENTS, type Envelope, type ServerEvent, type ServerEventName, type ServerEvents } from "./events";
 import { SeqTracker } from "./seq";
 
@@ -10,6 +11,7 @@ export interface SocketLike {
   on(event: string, listener: (...args: any[]) => void): unknown;
   connect(): unknown;
   disconnect(): unknown;
+  /** A function as the last argument is the acknowledgement callback: it receives what the server's handler returned. */
   emit?(event: string, ...args: unknown[]): unknown;
   io: { on(event: string, listener: (...args: any[]) => void): unknown };
 }
@@ -35,6 +37,26 @@ export interface RealtimeOptions {
 /** Presence: the server marks an agent offline when a connected console stops sending these. */
 export const HEARTBEAT_INTERVAL_MS = 30_000;
 
+/** Conversations one socket may watch at once (WATCH_MAX in inbox/realtime/handlers.py). */
+export const WATCH_MAX = 20;
+/** How long a `watch` waits for the server's answer before the console goes on without it. */
+export const WATCH_ACK_TIMEOUT_MS = 5000;
+
+/** Conversation ids as the server takes them: positive integers (route params are strings), once each, at most WATCH_MAX. */
+export function watchIds(ids: readonly Id[]): number[] {
+  const numbers = ids.map(Number).filter((id) => Number.isSafeInteger(id) && id > 0);
+  return [...new Set(numbers)].slice(0, WATCH_MAX);
+}
+
+/** The ids of a `watch` acknowledgement (`{"watching": [ids]}`); none for `{"error": "..."}` or anything else. */
+function acceptedIds(answer: unknown): number[] {
+  const watching = (answer as { watching?: unknown } | null | undefined)?.watching;
+  return Array.isArray(watching) ? watchIds(watching as Id[]) : [];
+}
+
+const sameIds = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((id, i) => id === b[i]);
+
 /** One entry of an `events` frame: the envelope plus the event's name. */
 type FrameItem = Envelope<unknown> & { event?: string; replay?: boolean };
 const KNOWN_EVENTS: ReadonlySet<ServerEventName> = new Set(SERVER_EVENTS);
@@ -45,6 +67,10 @@ const defaultFactory: SocketFactory = (options) => io(options) as unknown as Soc
  * Socket.IO client with resume: it hands the server the highest sequence number it has seen on
  * every (re)connect (`auth` is a function, so socket.io re-reads it each time), and drops the
  * duplicates of the replay that follows.
+ *
+ * Thread events (`message.*`) come only for the conversations this socket watches (`watch`). The
+ * handshake carries the watched set too, so a reconnect rejoins them before the replay, and the
+ * replay includes their missed messages.
  */
 export class RealtimeClient {
   readonly tracker: SeqTracker;
@@ -57,6 +83,14 @@ export class RealtimeClient {
   private stopped = true;
   /** The rooms of the last `session` event, to notice when the server changes them. */
   private rooms: string | null = null;
+  /** The conversations this socket should watch; sent in every handshake. */
+  private watching: number[] = [];
+  /** The set the last handshake carried, to notice one asked for after the handshake left. */
+  private handshakeWatch: number[] = [];
+  /** `watch` requests go one after another (see `watch`). */
+  private watchQueue: Promise<unknown> = Promise.resolve();
+  /** The requests waiting for their answer: settled at once when the connection drops. */
+  private readonly unanswered = new Set<() => void>();
   private readonly onBrowserOffline = () => this.setState("offline");
   private readonly onBrowserOnline = () => {
     if (this.state !== "connected") this.setState("reconnecting");
@@ -72,8 +106,25 @@ export class RealtimeClient {
 
   /** What the socket sends as its handshake `auth`; read again on every reconnect. */
   readonly auth: AuthCallback = (callback) => {
-    callback({ last_seq: this.tracker.lastSeq });
+    this.handshakeWatch = this.watching;
+    callback({ last_seq: this.tracker.lastSeq, watch: this.watching });
   };
+
+  /** The conversations this socket watches (or will, once connected). */
+  get watched(): readonly number[] {
+    return this.watching;
+  }
+
+  /**
+   * Watches exactly these conversations (replacing the previous set; `[]` for none) and resolves with
+   * the ids the server accepted (those the agent may see). Not connected, it resolves at once with the
+   * ids asked: the next handshake carries them. Never rejects: after an error answer or no answer
+   * within WATCH_ACK_TIMEOUT_MS it resolves with `[]`, and the set is asked again on the next connect.
+   */
+  watch(ids: readonly Id[]): Promise<number[]> {
+    this.watching = watchIds(ids);
+    return this.queueWatch(this.watching);
+  }
 
   start(): void {
     if (this.socket) return;
@@ -100,11 +151,19 @@ export class RealtimeClient {
       this.everConnected = true;
       this.lostAt = null;
       this.setState("connected");
+      // The set changed after the handshake left (one round trip): ask for it now, then for what the
+      // newly watched conversations missed since the last event seen.
+      if (!sameIds(this.handshakeWatch, this.watching)) {
+        void this.queueWatch(this.watching).then(() => {
+          if (this.tracker.lastSeq !== null) socket.emit?.("resume", { last_seq: this.tracker.lastSeq });
+        });
+      }
       this.options.onConnect?.({ resumed, offlineForMs });
     });
 
     socket.on("disconnect", (reason: string) => {
       this.lostAt ??= Date.now();
+      this.settleUnanswered();
       // socket.active stays true while socket.io is going to reconnect by itself.
       this.setState(socket.active && !this.stopped ? "reconnecting" : "offline");
       if (reason === "io server disconnect" && !this.stopped) this.scheduleRetry();
@@ -171,6 +230,7 @@ export class RealtimeClient {
     this.socket?.disconnect();
     this.socket = null;
     this.setState("offline");
+    this.settleUnanswered();
   }
 
   /** Applies one envelope unless its sequence number was already seen. Returns whether it was applied. */
@@ -179,6 +239,47 @@ export class RealtimeClient {
     if (!this.tracker.accept(envelope.seq)) return false;
     this.options.onEvent({ event, data: envelope.data, seq: envelope.seq } as ServerEvent);
     return true;
+  }
+
+  /**
+   * One request at a time: the server may run two events of one socket in parallel threads, and an
+   * older set applied after a newer one would leave the open conversation unwatched.
+   */
+  private queueWatch(wanted: number[]): Promise<number[]> {
+    const request = this.watchQueue.then(() => this.requestWatch(wanted));
+    this.watchQueue = request;
+    return request;
+  }
+
+  private requestWatch(wanted: number[]): Promise<number[]> {
+    const socket = this.socket;
+    // Not connected: the handshake carries the set (auth.watch).
+    if (!socket?.emit || this.state !== "connected") return Promise.resolve(wanted);
+    // A newer set replaced this one while it waited for its turn: only the newer one is sent.
+    if (wanted !== this.watching) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      let done = false;
+      const settle = (accepted: number[]) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.unanswered.delete(dropped);
+        resolve(accepted);
+      };
+      // The connection dropped before the answer: the next handshake carries the set.
+      const dropped = () => settle(wanted);
+      const timer = setTimeout(() => settle([]), WATCH_ACK_TIMEOUT_MS);
+      this.unanswered.add(dropped);
+      try {
+        socket.emit?.("watch", { conversation_ids: wanted }, (answer: unknown) => settle(acceptedIds(answer)));
+      } catch {
+        settle([]);
+      }
+    });
+  }
+
+  private settleUnanswered(): void {
+    for (const settle of [...this.unanswered]) settle();
   }
 
   private scheduleRetry(): void {

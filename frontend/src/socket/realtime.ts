@@ -5,6 +5,7 @@ import { useMessageStore } from "@/stores/messages";
 import { useToastStore } from "@/stores/toasts";
 import { RealtimeClient, type SocketFactory } from "./client";
 import type { SlaAlert } from "./events";
+import { attachWatcher } from "./watching";
 
 /** Past this much time offline, the list and the thread are fetched again besides the replay. */
 const LONG_GAP_MS = 2 * 60_000;
@@ -17,7 +18,8 @@ export interface RealtimeWiring {
 
 /**
  * Connects Socket.IO to the stores: every event is applied idempotently, SLA alerts become toasts,
- * and a (re)connection catches up on what the replay may not cover. Returns the stop function.
+ * and a (re)connection catches up on what the replay may not cover. The open thread's events come
+ * only once the messages store watches its conversation (watching.ts). Returns the stop function.
  */
 export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient; stop: () => void } {
   const auth = useAuthStore();
@@ -92,6 +94,14 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
       });
     },
   });
+  // The stores say which conversation is open through watching.ts; the first handshake already carries it.
+  const detach = attachWatcher(client);
   client.start();
-  return { client, stop: () => client.stop() };
+  return {
+    client,
+    stop: () => {
+      detach();
+      client.stop();
+    },
+  };
 }

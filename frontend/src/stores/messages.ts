@@ -9,6 +9,7 @@ import {
   type Message,
   type ModerationAction,
 } from "@/api";
+import { watchConversations } from "@/socket/watching";
 import { BoundedMap } from "./boundedMap";
 import { sameId } from "./conversationView";
 
@@ -30,6 +31,8 @@ export const isCustomerComment = (message: Message): boolean =>
 /**
  * The thread of the open conversation. Live events replace messages by id (older seqs are ignored);
  * Pages and the send answer never overwrite a version a live event already brought ("keep-live").
+ * The socket gets the thread's events only while it watches the conversation: `open` watches it
+ * before fetching, `close` watches none.
  */
 export const useMessageStore = defineStore("messages", () => {
   const conversationId = ref<Id | null>(null);
@@ -80,6 +83,11 @@ export const useMessageStore = defineStore("messages", () => {
     seqById.clear();
     loading.value = true;
     try {
+      // Watched first, fetched once the server has joined us to the conversation: a message created in
+      // between is in the page, in a live event, or in both (deduped by id). Without a connection this
+      // resolves at once and the handshake's `watch` joins it, with the replay of what was missed.
+      await watchConversations([id]);
+      if (token !== openToken) return;
       const page = await messagesApi.list(id, null, MESSAGE_PAGE_SIZE);
       if (token !== openToken) return;
       put(page.items, "keep-live");
@@ -95,6 +103,7 @@ export const useMessageStore = defineStore("messages", () => {
 
   function close(): void {
     openToken++;
+    if (conversationId.value !== null) void watchConversations([]);
     conversationId.value = null;
     items.value = [];
     olderCursor.value = null;

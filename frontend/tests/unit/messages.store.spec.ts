@@ -1,6 +1,7 @@
 import { createPinia, setActivePinia } from "pinia";
-import { beforeEach, describe, expect, it, vi } from "vitest";
-import { messagesApi } from "@/api";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { messagesApi, type Id } from "@/api";
+import { attachWatcher } from "@/socket/watching";
 import { useMessageStore } from "@/stores/messages";
 import { message } from "../factories";
 
@@ -63,5 +64,79 @@ describe("message store", () => {
     const send = vi.spyOn(messagesApi, "send").mockResolvedValueOnce(message({ id: 5, conversation_id: 7 }));
     await store.send("On vous écrit en privé", "private_reply", 2);
     expect(send).toHaveBeenCalledWith(7, { text: "On vous écrit en privé", kind: "private_reply", reply_to_message_id: 2 });
+  });
+});
+
+describe("message store: watching the open conversation", () => {
+  let detach: (() => void) | null = null;
+  /** The sets asked for, each answered when the test says so (the realtime client stands in here). */
+  let asked: { ids: Id[]; answer: (accepted: number[]) => void }[] = [];
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    asked = [];
+    detach = attachWatcher({
+      watch: (ids) => new Promise((resolve) => asked.push({ ids: [...ids], answer: resolve })),
+    });
+    asked = []; // attaching hands over the current set; the tests look at what the store asks
+  });
+
+  afterEach(() => {
+    detach?.();
+    detach = null;
+  });
+
+  const page = (conversationId: number) => ({
+    items: [message({ id: conversationId * 10, conversation_id: conversationId })],
+    next_cursor: null,
+  });
+
+  it("watches the conversation before fetching its thread", async () => {
+    const list = vi.spyOn(messagesApi, "list").mockResolvedValue(page(7));
+    const store = useMessageStore();
+    const opening = store.open(7);
+    expect(asked.map((a) => a.ids)).toEqual([[7]]);
+    expect(store.loading).toBe(true);
+    await Promise.resolve();
+    expect(list).not.toHaveBeenCalled();
+    asked[0]?.answer([7]);
+    await opening;
+    expect(list).toHaveBeenCalledWith(7, null, expect.any(Number));
+    expect(store.items.map((m) => m.id)).toEqual([70]);
+  });
+
+  it("replaces the watched conversation when another one opens, and fetches only that thread", async () => {
+    const list = vi.spyOn(messagesApi, "list").mockImplementation(async (id) => page(Number(id)));
+    const store = useMessageStore();
+    const first = store.open(7);
+    const second = store.open(8);
+    expect(asked.map((a) => a.ids)).toEqual([[7], [8]]);
+    asked[0]?.answer([7]);
+    asked[1]?.answer([8]);
+    await Promise.all([first, second]);
+    expect(list.mock.calls.map(([id]) => id)).toEqual([8]); // #7 was left before its thread was fetched
+    expect(store.conversationId).toBe(8);
+    expect(store.items.map((m) => m.id)).toEqual([80]);
+  });
+
+  it("watches no conversation once closed", async () => {
+    vi.spyOn(messagesApi, "list").mockResolvedValue(page(7));
+    const store = useMessageStore();
+    const opening = store.open(7);
+    asked[0]?.answer([7]);
+    await opening;
+    store.close();
+    store.close(); // the view and the layout both close it when signing out: asked once
+    expect(asked.map((a) => a.ids)).toEqual([[7], []]);
+  });
+
+  it("still fetches the thread when the watch fails", async () => {
+    detach?.();
+    detach = attachWatcher({ watch: () => Promise.reject(new Error("socket gone")) });
+    const list = vi.spyOn(messagesApi, "list").mockResolvedValue(page(7));
+    const store = useMessageStore();
+    await expect(store.open(7)).resolves.toBeUndefined();
+    expect(list).toHaveBeenCalledOnce();
+    expect(store.items.map((m) => m.id)).toEqual([70]);
   });
 });

@@ -1,8 +1,12 @@
+import { createPinia, setActivePinia } from "pinia";
 import { describe, expect, it, vi } from "vitest";
-import { RealtimeClient, type SocketLike } from "@/socket/client";
+import { messagesApi } from "@/api";
+import { RealtimeClient, WATCH_ACK_TIMEOUT_MS, type SocketLike } from "@/socket/client";
 import type { ServerEvent } from "@/socket/events";
+import { startRealtime } from "@/socket/realtime";
 import { SeqTracker } from "@/socket/seq";
-import { conversation } from "../factories";
+import { useMessageStore } from "@/stores/messages";
+import { conversation, message } from "../factories";
 
 describe("SeqTracker", () => {
   it("accepts each seq once, in any order, and remembers the highest", () => {
@@ -50,6 +54,16 @@ class FakeSocket implements SocketLike {
   emitManager(event: string, ...args: unknown[]) {
     for (const listener of this.managerHandlers.get(event) ?? []) listener(...args);
   }
+  /** Plays the server's handler of a client event: what `handler` returns is the acknowledgement. */
+  handle(event: string, handler: (payload: any) => unknown) {
+    this.on(event, (payload: unknown, ack?: (answer: unknown) => void) => ack?.(handler(payload)));
+  }
+  /** Records a client event's payloads and acknowledgement callbacks, to answer them later (or never). */
+  hold(event: string) {
+    const held: { payload: any; ack: (answer: unknown) => void }[] = [];
+    this.on(event, (payload: unknown, ack: (answer: unknown) => void) => held.push({ payload, ack }));
+    return held;
+  }
 }
 
 function setup() {
@@ -85,7 +99,7 @@ describe("RealtimeClient", () => {
     expect(options.path).toBe("/socket.io");
     expect(options.withCredentials).toBe(true);
     expect(typeof options.auth).toBe("function");
-    expect(auth()).toEqual({ last_seq: null });
+    expect(auth()).toEqual({ last_seq: null, watch: [] });
   });
 
   it("dedupes events by seq and resumes from the highest seq on reconnect", () => {
@@ -101,7 +115,7 @@ describe("RealtimeClient", () => {
 
     socket.emit("disconnect", "transport close");
     // socket.io calls the auth function again for the new handshake.
-    expect(auth()).toEqual({ last_seq: 2 });
+    expect(auth()).toEqual({ last_seq: 2, watch: [] });
     socket.emit("connect");
     // The replay may repeat and reorder.
     socket.emit("events", [
@@ -115,7 +129,7 @@ describe("RealtimeClient", () => {
       ["message.created", 4],
       ["message.updated", 3],
     ]);
-    expect(auth()).toEqual({ last_seq: 4 });
+    expect(auth()).toEqual({ last_seq: 4, watch: [] });
     expect(connects.map((c) => c.resumed)).toEqual([false, true]);
   });
 
@@ -212,6 +226,184 @@ describe("heartbeat", () => {
       expect(sent.mock.calls.filter(([name]) => name === "heartbeat").length).toBe(count);
     } finally {
       vi.useRealTimers();
+    }
+  });
+});
+
+describe("watching conversations", () => {
+  it("sends the ids with an acknowledgement and resolves with the ones the server accepted", async () => {
+    const { socket, client } = setup();
+    const asked: unknown[] = [];
+    socket.handle("watch", (payload) => {
+      asked.push(payload);
+      return { watching: payload.conversation_ids.filter((id: number) => id !== 9) }; // #9 is not the agent's to see
+    });
+    socket.emit("connect");
+    await expect(client.watch([7, "9", "9"])).resolves.toEqual([7]);
+    expect(asked).toEqual([{ conversation_ids: [7, 9] }]); // route params are strings; the server wants integers
+    await expect(client.watch([])).resolves.toEqual([]);
+    expect(asked.at(-1)).toEqual({ conversation_ids: [] });
+  });
+
+  it("carries the last seq and the watched conversations in every handshake", async () => {
+    const { socket, client, auth } = setup();
+    socket.handle("watch", (payload) => ({ watching: payload.conversation_ids }));
+    await client.watch([7]);
+    expect(auth()).toEqual({ last_seq: null, watch: [7] });
+    socket.emit("connect");
+    socket.emit("events", [{ event: "conversation.updated", seq: 3, data: conversation({ id: 8 }) }]);
+    await client.watch(["8"]);
+    socket.emit("disconnect", "transport close");
+    expect(auth()).toEqual({ last_seq: 3, watch: [8] }); // the server rejoins #8 before the replay
+  });
+
+  it("does not send while disconnected, and resolves with the ids asked", async () => {
+    const { socket, client, auth } = setup();
+    const sent = vi.spyOn(socket, "emit");
+    await expect(client.watch([7])).resolves.toEqual([7]);
+    expect(sent).not.toHaveBeenCalledWith("watch", expect.anything(), expect.anything());
+    expect(client.watched).toEqual([7]);
+    expect(auth()).toEqual({ last_seq: null, watch: [7] });
+  });
+
+  it("resolves without throwing on an error answer, no answer, or a lost connection", async () => {
+    vi.useFakeTimers();
+    try {
+      const { socket, client, auth } = setup();
+      const held = socket.hold("watch");
+      socket.emit("connect");
+      const refused = client.watch([7]);
+      await vi.advanceTimersByTimeAsync(0);
+      held[0]?.ack({ error: "conversation_ids must be a list of at most 20 conversation ids" });
+      await expect(refused).resolves.toEqual([]);
+
+      const unanswered = client.watch([8]);
+      await vi.advanceTimersByTimeAsync(WATCH_ACK_TIMEOUT_MS);
+      await expect(unanswered).resolves.toEqual([]);
+
+      const lost = client.watch([9]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(held.map((h) => h.payload)).toEqual([7, 8, 9].map((id) => ({ conversation_ids: [id] })));
+      socket.emit("disconnect", "transport close");
+      await expect(lost).resolves.toEqual([9]); // the next handshake carries it
+      expect(auth()).toEqual({ last_seq: null, watch: [9] });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("sends one request at a time, and only the latest of those that waited", async () => {
+    const { socket, client } = setup();
+    const held = socket.hold("watch");
+    socket.emit("connect");
+    const first = client.watch([1]);
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    const second = client.watch([2]);
+    const third = client.watch([3]);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(held.map((h) => h.payload)).toEqual([{ conversation_ids: [1] }]); // the others wait for its answer
+    held[0]?.ack({ watching: [1] });
+    await expect(first).resolves.toEqual([1]);
+    await expect(second).resolves.toEqual([]); // replaced before it was sent
+    await vi.waitFor(() => expect(held).toHaveLength(2));
+    expect(held[1]?.payload).toEqual({ conversation_ids: [3] });
+    held[1]?.ack({ watching: [3] });
+    await expect(third).resolves.toEqual([3]);
+  });
+
+  it("asks for a set chosen after the handshake left, then for what it missed", async () => {
+    const { socket, client, auth } = setup();
+    const asked: unknown[] = [];
+    const resumes: unknown[] = [];
+    socket.handle("watch", (payload) => {
+      asked.push(payload);
+      return { watching: payload.conversation_ids };
+    });
+    socket.on("resume", (payload: unknown) => resumes.push(payload));
+    auth();
+    socket.emit("connect");
+    socket.emit("events", [{ event: "conversation.updated", seq: 5, data: conversation({ id: 7 }) }]);
+    socket.emit("disconnect", "transport close");
+    expect(auth()).toEqual({ last_seq: 5, watch: [] }); // the handshake leaves...
+    await client.watch([7]); // ...the agent opens #7 before the connection is back
+    expect(asked).toEqual([]);
+    socket.emit("connect");
+    await vi.waitFor(() => expect(resumes).toEqual([{ last_seq: 5 }]));
+    expect(asked).toEqual([{ conversation_ids: [7] }]);
+  });
+});
+
+describe("the open conversation's live thread", () => {
+  function openConsole() {
+    setActivePinia(createPinia());
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    const list = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [], next_cursor: null });
+    const held = socket.hold("watch");
+    const connect = () => {
+      (realtime.client.auth as (cb: (a: Record<string, unknown>) => void) => void)(() => {});
+      socket.emit("connect");
+    };
+    return { socket, realtime, list, held, connect, messages: useMessageStore() };
+  }
+
+  it("watches the conversation it opens before fetching its thread, and none once closed", async () => {
+    const { realtime, list, held, connect, messages } = openConsole();
+    try {
+      connect();
+      const opening = messages.open("7");
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      expect(held[0]?.payload).toEqual({ conversation_ids: [7] });
+      expect(list).not.toHaveBeenCalled(); // not before the server joined us to the conversation
+      held[0]?.ack({ watching: [7] });
+      await opening;
+      expect(list).toHaveBeenCalledWith("7", null, expect.any(Number));
+
+      messages.close();
+      await vi.waitFor(() => expect(held).toHaveLength(2));
+      expect(held[1]?.payload).toEqual({ conversation_ids: [] });
+      held[1]?.ack({ watching: [] });
+    } finally {
+      realtime.stop();
+    }
+  });
+
+  it("applies the thread's events that arrive between the join and the page", async () => {
+    const { socket, realtime, list, held, connect, messages } = openConsole();
+    try {
+      connect();
+      let answer: (page: { items: ReturnType<typeof message>[]; next_cursor: null }) => void = () => {};
+      list.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+      const opening = messages.open(7);
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      held[0]?.ack({ watching: [7] });
+      await vi.waitFor(() => expect(list).toHaveBeenCalled());
+      const live = message({ id: 2, conversation_id: 7, platform_time: "2026-11-23T13:05:00Z" });
+      socket.emit("events", [{ event: "message.created", seq: 10, data: live }]);
+      answer({ items: [message({ id: 1, conversation_id: 7, platform_time: "2026-11-23T13:00:00Z" })], next_cursor: null });
+      await opening;
+      expect(messages.items.map((m) => m.id)).toEqual([1, 2]);
+    } finally {
+      realtime.stop();
+      messages.close();
+    }
+  });
+
+  it("opens a conversation without a connection, and the first handshake carries it", async () => {
+    setActivePinia(createPinia());
+    const list = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [], next_cursor: null });
+    const messages = useMessageStore();
+    await messages.open("7"); // a link to the conversation: shown before AppLayout starts the socket
+    expect(list).toHaveBeenCalledOnce();
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    try {
+      let sent: Record<string, unknown> = {};
+      (realtime.client.auth as (cb: (a: Record<string, unknown>) => void) => void)((a) => (sent = a));
+      expect(sent).toEqual({ last_seq: null, watch: [7] });
+    } finally {
+      realtime.stop();
+      messages.close();
     }
   });
 });
