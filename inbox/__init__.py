@@ -29,10 +29,6 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
-    if settings.proxy_hops:  # behind a load balancer: client address and scheme from X-Forwarded-*
-        from werkzeug.middleware.proxy_fix import ProxyFix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
-                                x_host=settings.proxy_hops)
     app.extensions["relais.settings"] = settings
     app.extensions["relais.role"] = role
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,6 +48,11 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
     init_webhooks(app)
     init_console(app)
     cli.init_app(app)
+    if settings.proxy_hops:  # behind a load balancer: client address and scheme from X-Forwarded-*; outermost,
+        # so every WSGI layer (the webhook fast path included) sees the client's address
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_host=settings.proxy_hops)
 
     @app.teardown_appcontext
     def _release_session(_exc: BaseException | None) -> None:
