@@ -25,7 +25,20 @@ import {
 } from "./conversationView";
 
 export const PAGE_SIZE = 50;
-const COUNTS_REFRESH_DELAY_MS = 1500;
+/**
+ * The sidebar counts move locally with every event (adjustCounts); the server is asked again only when
+ * a local move could not be exact, and then no sooner than this plus up to COUNTS_JITTER_MS. A busy
+ * brand sends hundreds of events a second to each of its hundreds of consoles: one counts request per
+ * burst per console would cost more server CPU than the machine has, and the jitter keeps the consoles
+ * that saw the same event from asking in step.
+ */
+export const COUNTS_MIN_INTERVAL_MS = 10_000;
+export const COUNTS_JITTER_MS = 5_000;
+/**
+ * A counts answer is a snapshot: events of the changes it already holds may still be on their way
+ * (delivery takes seconds under load), and moving the counts for them once more would count them twice.
+ */
+export const COUNTS_SETTLE_MS = 5_000;
 
 /** A claim refused because someone else holds the conversation; `holder` says who, when known. */
 export class ClaimConflictError extends Error {
@@ -67,8 +80,18 @@ export const useConversationStore = defineStore("conversations", () => {
   let loadToken = 0;
   let loadController: AbortController | null = null;
   let bufferedDuringLoad: Conversation[] | null = null;
-  let countsTimer: ReturnType<typeof setTimeout> | null = null;
   let openToken = 0;
+
+  // Counts corrections (see COUNTS_MIN_INTERVAL_MS). Every request that brings counts (load,
+  // refreshCounts) is numbered; a doubt about the local counts is settled by the answer of a request
+  // numbered after it arose, and only the answer of the latest request shown is kept.
+  let countsTimer: ReturnType<typeof setTimeout> | null = null;
+  let countsAsked = 0;
+  let countsShown = 0;
+  let countsPending = 0;
+  let countsSettleUntil = 0;
+  /** The last request number that does not cover a doubt about the counts on screen; null when there is none. */
+  let countsDoubtBefore: number | null = null;
 
   const meId = computed<Id | null>(() => auth.agent?.id ?? null);
   const hasMore = computed(() => nextCursor.value !== null);
@@ -89,6 +112,7 @@ export const useConversationStore = defineStore("conversations", () => {
     loading.value = true;
     error.value = null;
     bufferedDuringLoad = [];
+    const countsRequest = startCountsRequest();
     try {
       const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE }, controller.signal);
       if (token !== loadToken) return;
@@ -107,7 +131,7 @@ export const useConversationStore = defineStore("conversations", () => {
       items.value = fresh;
       sortItems();
       nextCursor.value = page.next_cursor;
-      if (page.counts) counts.value = page.counts;
+      if (page.counts) showCounts(countsRequest, page.counts);
       loaded.value = true;
       // Conversations that joined the view while the page was in flight.
       const buffered = bufferedDuringLoad ?? [];
@@ -125,6 +149,7 @@ export const useConversationStore = defineStore("conversations", () => {
         bufferedDuringLoad = null;
         loadController = null;
       }
+      endCountsRequest();
     }
   }
 
@@ -194,9 +219,11 @@ export const useConversationStore = defineStore("conversations", () => {
     if (current.value && sameId(current.value.id, conversation.id)) current.value = conversation;
     if (bufferedDuringLoad) bufferedDuringLoad.push(conversation);
 
-    adjustCounts(previous, conversation, change);
+    const counted = adjustCounts(previous, conversation, change);
+    // A move while counts are being fetched, or just after, may already be in the server's answer.
+    const racing = countsPending > 0 || Date.now() < countsSettleUntil;
+    if (counted === "unknown" || (counted === "moved" && racing)) doubtCounts();
     place(conversation);
-    scheduleCountsRefresh();
     return true;
   }
 
@@ -253,34 +280,93 @@ export const useConversationStore = defineStore("conversations", () => {
     return last === undefined || compareConversations(filters.value.sort)(conversation, last) <= 0;
   }
 
-  /** Moves the sidebar counts at once when we know what changed; the server's numbers follow. */
-  function adjustCounts(previous: Conversation | null, next: Conversation, change: ConversationChange): void {
-    if (!previous && change !== "created") return;
+  /**
+   * Moves the sidebar counts at once when we know what changed: exactly, from the previous version we
+   * know, or from none for a `created` event. Says "unknown" when it cannot know the delta, and the
+   * server has to be asked: an update of a conversation this console never saw (or has forgotten),
+   * whose previous views are unknown; any change during a text search, as the counts are then of the
+   * conversations matching `q`, which only the server can tell; and a count that would go below zero,
+   * which proves the local counts had drifted.
+   */
+  function adjustCounts(
+    previous: Conversation | null,
+    next: Conversation,
+    change: ConversationChange,
+  ): "unchanged" | "moved" | "unknown" {
+    if (filters.value.q.trim()) return "unknown";
+    if (!previous && change !== "created") return "unknown";
     const before = previous ? viewsOf(previous, filters.value, meId.value) : new Set();
     const after = viewsOf(next, filters.value, meId.value);
     const updated = { ...counts.value };
+    let moved = false;
+    let drifted = false;
     for (const view of INBOX_VIEWS) {
       const delta = Number(after.has(view)) - Number(before.has(view));
+      if (delta !== 0) moved = true;
+      if (updated[view] + delta < 0) drifted = true;
       updated[view] = Math.max(0, updated[view] + delta);
     }
+    if (!moved) return "unchanged";
     counts.value = updated;
+    return drifted ? "unknown" : "moved";
   }
 
+  /** The counts on screen may be off: the next request that brings counts corrects them. */
+  function doubtCounts(): void {
+    countsDoubtBefore = countsAsked;
+    scheduleCountsRefresh();
+  }
+
+  /**
+   * At most one correction waiting and none while counts are in flight (the answer schedules the next
+   * one if it is still needed), COUNTS_MIN_INTERVAL_MS plus jitter after the doubt arose: a burst of
+   * doubtful events costs one request, and consoles that saw the same burst spread their requests.
+   */
   function scheduleCountsRefresh(): void {
-    if (!loaded.value || countsTimer) return;
-    countsTimer = setTimeout(() => {
-      countsTimer = null;
-      void refreshCounts();
-    }, COUNTS_REFRESH_DELAY_MS);
+    if (!loaded.value || countsTimer || countsPending > 0 || countsDoubtBefore === null) return;
+    countsTimer = setTimeout(
+      () => {
+        countsTimer = null;
+        if (countsDoubtBefore !== null && countsPending === 0) void refreshCounts();
+      },
+      COUNTS_MIN_INTERVAL_MS + Math.random() * COUNTS_JITTER_MS,
+    );
   }
 
+  /** Numbers a request that brings counts; its answer will settle every doubt that arose before now. */
+  function startCountsRequest(): number {
+    countsPending++;
+    // This request covers what the waiting correction was for; a doubt during its flight schedules another.
+    if (countsTimer) clearTimeout(countsTimer);
+    countsTimer = null;
+    return ++countsAsked;
+  }
+
+  function showCounts(request: number, answer: ConversationCounts): void {
+    if (request < countsShown) return; // a later request already answered
+    countsShown = request;
+    counts.value = answer;
+    countsSettleUntil = Date.now() + COUNTS_SETTLE_MS;
+    if (countsDoubtBefore !== null && countsDoubtBefore < request) countsDoubtBefore = null;
+  }
+
+  /** Answered, failed or superseded: a doubt still standing gets its correction. */
+  function endCountsRequest(): void {
+    countsPending = Math.max(0, countsPending - 1);
+    scheduleCountsRefresh();
+  }
+
+  /** Fetches the counts now (reconnection, access change); live events ask through doubtCounts. */
   async function refreshCounts(): Promise<void> {
     const token = loadToken;
+    const request = startCountsRequest();
     try {
       const page = await conversationsApi.list({ ...toQuery(filters.value), limit: 1 });
-      if (token === loadToken && page.counts) counts.value = page.counts;
+      if (token === loadToken && page.counts) showCounts(request, page.counts);
     } catch {
-      // The next event or reload tries again; counts are a hint, the list is the truth.
+      // The doubt stands: endCountsRequest schedules another try. Counts are a hint, the list is the truth.
+    } finally {
+      endCountsRequest();
     }
   }
 
@@ -335,6 +421,8 @@ export const useConversationStore = defineStore("conversations", () => {
     loadController?.abort();
     if (countsTimer) clearTimeout(countsTimer);
     countsTimer = null;
+    countsDoubtBefore = null;
+    countsSettleUntil = 0;
     filters.value = { ...DEFAULT_FILTERS };
     items.value = [];
     nextCursor.value = null;

@@ -2,7 +2,13 @@ import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
 import { ApiError, conversationsApi, type ConversationPage } from "@/api";
 import { useAuthStore } from "@/stores/auth";
-import { ClaimConflictError, useConversationStore } from "@/stores/conversations";
+import {
+  COUNTS_JITTER_MS,
+  COUNTS_MIN_INTERVAL_MS,
+  COUNTS_SETTLE_MS,
+  ClaimConflictError,
+  useConversationStore,
+} from "@/stores/conversations";
 import { ME, OTHER, conversation } from "../factories";
 
 function page(items: ConversationPage["items"], extra: Partial<ConversationPage> = {}): ConversationPage {
@@ -17,7 +23,7 @@ describe("conversation store: live events", () => {
   beforeEach(() => {
     setActivePinia(createPinia());
     useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
     listSpy = vi.spyOn(conversationsApi, "list");
   });
 
@@ -137,17 +143,6 @@ describe("conversation store: live events", () => {
     expect(ids(store).sort()).toEqual([2, 5]);
   });
 
-  it("refreshes the counts from the server shortly after events", async () => {
-    const store = await unassignedView();
-    listSpy.mockResolvedValueOnce(page([], { counts: { mine: 4, unassigned: 7, all: 12 } }));
-    store.applyConversation(conversation({ id: 3 }), 1, "created");
-    store.applyConversation(conversation({ id: 4 }), 2, "created");
-    await vi.runAllTimersAsync();
-    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ assignee: "none", status: "open", limit: 1 }));
-    expect(listSpy).toHaveBeenCalledTimes(2);
-    expect(store.counts).toEqual({ mine: 4, unassigned: 7, all: 12 });
-  });
-
   it("updates the open conversation even when it is not in the list", async () => {
     const store = await unassignedView([]);
     vi.spyOn(conversationsApi, "get").mockResolvedValueOnce(conversation({ id: 42, assignee: OTHER }));
@@ -169,5 +164,235 @@ describe("conversation store: live events", () => {
     await expect(claim).rejects.toBeInstanceOf(ClaimConflictError);
     await expect(claim).rejects.toMatchObject({ holder: OTHER });
     expect(ids(store)).toEqual([]);
+  });
+});
+
+describe("conversation store: sidebar counts", () => {
+  let listSpy: MockInstance<typeof conversationsApi.list>;
+  /** The counts requests (limit 1) the store sent, by fake time. */
+  let countsAt: number[];
+  const LONGEST_WAIT = COUNTS_MIN_INTERVAL_MS + COUNTS_JITTER_MS;
+  const SERVER = { mine: 4, unassigned: 7, all: 12 };
+
+  beforeEach(() => {
+    setActivePinia(createPinia());
+    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    countsAt = [];
+    listSpy = vi.spyOn(conversationsApi, "list").mockImplementation(async (query) => {
+      if (query.limit === 1) countsAt.push(Date.now());
+      return page([], { counts: SERVER });
+    });
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.useRealTimers();
+  });
+
+  /** Unassigned view with #1 (unassigned) and #2 (mine) known; past the settling time of the first page's counts. */
+  async function settledView() {
+    listSpy.mockResolvedValueOnce(
+      page([conversation({ id: 1 }), conversation({ id: 2, assignee: { id: ME.id, name: ME.name } })], {
+        counts: { mine: 3, unassigned: 5, all: 10 },
+      }),
+    );
+    const store = useConversationStore();
+    await store.setFilters({ view: "unassigned", status: "open" });
+    await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
+    return store;
+  }
+
+  let seq = 0;
+  const later = (minutes: number) => new Date(Date.UTC(2026, 10, 23, 14, minutes)).toISOString();
+
+  it("moves the counts locally for changes of known conversations, without asking the server", async () => {
+    const store = await settledView();
+    store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: later(1) }), ++seq);
+    store.applyConversation(conversation({ id: 2, status: "resolved", updated_at: later(2) }), ++seq);
+    store.applyConversation(conversation({ id: 1, priority: "high", assignee: OTHER, updated_at: later(3) }), ++seq);
+    expect(store.counts).toEqual({ mine: 2, unassigned: 4, all: 9 });
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(listSpy).toHaveBeenCalledTimes(1); // the first page only
+    expect(store.counts).toEqual({ mine: 2, unassigned: 4, all: 9 });
+  });
+
+  it("counts created conversations locally, without asking the server", async () => {
+    const store = await settledView();
+    store.applyConversation(conversation({ id: 3 }), ++seq, "created");
+    store.applyConversation(conversation({ id: 4, assignee: OTHER }), ++seq, "created");
+    // Another status: in none of the views of these filters.
+    store.applyConversation(conversation({ id: 5, status: "resolved" }), ++seq, "created");
+    expect(store.counts).toEqual({ mine: 3, unassigned: 6, all: 12 });
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(countsAt).toEqual([]);
+  });
+
+  it("asks the server once, after the delay, for updates of conversations it never saw", async () => {
+    const store = await settledView();
+    for (let id = 100; id < 150; id++) {
+      store.applyConversation(conversation({ id, assignee: OTHER, updated_at: later(1) }), ++seq);
+      await vi.advanceTimersByTimeAsync(100); // 5 s of events
+    }
+    expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 }); // which views they left is unknown
+    await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS - 5000 - 1);
+    expect(countsAt).toEqual([]);
+    await vi.advanceTimersByTimeAsync(COUNTS_JITTER_MS + 1);
+    expect(countsAt).toHaveLength(1);
+    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ assignee: "none", status: "open", limit: 1 }));
+    expect(store.counts).toEqual(SERVER);
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+  });
+
+  it("spreads the corrections of the consoles over the jitter", async () => {
+    const store = await settledView();
+    vi.spyOn(Math, "random").mockReturnValue(0.999);
+    store.applyConversation(conversation({ id: 100, updated_at: later(1) }), ++seq);
+    await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS + 0.99 * COUNTS_JITTER_MS);
+    expect(countsAt).toEqual([]);
+    await vi.advanceTimersByTimeAsync(0.01 * COUNTS_JITTER_MS);
+    expect(countsAt).toHaveLength(1);
+  });
+
+  it("never sends two counts requests closer than the minimum interval, nor two at once", async () => {
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const store = await settledView();
+    listSpy.mockImplementation(async () => {
+      countsAt.push(Date.now());
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // a slow server
+      inFlight--;
+      return page([], { counts: SERVER });
+    });
+    // A busy brand: 10 events a second for two minutes, of conversations known or not, moving the counts or not.
+    for (let i = 0; i < 1200; i++) {
+      const id = i % 3 === 0 ? 1000 + i : 1 + (i % 2);
+      const updatedAt = new Date(Date.UTC(2026, 10, 24) + i * 1000).toISOString();
+      store.applyConversation(conversation({ id, assignee: i % 4 === 0 ? OTHER : null, updated_at: updatedAt }), ++seq);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(countsAt.length).toBeGreaterThanOrEqual(5);
+    expect(countsAt.length).toBeLessThanOrEqual(120_000 / COUNTS_MIN_INTERVAL_MS);
+    for (let i = 1; i < countsAt.length; i++) {
+      expect(countsAt[i]! - countsAt[i - 1]!).toBeGreaterThanOrEqual(COUNTS_MIN_INTERVAL_MS);
+    }
+    expect(mostInFlight).toBe(1);
+  });
+
+  it("checks again when the counts moved while they were being fetched", async () => {
+    const store = await settledView();
+    let answer!: (value: ConversationPage) => void;
+    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    const refresh = store.refreshCounts();
+    // Claimed by someone else while the request is out: the answer may or may not count it.
+    store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: later(1) }), ++seq);
+    answer(page([], { counts: { mine: 3, unassigned: 5, all: 10 } }));
+    await refresh;
+    expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 });
+    await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+    expect(store.counts).toEqual(SERVER);
+  });
+
+  it("checks again when the counts move just after an answer, whose snapshot may hold the change", async () => {
+    const store = await settledView();
+    await store.refreshCounts();
+    expect(countsAt).toHaveLength(1);
+    store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: later(1) }), ++seq);
+    await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
+    expect(countsAt).toHaveLength(2);
+    // Past the settling time, the same kind of change is trusted.
+    await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
+    store.applyConversation(conversation({ id: 2, status: "resolved", updated_at: later(2) }), ++seq);
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(countsAt).toHaveLength(2);
+  });
+
+  it("does not check again for changes that leave the counts as they were", async () => {
+    const store = await settledView();
+    let answer!: (value: ConversationPage) => void;
+    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    const refresh = store.refreshCounts();
+    store.applyConversation(conversation({ id: 1, priority: "urgent", updated_at: later(1) }), ++seq);
+    answer(page([], { counts: SERVER }));
+    await refresh;
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(listSpy).toHaveBeenCalledTimes(2);
+  });
+
+  it("fetches at once when asked (reconnection), which stands for the waiting correction", async () => {
+    const store = await settledView();
+    store.applyConversation(conversation({ id: 100, assignee: OTHER, updated_at: later(1) }), ++seq);
+    await vi.advanceTimersByTimeAsync(1000);
+    await store.refreshCounts();
+    expect(countsAt).toHaveLength(1);
+    expect(store.counts).toEqual(SERVER);
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+  });
+
+  it("tries again after the interval when a correction fails", async () => {
+    const store = await settledView();
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    listSpy.mockRejectedValueOnce(new ApiError(503, { code: "unavailable", message: "down" }));
+    store.applyConversation(conversation({ id: 100, assignee: OTHER, updated_at: later(1) }), ++seq);
+    await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS);
+    expect(listSpy).toHaveBeenCalledTimes(2);
+    expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 });
+    await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS - 1);
+    expect(countsAt).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(countsAt).toHaveLength(1);
+    expect(store.counts).toEqual(SERVER);
+  });
+
+  it("leaves the counts of a text search to the server", async () => {
+    const store = await settledView();
+    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 1, all: 2 } }));
+    await store.setFilters({ q: "remboursement" });
+    await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
+    // Does it match "remboursement"? Only the server knows.
+    store.applyConversation(conversation({ id: 3 }), ++seq, "created");
+    expect(store.counts).toEqual({ mine: 0, unassigned: 1, all: 2 });
+    await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ q: "remboursement", limit: 1 }));
+  });
+
+  it("corrects the counts after events that came while the first page was in flight", async () => {
+    let answer!: (value: ConversationPage) => void;
+    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    const store = useConversationStore();
+    const loading = store.setFilters({ view: "unassigned" });
+    store.applyConversation(conversation({ id: 5 }), ++seq, "created");
+    answer(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 1, all: 1 } }));
+    await loading;
+    expect(store.counts).toEqual({ mine: 0, unassigned: 1, all: 1 });
+    await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+    expect(store.counts).toEqual(SERVER);
+  });
+
+  it("asks the server when a count would go below zero: the local counts had drifted", async () => {
+    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 0, all: 1 } }));
+    const store = useConversationStore();
+    await store.setFilters({ view: "unassigned" });
+    await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
+    store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: later(1) }), ++seq);
+    expect(store.counts).toEqual({ mine: 0, unassigned: 0, all: 1 });
+    await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
+    expect(countsAt).toHaveLength(1);
+    expect(store.counts).toEqual(SERVER);
+  });
+
+  it("forgets a waiting correction on sign-out", async () => {
+    const store = await settledView();
+    store.applyConversation(conversation({ id: 100, updated_at: later(1) }), ++seq);
+    store.reset();
+    await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
+    expect(listSpy).toHaveBeenCalledTimes(1);
   });
 });
