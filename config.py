@@ -38,13 +38,15 @@ def _int(name: str, raw: str, *, minimum: int | None = None, maximum: int | None
     return value
 
 
-def _float(name: str, raw: str, *, minimum: float = 0.0) -> float:
+def _float(name: str, raw: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name}: {value} is below {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: {value} is above {maximum}")
     return value
 
 
@@ -97,6 +99,7 @@ class Settings:
     reconcile_interval_seconds: float = 10.0  # RECONCILE_INTERVAL_SECONDS
     send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
+    ingest_linger_ms: float = 5.0             # INGEST_LINGER_MS: a small drain waits this long so batches form
     embedded_worker: bool = True              # RELAIS_EMBEDDED_WORKER: run jobs in-process when no REDIS_URL
     websocket_compression: bool = False       # WEBSOCKET_COMPRESSION: permessage-deflate on live-event sockets
     admin_email: str | None = None            # RELAIS_ADMIN_EMAIL
@@ -187,6 +190,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                           minimum=0.05),
         send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),
         event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
+        ingest_linger_ms=_float("INGEST_LINGER_MS", get("INGEST_LINGER_MS") or "5", minimum=0.0, maximum=100.0),
         embedded_worker=_bool("RELAIS_EMBEDDED_WORKER", get("RELAIS_EMBEDDED_WORKER") or "1"),
         websocket_compression=_bool("WEBSOCKET_COMPRESSION", get("WEBSOCKET_COMPRESSION") or "0"),
         admin_email=get("RELAIS_ADMIN_EMAIL"),

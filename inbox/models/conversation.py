@@ -71,6 +71,10 @@ class Conversation(TimestampMixin, Base):
     sla_due_at: Mapped[datetime | None]
     sla_state: Mapped[str | None] = mapped_column(String(16))
     language: Mapped[str | None] = mapped_column(String(10))  # guessed from the first inbound text
+    # the latest read / delivery receipt watermarks of the thread (Messenger: everything the page sent up to
+    # then is read / delivered), kept so an outbound message stored after its receipt is marked too
+    read_watermark: Mapped[datetime | None]
+    delivery_watermark: Mapped[datetime | None]
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     brand: Mapped[Brand] = relationship()

@@ -7,11 +7,23 @@ with `realtime.publish` go out after the commit, in seq order. It loops while ev
 Customer messages (the bulk of the traffic) are applied set-based, a few statements per batch instead of ten
 per message (`_apply_customer_batch`): one multi-row INSERT ... ON CONFLICT DO NOTHING each for contact
 identities, conversations and messages, conversations locked in (channel_id, thread_key) order so concurrent
-drains never deadlock on them. That runs in one savepoint; if it fails, its events are applied again one by
-one, each in its own savepoint, so one bad event never blocks the others (it is retried, then dead-lettered).
-Other kinds (echo, edit, delete, status) always take the per-event path.
+drains never deadlock on them. That runs without a savepoint (it cost two statements and a flush on every
+drain); if it fails, the whole transaction is rolled back and the batch is claimed again and applied one event
+at a time, each in its own savepoint, so one bad event never blocks the others (it is retried, then
+dead-lettered). Other kinds (echo, edit, delete, status) always take the per-event path.
 Messages are inserted with ON CONFLICT (channel_id, external_id) DO NOTHING: a duplicate delivery, or two
 workers on the same platform event, give one message.
+
+What a drain costs is mostly per statement (SQLAlchemy and the driver spend more CPU per statement than the
+database does on these small ones), so the drain sends as few as it can: raw events are claimed and their
+outcomes written with Core statements (one UPDATE for the batch), channels come from a short-lived
+per-process cache, and the batch's live events are inserted together at the commit when nothing forces an
+earlier flush.
+
+Read and delivery receipts carry a watermark ("everything the page sent up to this time"): besides marking
+the outbound messages already stored, the latest watermark of each kind is kept on the conversation, so an
+outbound message stored after its receipt (its echo applied later, maybe by another worker process) is
+marked at once. Both paths take the conversation's row lock first, so whichever commits second sees the other.
 """
 from __future__ import annotations
 
@@ -22,18 +34,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
-from sqlalchemy import delete, or_, select, tuple_, update
+from flask import current_app, has_app_context
+from sqlalchemy import bindparam, case, delete, literal, or_, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from adapters import api as api_adapter
 from adapters import meta as meta_adapter
 from adapters.base import InboundEvent, PayloadError
 from inbox import realtime
-from inbox.api.schemas import ConversationSchema, MessageSchema
+from inbox.api.schemas import ConversationSchema, MessageSchema, preloaded_links
 from inbox.db import db, insert_for, utcnow
 from inbox.jobs import enqueue_after_commit
 from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, Message,
@@ -53,16 +68,41 @@ class RetryLater(Exception):
 
 
 @dataclass
+class ClaimedEvent:
+    """A claimed raw event: the columns the drain reads, and its outcome, written back in one UPDATE for the
+    batch (`_record_outcomes`). A plain object, not the ORM row: the outcomes cost no change tracking and no
+    flush, and the claim loads only the columns the drain reads."""
+    id: int
+    source: str
+    channel_id: int | None
+    body: bytes
+    verification_detail: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    error: str | None
+    status: str = "pending"
+    processed_at: datetime | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    routed: "Routed | None" = None  # parsed by `_split_batchable`: the one-by-one pass does not parse it again
+
+
+@dataclass
 class BatchContext:
     session: Session
     received_at: datetime
     channels_by_page: dict[str, Channel | None] = field(default_factory=dict)
+    page_fingerprints: dict[str, str | None] = field(default_factory=dict)  # page id -> its app secret's fingerprint
     touched: dict[int, bool] = field(default_factory=dict)   # conversation id -> created in this batch
     stats: dict[str, Any] = field(default_factory=dict)
     profile_fetches: list[tuple[int, int]] = field(default_factory=list)  # (identity id, channel id)
-    # the session's identity map holds clean objects weakly: keep the batch's conversations alive until they
-    # are published, or each would be SELECTed again
+    # the session's identity map holds clean objects weakly: keep the batch's conversations (and the contacts
+    # their JSON shows) alive until they are published, or each would be SELECTed again
     conversations: dict[int, Conversation] = field(default_factory=dict)
+    loaded: list[Any] = field(default_factory=list)
+    # live events of the set-based pass, published later (`_release_thread_events`) so that, when nothing
+    # flushes in between, they are inserted with the conversation events in one statement at the commit
+    thread_events: list[tuple[str, dict[str, Any], list[str]]] = field(default_factory=list)
+    attempts: int = 0  # of the raw event being applied one by one (receipts for unknown threads retry a little)
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
@@ -75,45 +115,104 @@ PER_EVENT_KINDS = ("echo", "edit", "delete", "status")  # read-then-write on exi
 _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
+def _default_linger() -> float:
+    """INGEST_LINGER_MS (config.py; default 5, 0 = off, at most 100), in seconds: how long a drain waits before
+    it claims, so the webhooks of the next few milliseconds join its batch instead of paying a drain of their own."""
+    if has_app_context():
+        return float(current_app.extensions["relais.settings"].ingest_linger_ms) / 1000
+    return 0.005
+
+
 _DRAIN_LOCK = threading.Lock()
+_backlog = False  # the last drain of this process stopped with a full batch: the next one does not linger
 
 
-def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0) -> int:
+def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
 
     One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): batches
     are then applied in id order, so a read receipt is never applied before the echo it covers when the two
-    land in different batches. (Worker processes still drain concurrently, with SKIP LOCKED.)
+    land in different batches. (Worker processes still drain concurrently, with SKIP LOCKED; the watermarks kept
+    on conversations cover the receipts and echoes they apply in either order.)
+
+    Unless the previous drain left a backlog, it first lingers `linger` seconds (INGEST_LINGER_MS by default):
+    a drain's cost is mostly fixed (a transaction, a dozen statements, an RQ job), so under moderate load a
+    batch of several webhooks costs little more than one.
 
     Writes: conversations, messages, contacts, posts, webhook event statuses. Publishes: conversation.created,
     conversation.updated, message.created, message.updated (after each batch's commit)."""
+    global _backlog
+    linger = _default_linger() if linger is None else linger
+    if linger > 0 and not _backlog:
+        time.sleep(linger)  # outside the lock: another drain of this process may run meanwhile
     started = time.monotonic()
     total = 0
     with _DRAIN_LOCK:
-        while time.monotonic() - started < time_budget:
+        while True:
             done = _drain_one_batch(batch_size)
             total += done
-            if done < batch_size:
+            _backlog = done >= batch_size
+            if not _backlog or time.monotonic() - started >= time_budget:
                 break
     return total
 
 
-def _claim(session: Session, batch_size: int) -> list[WebhookEvent]:
-    now = utcnow()
-    query = (select(WebhookEvent)
-             .where(or_(WebhookEvent.status == "pending",
-                        (WebhookEvent.status == "failed") & (WebhookEvent.next_attempt_at <= now)))
-             .order_by(WebhookEvent.id).limit(batch_size))
-    if session.get_bind().dialect.name == "postgresql":
+@functools.cache
+def _claim_query(dialect: str, batch_size: int) -> Any:
+    """The claim, built once per dialect and size (`now` bound at execution): the raw event columns the drain
+    reads, oldest first."""
+    events = WebhookEvent.__table__
+    query = (select(events.c.id, events.c.source, events.c.channel_id, events.c.body, events.c.verification_detail,
+                    events.c.attempts, events.c.next_attempt_at, events.c.error)
+             .where(or_(events.c.status == "pending",
+                        (events.c.status == "failed") & (events.c.next_attempt_at <= bindparam("now"))))
+             .order_by(events.c.id).limit(batch_size))
+    if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return list(session.execute(query).scalars())
+    return query
+
+
+def _claim(session: Session, batch_size: int) -> list[ClaimedEvent]:
+    query = _claim_query(session.get_bind().dialect.name, batch_size)
+    return [ClaimedEvent(*row) for row in session.execute(query, {"now": utcnow()})]
+
+
+@functools.cache
+def _outcome_update() -> Any:
+    events = WebhookEvent.__table__
+    return (update(events).where(events.c.id == bindparam("event_id"))
+            .values(status=bindparam("new_status"), error=bindparam("new_error"),
+                    attempts=bindparam("new_attempts"), next_attempt_at=bindparam("new_next_attempt_at"),
+                    processed_at=bindparam("new_processed_at"), stats=bindparam("new_stats")))
+
+
+def _record_outcomes(session: Session, events: list[ClaimedEvent]) -> None:
+    """Every claimed event's new status, error, attempts, next attempt, processed time and stats: one UPDATE
+    executed for all of them (executemany)."""
+    session.execute(_outcome_update(), [
+        {"event_id": e.id, "new_status": e.status, "new_error": e.error, "new_attempts": e.attempts,
+         "new_next_attempt_at": e.next_attempt_at, "new_processed_at": e.processed_at, "new_stats": e.stats}
+        for e in events])
+
+
+class _SetBasedFailed(Exception):
+    """The set-based pass failed: its transaction is rolled back and the batch applied one event at a time."""
 
 
 def _drain_one_batch(batch_size: int) -> int:
     """Claims, applies and commits one batch; returns how many raw events it claimed.
 
-    Customer-message events go through the set-based path first (one savepoint for all of them); if that
-    fails, or for the other events, each event is applied in its own savepoint (`_process_one`)."""
+    Customer-message events go through the set-based path first, with no savepoint; if that fails, the
+    transaction is rolled back and the events (claimed again) are each applied in their own savepoint
+    (`_process_one`), as are the other events."""
+    try:
+        return _apply_claimed(batch_size, set_based=True)
+    except _SetBasedFailed as failed:
+        log.warning("set-based apply failed; applying the batch one event at a time", exc_info=failed.__cause__)
+    return _apply_claimed(batch_size, set_based=False)
+
+
+def _apply_claimed(batch_size: int, *, set_based: bool) -> int:
     settings = get_settings()
     with db.transaction() as session:
         events = _claim(session, batch_size)
@@ -121,11 +220,19 @@ def _drain_one_batch(batch_size: int) -> int:
             return 0
         ctx = BatchContext(session=session, received_at=utcnow())
         batchable, one_by_one = _split_batchable(ctx, events)
-        if batchable and not _apply_batch(ctx, batchable):
+        if batchable and set_based:
+            try:
+                _apply_batch(ctx, batchable)
+            except Exception as exc:  # noqa: BLE001 - per-event isolation: the one-by-one pass finds the culprit
+                raise _SetBasedFailed from exc
+            if one_by_one:
+                _release_thread_events(ctx)  # before the per-event pass publishes anything
+        elif batchable:
             one_by_one = _in_lock_order(batchable) + one_by_one
         for event in one_by_one:
             _process_one(ctx, event, settings.event_max_attempts)
         _publish_touched_conversations(ctx)
+        _record_outcomes(session, events)
     return len(events)
 
 
@@ -137,8 +244,8 @@ class Routed:
     channel_missing: bool = False  # an API channel deleted since the event was stored
 
 
-def _route_event(ctx: BatchContext, event: WebhookEvent) -> Routed:
-    """Parses the raw event (pure) and finds each item's channel (cached per batch); PayloadError if unusable."""
+def _route_event(ctx: BatchContext, event: ClaimedEvent) -> Routed:
+    """Parses the raw event (pure) and finds each item's channel (cached); PayloadError if unusable."""
     if event.source == "meta":
         routed = Routed(items=[])
         fingerprint = event.verification_detail
@@ -150,14 +257,14 @@ def _route_event(ctx: BatchContext, event: WebhookEvent) -> Routed:
                 routed.items.append((channel, item))
         return routed
     if event.source == "api":
-        channel = ctx.session.get(Channel, event.channel_id) if event.channel_id else None
+        channel = _channel_by_id(ctx, event.channel_id) if event.channel_id else None
         if channel is None:
             return Routed(items=[], channel_missing=True)
         return Routed(items=[(channel, item) for item in api_adapter.parse(event.body, str(channel.id))])
     raise PayloadError(f"unknown webhook source {event.source!r}")
 
 
-def _routing_status(ctx: BatchContext, event: WebhookEvent, routed: Routed) -> str:
+def _routing_status(ctx: BatchContext, event: ClaimedEvent, routed: Routed) -> str:
     """The raw event's status once its routed items are applied; sets its error when something was unroutable."""
     if routed.channel_missing:
         event.error = "the API channel no longer exists"
@@ -171,18 +278,19 @@ def _routing_status(ctx: BatchContext, event: WebhookEvent, routed: Routed) -> s
     return "processed"
 
 
-def _split_batchable(ctx: BatchContext, events: list[WebhookEvent]) -> tuple[list[tuple[WebhookEvent, Routed]],
-                                                                              list[WebhookEvent]]:
+def _split_batchable(ctx: BatchContext, events: list[ClaimedEvent]) -> tuple[list[tuple[ClaimedEvent, Routed]],
+                                                                             list[ClaimedEvent]]:
     """Events made only of customer messages (or items ignored anyway) can be applied set-based; the rest
     (other kinds, unparsable bodies: their error is recorded by `_process_one`) are applied one by one."""
-    batchable: list[tuple[WebhookEvent, Routed]] = []
-    one_by_one: list[WebhookEvent] = []
+    batchable: list[tuple[ClaimedEvent, Routed]] = []
+    one_by_one: list[ClaimedEvent] = []
     for event in events:
         try:
             routed = _route_event(ctx, event)
         except Exception:  # noqa: BLE001 - `_process_one` parses it again and records the error
             one_by_one.append(event)
             continue
+        event.routed = routed
         if any(item.kind in PER_EVENT_KINDS for _channel, item in routed.items):
             one_by_one.append(event)
         else:
@@ -190,30 +298,21 @@ def _split_batchable(ctx: BatchContext, events: list[WebhookEvent]) -> tuple[lis
     return batchable, one_by_one
 
 
-def _in_lock_order(batch: list[tuple[WebhookEvent, Routed]]) -> list[WebhookEvent]:
+def _in_lock_order(batch: list[tuple[ClaimedEvent, Routed]]) -> list[ClaimedEvent]:
     """The events sorted by the first conversation key they lock, so one-by-one retries of a failed batch
     still take conversation locks in (roughly) the order every other drain takes them."""
-    def key(pair: tuple[WebhookEvent, Routed]) -> tuple[int, str]:
+    def key(pair: tuple[ClaimedEvent, Routed]) -> tuple[int, str]:
         keys = [(channel.id, item.thread_key or "") for channel, item in pair[1].items]
         return min(keys, default=(0, ""))
     return [event for event, _routed in sorted(batch, key=key)]
 
 
-def _apply_batch(ctx: BatchContext, batch: list[tuple[WebhookEvent, Routed]]) -> bool:
-    """Applies every event of `batch` set-based, in one savepoint. Returns False (everything undone, live
-    events and enqueues of the attempt forgotten) if anything failed: the caller then applies them one by one."""
+def _apply_batch(ctx: BatchContext, batch: list[tuple[ClaimedEvent, Routed]]) -> None:
+    """Applies every event of `batch` set-based, in the batch's transaction (no savepoint: on an exception
+    the caller rolls the whole transaction back, which forgets its live events and enqueues too)."""
     session = ctx.session
-    mark = realtime.pending_count(session)
-    touched_before = dict(ctx.touched)
     ctx.profile_fetches = []
-    try:
-        with session.begin_nested():
-            stats = _apply_customer_batch(ctx, [(routed, {}) for _event, routed in batch])
-    except Exception:  # noqa: BLE001 - per-event isolation: the one-by-one pass finds the culprit
-        log.warning("set-based apply of %d event(s) failed; applying them one by one", len(batch), exc_info=True)
-        realtime.discard_after(session, mark)
-        ctx.touched = touched_before
-        return False
+    stats = _apply_customer_batch(ctx, [(routed, {}) for _event, routed in batch])
     if ctx.profile_fetches:
         from inbox.jobs.tasks import fetch_contact_profiles
         # one job for the batch's new contacts: a job per contact cost an enqueue round trip each
@@ -226,15 +325,15 @@ def _apply_batch(ctx: BatchContext, batch: list[tuple[WebhookEvent, Routed]]) ->
             event.error = None
         event.processed_at = now
         event.stats = dict(ctx.stats)
-    return True
 
 
-def _process_one(ctx: BatchContext, event: WebhookEvent, max_attempts: int) -> None:
-    """Applies one raw event in its own savepoint and records its outcome on the event row: processed /
+def _process_one(ctx: BatchContext, event: ClaimedEvent, max_attempts: int) -> None:
+    """Applies one raw event in its own savepoint and records its outcome on the event: processed /
     unroutable, or (rolled back) invalid, failed with a retry time, or dead after `max_attempts`."""
     session = ctx.session
     mark = realtime.pending_count(session)
     ctx.stats = {}
+    ctx.attempts = event.attempts
     savepoint = session.begin_nested()
     try:
         status = _apply_raw_event(ctx, event)
@@ -272,25 +371,85 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
-def _apply_raw_event(ctx: BatchContext, event: WebhookEvent) -> str:
+def _apply_raw_event(ctx: BatchContext, event: ClaimedEvent) -> str:
     """Apply every normalised event of one raw webhook, one by one; returns the raw event's new status."""
-    routed = _route_event(ctx, event)
+    routed = event.routed or _route_event(ctx, event)
+    event.routed = None  # items may be changed while applied (an edit of an unseen comment): never reused
     for channel, item in routed.items:
         apply_inbound(ctx, channel, item)
     return _routing_status(ctx, event, routed)
 
 
-def _meta_channel(ctx: BatchContext, page_id: str, fingerprint: str | None) -> Channel | None:
-    """The page's channel, only if the event was signed with that page's own app secret."""
-    if page_id not in ctx.channels_by_page:
-        channel = channel_service.channel_by_page(ctx.session, page_id)
-        if channel is not None:
+# ---------------------------------------------------------------- channels, cached per process
+class _ChannelCache:
+    """Channels by Meta page id and by id, kept a few seconds per process: the lookup was one of the ~20
+    statements of every drain. Entries are detached copies, merged into each batch's session without a query
+    (`merge(load=False)`), so conversation dumps find the channel in the identity map.
+
+    Safe against channel changes: an entry lasts `ttl` seconds (changes made by another process), and only
+    while the channels service hands out the same Meta secrets mapping as when it was made. That mapping is
+    rebuilt after every channel change of this process (`channels.invalidate_cache`) and every 30 s, so a
+    renamed channel or a rotated app secret is seen at once here and within `ttl` elsewhere. (The credential
+    cache itself would not do: asking it about a stale copy would put the stale secrets back in it.) A page
+    without a channel is never cached: a page connected meanwhile is routed at once."""
+
+    ttl = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # key -> (made at, secrets mapping then, detached copy, app secret fingerprint)
+        self._entries: dict[Any, tuple[float, Any, Channel, str | None]] = {}
+
+    def get(self, session: Session, key: Any, load: Callable[[], Channel | None]) -> tuple[Channel | None, str | None]:
+        """(the channel in `session`, the fingerprint of its Meta app secret), or (None, None)."""
+        generation = channel_service.meta_app_secrets(session)  # no query while it is cached
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and now - hit[0] < self.ttl and hit[1] is generation:
+            return session.merge(hit[2], load=False), hit[3]
+        channel = load()
+        if channel is None:
+            with self._lock:
+                self._entries.pop(key, None)
+            return None, None
+        fingerprint = None
+        if channel.kind == "facebook_page":
             from inbox.webhooks import app_secret_fingerprint
-            if app_secret_fingerprint(channel_service.credentials(channel)["app_secret"]) != fingerprint:
-                log.warning("event for page %s signed by another Meta app: not routed", page_id)
-                channel = None
-        ctx.channels_by_page[page_id] = channel
-    return ctx.channels_by_page[page_id]
+            fingerprint = app_secret_fingerprint(channel_service.credentials(channel)["app_secret"])
+        with self._lock:
+            self._entries[key] = (now, generation, _detached_copy(channel), fingerprint)
+        return channel, fingerprint
+
+
+def _detached_copy(channel: Channel) -> Channel:
+    """A copy of the loaded row's columns, detached (persistent identity, no session), for the cache."""
+    copy = Channel(**{attr.key: getattr(channel, attr.key) for attr in sa_inspect(Channel).column_attrs})
+    make_transient_to_detached(copy)
+    return copy
+
+
+_channels = _ChannelCache()
+
+
+def _meta_channel(ctx: BatchContext, page_id: str, fingerprint: str | None) -> Channel | None:
+    """The page's channel, only if the event was signed with that page's own app secret (checked per event)."""
+    if page_id not in ctx.channels_by_page:
+        session = ctx.session
+        channel, expected = _channels.get(session, ("page", page_id),
+                                          lambda: channel_service.channel_by_page(session, page_id))
+        ctx.channels_by_page[page_id], ctx.page_fingerprints[page_id] = channel, expected
+    channel = ctx.channels_by_page[page_id]
+    if channel is not None and ctx.page_fingerprints[page_id] != fingerprint:
+        log.warning("event for page %s signed by another Meta app: not routed", page_id)
+        return None
+    return channel
+
+
+def _channel_by_id(ctx: BatchContext, channel_id: int) -> Channel | None:
+    session = ctx.session
+    channel, _fingerprint = _channels.get(session, ("id", channel_id), lambda: session.get(Channel, channel_id))
+    return channel
 
 
 # ---------------------------------------------------------------- customer messages, set-based
@@ -327,7 +486,8 @@ def _apply_customer_batch(ctx: BatchContext, batch: list[tuple[Routed, dict[str,
 
     Writes: contacts and identities, posts, conversations (opened, then locked in (channel_id, thread_key)
     order; their waiting / last-message columns computed here and flushed once), messages (one multi-row
-    INSERT ON CONFLICT DO NOTHING). Publishes message.created per new message; enqueues profile fetches."""
+    INSERT ON CONFLICT DO NOTHING). Publishes message.created per new message (recorded in
+    `ctx.thread_events`, see `_release_thread_events`); enqueues profile fetches."""
     pending: list[_Pending] = []
     for routed, stats in batch:
         for channel, item in routed.items:
@@ -355,12 +515,14 @@ def _attach_contacts(ctx: BatchContext, pending: list[_Pending]) -> None:
     first: dict[tuple[str, str], _Pending] = {}
     for p in pending:
         first.setdefault(p.identity_key, p)
-    identities = _identities(session, list(first))
+    identities, contacts = _identities(session, list(first))
     missing = sorted(key for key in first if key not in identities)
     if missing:
-        identities.update(_create_identities(session, [first[key] for key in missing], ctx.profile_fetches))
-    contact_ids = {identity.contact_id for identity in identities.values()}
-    contacts = {c.id: c for c in session.execute(select(Contact).where(Contact.id.in_(contact_ids))).scalars()}
+        created, created_contacts = _create_identities(session, [first[key] for key in missing],
+                                                       ctx.profile_fetches)
+        identities.update(created)
+        contacts.update(created_contacts)
+    ctx.loaded.extend(contacts.values())  # the conversations' JSON shows them (`_related_for_dump`)
     for p in pending:
         identity = identities[p.identity_key]
         contact = contacts[identity.contact_id]
@@ -372,17 +534,23 @@ def _attach_contacts(ctx: BatchContext, pending: list[_Pending]) -> None:
         p.contact, p.author_name = contact, name or contact.name
 
 
-def _identities(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ContactIdentity]:
-    """The existing identities among (channel_kind, external_id) keys, in one query."""
+def _identities(session: Session, keys: list[tuple[str, str]]
+                ) -> tuple[dict[tuple[str, str], ContactIdentity], dict[int, Contact]]:
+    """The existing identities among (channel_kind, external_id) keys and their contacts (by id), in one query."""
     if not keys:
-        return {}
-    query = select(ContactIdentity).where(tuple_(ContactIdentity.channel_kind, ContactIdentity.external_id)
-                                          .in_(keys))
-    return {(i.channel_kind, i.external_id): i for i in session.execute(query).scalars()}
+        return {}, {}
+    query = (select(ContactIdentity, Contact).join(Contact, Contact.id == ContactIdentity.contact_id)
+             .where(tuple_(ContactIdentity.channel_kind, ContactIdentity.external_id).in_(keys)))
+    identities: dict[tuple[str, str], ContactIdentity] = {}
+    contacts: dict[int, Contact] = {}
+    for identity, contact in session.execute(query):
+        identities[(identity.channel_kind, identity.external_id)] = identity
+        contacts[contact.id] = contact
+    return identities, contacts
 
 
 def _create_identities(session: Session, firsts: list[_Pending], profile_fetches: list[tuple[int, int]]
-                       ) -> dict[tuple[str, str], ContactIdentity]:
+                       ) -> tuple[dict[tuple[str, str], ContactIdentity], dict[int, Contact]]:
     """Creates a contact and its identity for each key (sorted), with INSERT ... ON CONFLICT DO NOTHING on the
     identity: a key another worker created meanwhile keeps theirs, and our spare contact is deleted. Appends
     (identity id, channel id) to `profile_fetches` for nameless new Messenger DM contacts."""
@@ -404,12 +572,12 @@ def _create_identities(session: Session, firsts: list[_Pending], profile_fetches
         for contact in contacts:
             if contact.id in lost:
                 session.expunge(contact)
-    identities = _identities(session, [p.identity_key for p in firsts])
+    identities, contacts_by_id = _identities(session, [p.identity_key for p in firsts])
     for p in firsts:
         if p.identity_key in won and not p.item.author.name and p.channel.kind == "facebook_page" \
                 and p.item.conversation_kind == "dm":
             profile_fetches.append((identities[p.identity_key].id, p.channel.id))
-    return identities
+    return identities, contacts_by_id
 
 
 def _attach_posts(session: Session, pending: list[_Pending]) -> None:
@@ -424,30 +592,33 @@ def _attach_posts(session: Session, pending: list[_Pending]) -> None:
 
 
 def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
-    """Opens the batch's new conversations (one INSERT ... ON CONFLICT DO NOTHING; the first message of a
-    thread decides kind, contact and post), then loads and locks them all in (channel_id, thread_key) order:
-    every drain locks in that order, so concurrent drains wait for each other but never deadlock.
+    """Loads and locks the batch's existing conversations in (channel_id, thread_key) order, then opens the
+    missing ones (one INSERT ... ON CONFLICT DO NOTHING, in the same order; the first message of a thread
+    decides kind, contact and post) and loads and locks those. Every drain locks in that order, so concurrent
+    drains wait for each other but never deadlock. Most batches only add to existing conversations: one
+    statement (and the loads of their labels and SLA clocks), where inserting first cost one more every time.
     Marks them touched (created or not) in first-seen order."""
     session = ctx.session
     first: dict[tuple[int, str], _Pending] = {}
     for p in pending:
         first.setdefault(p.thread, p)
     keys = sorted(first)
-    now = utcnow()
-    rows = [{"kind": first[key].item.conversation_kind, "status": "open", "priority": 1,
-             "brand_id": first[key].channel.brand_id, "channel_id": key[0], "contact_id": first[key].contact.id,
-             "thread_key": key[1], "post_id": first[key].post.id if first[key].post else None,
-             "created_at": now, "updated_at": now, "extra": {}} for key in keys]
-    stmt = (insert_for(session, Conversation)
-            .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
-            .returning(Conversation.id))
-    created = set(session.execute(stmt, rows).scalars())
-    query = (select(Conversation).where(tuple_(Conversation.channel_id, Conversation.thread_key).in_(keys))
-             .order_by(Conversation.channel_id, Conversation.thread_key))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=Conversation)
-    by_key = {(c.channel_id, c.thread_key): c
-              for c in session.execute(query.execution_options(populate_existing=True)).scalars()}
+    by_key = _locked_conversations(session, keys)
+    missing = [key for key in keys if key not in by_key]
+    created: set[int] = set()
+    if missing:
+        now = utcnow()
+        rows = [{"kind": first[key].item.conversation_kind, "status": "open", "priority": 1,
+                 "brand_id": first[key].channel.brand_id, "channel_id": key[0],
+                 "contact_id": first[key].contact.id, "thread_key": key[1],
+                 "post_id": first[key].post.id if first[key].post else None,
+                 "created_at": now, "updated_at": now, "extra": {}} for key in missing]
+        stmt = (insert_for(session, Conversation)
+                .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
+                .returning(Conversation.id))
+        created = set(session.execute(stmt, rows).scalars())
+        # (a key not created here was opened meanwhile by another drain: locked like the others, waiting for it)
+        by_key.update(_locked_conversations(session, missing, created))
     for key in first:
         conversation = by_key[key]
         ctx.conversations[conversation.id] = conversation
@@ -459,10 +630,35 @@ def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
         p.conversation = by_key[p.thread]
 
 
+def _locked_conversations(session: Session, keys: list[tuple[int, str]], created: set[int] | None = None
+                          ) -> dict[tuple[int, str], Conversation]:
+    """The conversations of these (channel_id, thread_key) keys (sorted), locked for update on PostgreSQL in
+    that order (only the conversations: FOR UPDATE OF), fresh from the database, with what their JSON shows
+    joined in the same statement (brand, labels, current SLA clocks: a few rows each) instead of a query per
+    relationship. With `created` (ids this transaction just inserted): those have no labels and no SLA clocks
+    yet, so their collections are set empty instead of loaded."""
+    query = (select(Conversation).where(tuple_(Conversation.channel_id, Conversation.thread_key).in_(keys))
+             .order_by(Conversation.channel_id, Conversation.thread_key)
+             .options(joinedload(Conversation.brand)))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Conversation)
+    if created:
+        query = query.options(lazyload(Conversation.label_rows), lazyload(Conversation.current_sla_clocks))
+    else:
+        query = query.options(joinedload(Conversation.label_rows), joinedload(Conversation.current_sla_clocks))
+    found = {}
+    for conversation in session.execute(query.execution_options(populate_existing=True)).unique().scalars():
+        if created and conversation.id in created:
+            set_committed_value(conversation, "label_rows", [])
+            set_committed_value(conversation, "current_sla_clocks", [])
+        found[(conversation.channel_id, conversation.thread_key)] = conversation
+    return found
+
+
 def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> None:
     """Inserts the batch's messages with ONE multi-row INSERT ... ON CONFLICT (channel_id, external_id) DO
     NOTHING RETURNING (rows sorted by that key; a mid seen twice in the batch is inserted once), then, in
-    event order, updates each conversation in memory (`note_inbound`, flushed once later) and publishes
+    event order, updates each conversation in memory (`note_inbound`, flushed once later) and records
     message.created built from the inserted values (no re-read). Counts duplicates in the events' stats."""
     session = ctx.session
     replies = _reply_targets(session, pending)
@@ -486,8 +682,8 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]) -> Non
         conversation = p.conversation
         assert conversation is not None
         note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
-        realtime.publish(session, "message.created", _message_schema.dump(_message_view(message_id, row)),
-                         realtime.message_rooms(conversation.id))
+        ctx.thread_events.append(("message.created", _message_schema.dump(_message_view(message_id, row)),
+                                  realtime.message_rooms(conversation.id)))
 
 
 @functools.cache
@@ -658,13 +854,14 @@ def _message_defaults(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def insert_message(session: Session, values: dict[str, Any]) -> Message | None:
-    """INSERT ... ON CONFLICT (channel_id, external_id) DO NOTHING; the new Message, or None if it existed."""
+    """INSERT ... ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING the row, as a Message in the
+    session (no re-select); None if it existed. populate_existing: a row id may come back that the session
+    still maps to a message of a rolled-back savepoint (SQLite reuses the ids of deleted rows)."""
     _message_defaults(values)
-    stmt = (insert_for(session, Message).values(**values)
+    stmt = (insert_for(session, Message)
             .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
-            .returning(Message.id))
-    new_id = session.execute(stmt).scalar()
-    return session.get(Message, new_id) if new_id is not None else None
+            .returning(Message).execution_options(populate_existing=True))
+    return session.scalars(stmt, [values]).first()
 
 
 def _preview(text: str | None, attachments: list[Any]) -> str | None:
@@ -753,10 +950,11 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
     if key:
         ours = session.execute(select(Message).where(Message.idempotency_key == key)).scalar_one_or_none()
         if ours is not None:
+            # the conversation's lock first (as receipts take it): its watermarks are then final for this send
+            conversation = _locked_conversation(session, ours.conversation_id)
             if ours.external_id is None and item.external_id:
                 ours.external_id = item.external_id
-            if ours.delivery_status in ("queued", "sending", "unknown", "failed"):
-                _mark_sent(session, ours, item.platform_time)
+            _mark_sent(session, conversation, ours, item.platform_time)
             ctx.count("echo_matched")
             return
     if _message_by_external_id(session, channel.id, item.external_id) is not None:
@@ -767,14 +965,16 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
         ctx.count("ignored:echo_without_thread")
         return
     at = min(item.platform_time, ctx.received_at)
-    message = insert_message(session, {
+    values = {
         "conversation_id": conversation.id, "channel_id": channel.id, "direction": "out",
         "kind": "comment" if item.conversation_kind == "comment" else "message", "reply_type": "reply",
         "external_id": item.external_id, "author_type": "page", "author_name": channel.name, "text": item.text,
         "attachments": [a.as_dict() for a in item.attachments], "reply_to_external_id": item.reply_to,
         "platform_time": at, "received_at": ctx.received_at, "delivery_status": "sent", "sent_at": at,
         "extra": {"native": True, "app_id": item.extra.get("app_id")},
-    })
+    }
+    values.update(_receipts_for(conversation, at, "sent", None))  # receipts applied before this echo
+    message = insert_message(session, values)
     if message is None:
         ctx.count("duplicates")
         return
@@ -791,8 +991,8 @@ def _echo_conversation(ctx: BatchContext, channel: Channel, item: InboundEvent) 
         return session.get(Conversation, parent.conversation_id) if parent else None
     if item.thread_key is None:
         return None
-    conversation = session.execute(select(Conversation).where(
-        Conversation.channel_id == channel.id, Conversation.thread_key == item.thread_key)).scalar_one_or_none()
+    # locked (the receipts of the thread take the same lock): its watermarks stay as read until we commit
+    conversation = _locked_conversation_by_key(session, channel.id, item.thread_key)
     if conversation is None and item.author is not None:
         # the page wrote first (natively): open the thread with the customer (the echo's recipient)
         recipient = item.extra.get("recipient_id") or item.thread_key.split(":", 1)[-1]
@@ -803,17 +1003,26 @@ def _echo_conversation(ctx: BatchContext, channel: Channel, item: InboundEvent) 
     return conversation
 
 
-def _mark_sent(session: Session, message: Message, at: datetime) -> None:
-    message.delivery_status = "sent"
-    message.delivery_error = None
-    message.sent_at = message.sent_at or at
-    conversation = session.get(Conversation, message.conversation_id)
-    assert conversation is not None
-    note_public_reply(conversation, at, message.text[:PREVIEW_LENGTH] if message.text else None)
+def _mark_sent(session: Session, conversation: Conversation, message: Message, at: datetime) -> None:
+    """The echo of our own send: sent (if we did not know yet), then the receipts the conversation already
+    holds (a read receipt applied before this echo, or before the send was recorded)."""
+    sent = message.delivery_status in ("queued", "sending", "unknown", "failed")
+    if sent:
+        message.delivery_status = "sent"
+        message.delivery_error = None
+        message.sent_at = message.sent_at or at
+    receipts = _receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
+    for key, value in receipts.items():
+        setattr(message, key, value)
+    if not sent and not receipts:
+        return
+    if sent:
+        note_public_reply(conversation, at, message.text[:PREVIEW_LENGTH] if message.text else None)
     realtime.publish(session, "message.updated", _message_schema.dump(message),
                      realtime.message_rooms(conversation.id))
-    realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
-                     realtime.conversation_rooms(conversation.brand_id))
+    if sent:
+        realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
+                         realtime.conversation_rooms(conversation.brand_id))
 
 
 def _apply_edit(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None:
@@ -846,36 +1055,99 @@ def _apply_delete(ctx: BatchContext, channel: Channel, item: InboundEvent) -> No
         _publish_message_update(ctx, message)
 
 
+RECEIPT_RANK = {"sent": 1, "unknown": 1, "delivered": 2, "read": 3}
+# attempts of a receipt for a thread with no conversation yet before it is dropped: the echo opening the thread
+# (the page wrote first) may be in a batch another worker has not committed yet; retried after 10 s, then 20 s
+RECEIPT_RETRIES = 2
+
+
 def _apply_status(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None:
-    """Delivery and read receipts for our outbound messages (by message ids and/or a watermark)."""
+    """Delivery and read receipts for our outbound messages (by message ids and/or a watermark).
+
+    A watermark is first kept on the conversation (the latest of each kind, `_keep_watermark`, which takes
+    the conversation's row lock), then applied to the outbound messages already stored; `_receipts_for`
+    applies it to those stored later (echoes, our own sends, which take the same lock), whatever the order and
+    the process."""
     session = ctx.session
     status = item.status
     if status not in ("delivered", "read"):
         ctx.count("ignored:status")
         return
-    rank = {"sent": 1, "unknown": 1, "delivered": 2, "read": 3}
     targets: list[Message] = []
+    if item.watermark is not None and item.thread_key:
+        conversation_id = _keep_watermark(session, channel.id, item.thread_key, status, item.watermark)
+        if conversation_id is None:
+            if ctx.attempts < RECEIPT_RETRIES:
+                raise RetryLater(f"{status} receipt for thread {item.thread_key} not seen yet")
+            ctx.count("ignored:receipt_without_thread")
+        else:
+            targets += session.execute(select(Message).where(
+                Message.conversation_id == conversation_id, Message.direction == "out",
+                Message.platform_time <= item.watermark,
+                Message.delivery_status.in_(("sent", "delivered", "unknown")))).scalars()
     ids = list(item.target_external_ids) + ([item.target_external_id] if item.target_external_id else [])
     if ids:
         targets += session.execute(select(Message).where(Message.channel_id == channel.id,
                                                          Message.external_id.in_(ids),
                                                          Message.direction == "out")).scalars()
-    if item.watermark is not None and item.thread_key:
-        conversation_id = session.execute(select(Conversation.id).where(
-            Conversation.channel_id == channel.id, Conversation.thread_key == item.thread_key)).scalar()
-        if conversation_id is not None:
-            targets += session.execute(select(Message).where(
-                Message.conversation_id == conversation_id, Message.direction == "out",
-                Message.platform_time <= item.watermark,
-                Message.delivery_status.in_(("sent", "delivered", "unknown")))).scalars()
     for message in {m.id: m for m in targets}.values():
-        if rank.get(message.delivery_status or "", 0) >= rank[status] or message.delivery_status not in rank:
+        if RECEIPT_RANK.get(message.delivery_status or "", 0) >= RECEIPT_RANK[status] \
+                or message.delivery_status not in RECEIPT_RANK:
             continue
         message.delivery_status = status
         if status == "read":
             message.read_at = item.watermark or item.platform_time
         message.delivered_at = message.delivered_at or item.watermark or item.platform_time
         _publish_message_update(ctx, message)
+
+
+def _keep_watermark(session: Session, channel_id: int, thread_key: str, status: str, watermark: datetime
+                    ) -> int | None:
+    """Raises the thread's kept watermark of this kind to `watermark` (never lowers it) in ONE statement,
+    which takes the conversation's row lock (waiting for a drain applying an echo there to commit); returns
+    the conversation's id, or None if the thread has no conversation yet. The receipt changes nothing shown:
+    updated_at is kept."""
+    column = Conversation.__table__.c.read_watermark if status == "read" else \
+        Conversation.__table__.c.delivery_watermark
+    raised = case((column.is_(None) | (column < watermark), literal(watermark, column.type)), else_=column)
+    stmt = (update(Conversation)
+            .where(Conversation.channel_id == channel_id, Conversation.thread_key == thread_key)
+            .values({column.key: raised, "updated_at": Conversation.updated_at})
+            .returning(Conversation.id)
+            .execution_options(synchronize_session=False))
+    return session.execute(stmt).scalar()
+
+
+def _receipts_for(conversation: Conversation, at: datetime, status: str | None,
+                  delivered_at: datetime | None) -> dict[str, Any]:
+    """What the receipts already kept on the conversation say of an outbound message sent at `at` and now at
+    `status`: the columns to set (delivery_status, delivered_at, read_at), or nothing."""
+    rank = RECEIPT_RANK.get(status or "")
+    if rank is None:  # queued, sending, failed: not sent as far as we know
+        return {}
+    read, delivered = conversation.read_watermark, conversation.delivery_watermark
+    if read is not None and at <= read and rank < RECEIPT_RANK["read"]:
+        covered = delivered if delivered is not None and at <= delivered else read
+        return {"delivery_status": "read", "read_at": read, "delivered_at": delivered_at or covered}
+    if delivered is not None and at <= delivered and rank < RECEIPT_RANK["delivered"]:
+        return {"delivery_status": "delivered", "delivered_at": delivered_at or delivered}
+    return {}
+
+
+def _locked_conversation(session: Session, conversation_id: int) -> Conversation:
+    """The conversation, locked for update on PostgreSQL and fresh from the database."""
+    query = select(Conversation).where(Conversation.id == conversation_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Conversation)
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one()
+
+
+def _locked_conversation_by_key(session: Session, channel_id: int, thread_key: str) -> Conversation | None:
+    """The thread's conversation (None if not opened yet), locked for update on PostgreSQL, fresh."""
+    query = select(Conversation).where(Conversation.channel_id == channel_id, Conversation.thread_key == thread_key)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Conversation)
+    return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
 
 
 def _publish_message_update(ctx: BatchContext, message: Message) -> None:
@@ -885,12 +1157,23 @@ def _publish_message_update(ctx: BatchContext, message: Message) -> None:
                      realtime.message_rooms(conversation.id))
 
 
+def _release_thread_events(ctx: BatchContext) -> None:
+    """Publishes the live events the set-based pass recorded (in their order). They wait so that, when nothing
+    flushes between them and the conversation events, all of the batch's live events are inserted by ONE
+    statement at the commit; published once per commit, in seq order, as any others."""
+    for name, data, rooms in ctx.thread_events:
+        realtime.publish(ctx.session, name, data, rooms)
+    ctx.thread_events.clear()
+
+
 def _publish_touched_conversations(ctx: BatchContext) -> None:
     """One conversation.created / conversation.updated per conversation per batch, with its final state.
 
     Flushes once (routing reads the batch's messages), routes the conversations together (languages, default
     teams; auto-assignment where a policy assigns), refreshes their SLA clocks, then dumps each with what the
-    schema needs loaded beforehand (links in one query) instead of lazy loads per conversation."""
+    schema needs loaded beforehand (links in one query) instead of lazy loads per conversation. The set-based
+    pass's message.created events are published after the routing's flush unless routing may publish an
+    activity row (auto-assignment of an open, unassigned conversation): the customer's message comes first."""
     session = ctx.session
     conversations = [(c, created) for c, created in
                      ((ctx.conversations.get(cid) or session.get(Conversation, cid), created)
@@ -898,30 +1181,36 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
                      if c is not None]
     ctx.touched.clear()
     if not conversations:
+        _release_thread_events(ctx)
         return
     session.flush()
     touched = [c for c, _created in conversations]
+    if any(c.status == "open" and c.assignee_id is None for c in touched):
+        _release_thread_events(ctx)
     assignment.route_conversations(session, touched)
+    _release_thread_events(ctx)
     for conversation in touched:
         sla.refresh_conversation(session, conversation, "ingest")
     related = _related_for_dump(session, touched)  # referenced until the dumps are done
-    from inbox.services.handoff import links_of
-    schema = ConversationSchema(links=links_of(session, [c.id for c in touched]))
-    for conversation, created in conversations:
-        name = "conversation.created" if created else "conversation.updated"
-        realtime.publish(session, name, schema.dump(conversation),
-                         realtime.conversation_rooms(conversation.brand_id))
+    with preloaded_links(touched):  # the shared schema (building one per batch cost more than its dumps)
+        for conversation, created in conversations:
+            name = "conversation.created" if created else "conversation.updated"
+            realtime.publish(session, name, _conversation_schema.dump(conversation),
+                             realtime.conversation_rooms(conversation.brand_id))
     del related
 
 
 def _related_for_dump(session: Session, conversations: list[Conversation]) -> list[Any]:
-    """Loads the brands, contacts, assignees and posts the conversations' JSON shows, one query per kind, so
-    the dumps find them in the identity map (returned: the caller keeps them referenced while dumping)."""
+    """Loads the brands, contacts, assignees and posts the conversations' JSON shows and the session does not
+    hold yet, one query per kind, so the dumps find them in the identity map (returned: the caller keeps them
+    referenced while dumping)."""
     wanted = ((Brand, {c.brand_id for c in conversations}), (Contact, {c.contact_id for c in conversations}),
               (Agent, {c.assignee_id for c in conversations if c.assignee_id is not None}),
               (Post, {c.post_id for c in conversations if c.post_id is not None}))
     related: list[Any] = []
+    held = session.identity_map
     for model, ids in wanted:
+        ids = {id_ for id_ in ids if identity_key(model, id_) not in held}
         if ids:
             related += session.execute(select(model).where(model.id.in_(ids))).scalars()
     return related

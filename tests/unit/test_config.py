@@ -155,3 +155,11 @@ def test_secret_key_is_required_outside_development() -> None:
     assert load_settings({}).secret_key  # development: a local default
     with pytest.raises(ConfigError, match="^SECRET_KEY:.*required"):
         load_settings({"RELAIS_ENV": "test"})
+
+
+def test_ingest_linger_is_bounded_milliseconds() -> None:
+    assert load_settings({}).ingest_linger_ms == 5.0
+    assert load_settings({"INGEST_LINGER_MS": "0"}).ingest_linger_ms == 0.0
+    for bad in ("-1", "101", "soon"):
+        with pytest.raises(ConfigError, match="^INGEST_LINGER_MS:"):
+            load_settings({"INGEST_LINGER_MS": bad})
