@@ -27,8 +27,9 @@ def drain_webhook_events() -> int:
     from inbox.jobs import clear_nudge
     from inbox.services.ingest import drain_webhook_events as drain
 
-    clear_nudge(drain_webhook_events)
-    return drain()
+    # cleared after the drain's linger, just before it claims: a webhook stored until then is in this drain, one
+    # stored after it nudges a new run
+    return drain(before_claim=lambda: clear_nudge(drain_webhook_events))
 
 
 @task

@@ -127,7 +127,8 @@ _DRAIN_LOCK = threading.Lock()
 _backlog = False  # the last drain of this process stopped with a full batch: the next one does not linger
 
 
-def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None) -> int:
+def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None,
+                         before_claim: Callable[[], None] | None = None) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
 
     One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): batches
@@ -137,7 +138,9 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
 
     Unless the previous drain left a backlog, it first lingers `linger` seconds (INGEST_LINGER_MS by default):
     a drain's cost is mostly fixed (a transaction, a dozen statements, an RQ job), so under moderate load a
-    batch of several webhooks costs little more than one.
+    batch of several webhooks costs little more than one. `before_claim` runs after the linger, before the
+    first claim (the nudged job clears its nudge there: webhooks stored during the linger ride along instead of
+    queueing another drain).
 
     Writes: conversations, messages, contacts, posts, webhook event statuses. Publishes: conversation.created,
     conversation.updated, message.created, message.updated (after each batch's commit)."""
@@ -145,6 +148,8 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
     linger = _default_linger() if linger is None else linger
     if linger > 0 and not _backlog:
         time.sleep(linger)  # outside the lock: another drain of this process may run meanwhile
+    if before_claim is not None:
+        before_claim()
     started = time.monotonic()
     total = 0
     with _DRAIN_LOCK:

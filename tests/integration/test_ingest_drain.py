@@ -233,3 +233,17 @@ def test_channels_cache_merges_without_a_query(app: Any, held: Any, statements: 
                                               "kind": "facebook_page"}
         assert db.session.get(Channel, held.page_channel_id) is not None
         db.session.remove()
+
+
+def test_the_nudge_is_cleared_after_the_linger_before_the_claim(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook stored during the linger is in this drain: its nudge must not queue another run (the job clears
+    its nudge only once the linger is over, just before claiming)."""
+    steps: list[str] = []
+    monkeypatch.setattr(ingest.time, "sleep", lambda _s: steps.append("linger"))
+    monkeypatch.setattr(ingest, "_backlog", False)
+    claim = ingest._drain_one_batch
+    monkeypatch.setattr(ingest, "_drain_one_batch", lambda size: steps.append("claim") or claim(size))
+    with app.app_context():
+        ingest.drain_webhook_events(linger=0.004, before_claim=lambda: steps.append("clear nudge"))
+        db.session.remove()
+    assert steps == ["linger", "clear nudge", "claim"]
