@@ -47,10 +47,9 @@ def measure(out_dir: Path, size: int, max_seconds: float, max_iter: int, fixes: 
     from bench.scale_data import RARE_WORD
     from inbox import create_app
     from inbox.api.conversations import ConversationPageSchema, MessagePageSchema
-    from inbox.api.schemas import ConversationSchema
     from inbox.db import db
     from inbox.models import Agent
-    from inbox.services import access, conversations
+    from inbox.services import conversations
 
     app = create_app(role="worker")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +66,7 @@ def measure(out_dir: Path, size: int, max_seconds: float, max_iter: int, fixes: 
                 captured.append((statement, parameters))
 
         agent = session.get(Agent, AGENT_ID)
-        page_schema, msg_schema, conv_schema = ConversationPageSchema(), MessagePageSchema(), ConversationSchema()
+        page_schema, msg_schema = ConversationPageSchema(), MessagePageSchema()
         max_id = session.execute(text("SELECT max(id) FROM conversations")).scalar()
         rng = random.Random(1)
 
@@ -147,8 +146,7 @@ def measure(out_dir: Path, size: int, max_seconds: float, max_iter: int, fixes: 
         timed("search_q_name", lambda: run_page({"status": "open", "q": "Dubois"}), note="q='Dubois' (a contact surname)")
 
         def open_conversation() -> Any:
-            conv = access.get_conversation_for(session, agent, 1)
-            conv_schema.dump(conv)
+            conversations.read_conversation(session, agent, 1)  # what GET /conversations/<id> answers
             page = conversations.list_messages(session, agent, 1, 50, None)
             return msg_schema.dump(page)
         timed("open_conversation", open_conversation, note="conversation with 5,000 messages: get + messages page 1")

@@ -4,11 +4,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from inbox.api.schemas import (ConversationListQuerySchema, ConversationPageDumpMixin, ConversationPatchSchema,
-                               ConversationSchema, MessageSchema, ModerateSchema, PageQuerySchema, ReplySchema)
+                               ConversationSchema, MessagePageDumpMixin, MessageSchema, ModerateSchema,
+                               PageQuerySchema, ReplySchema)
 from inbox.api.security import commit_after, current_agent
 from inbox.api.spec import api_route, load_body, load_query
 from inbox.db import db
-from inbox.services import access, conversations, replies
+from inbox.services import conversations, replies
 
 
 class CountsSchema(Schema):
@@ -18,13 +19,15 @@ class CountsSchema(Schema):
 
 
 class ConversationPageSchema(ConversationPageDumpMixin, Schema):
-    """The linked ids of the page's conversations are loaded in one query (ConversationPageDumpMixin)."""
+    """Items rendered by the list query are passed on; model objects get their links in one query
+    (ConversationPageDumpMixin)."""
     items = fields.List(fields.Nested(ConversationSchema))
     next_cursor = fields.String(allow_none=True)
     counts = fields.Nested(CountsSchema)
 
 
-class MessagePageSchema(Schema):
+class MessagePageSchema(MessagePageDumpMixin, Schema):
+    """Items rendered by services.conversations.list_messages are passed on (MessagePageDumpMixin)."""
     items = fields.List(fields.Nested(MessageSchema))
     next_cursor = fields.String(allow_none=True)
 
@@ -54,7 +57,7 @@ def list_conversations():
 @api_route("/conversations/<int:conversation_id>", "GET", summary="One conversation", tags=TAGS,
            response=ConversationSchema, errors=[404])
 def get_conversation(conversation_id: int):
-    return _conversation.dump(access.get_conversation_for(db.session, current_agent(), conversation_id))
+    return conversations.read_conversation(db.session, current_agent(), conversation_id)  # already its JSON
 
 
 @api_route("/conversations/<int:conversation_id>", "PATCH", tags=TAGS, body=ConversationPatchSchema,

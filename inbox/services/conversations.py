@@ -6,14 +6,19 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import (Integer, and_, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
+                        update)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, aliased
 
 from inbox import realtime
-from inbox.api.schemas import ConversationSchema, MessageSchema
+from inbox.api.schemas import (ConversationSchema, MessageSchema, PageRefs, RenderedConversation,
+                               conversation_item_json, message_item_json)
 from inbox.db import utcnow
-from inbox.errors import Conflict, ValidationFailed
-from inbox.models import Agent, Channel, Contact, Conversation, ConversationLabel, Message, Team
+from inbox.errors import Conflict, NotFound, ValidationFailed
+from inbox.models import (Agent, Brand, Channel, Contact, Conversation, ConversationLabel, ConversationLink, Message,
+                          Post, SlaClock, Team)
 from inbox.models.conversation import PRIORITIES
 from inbox.services import access, sla
 from inbox.services import view_counts as counter_tables
@@ -43,7 +48,8 @@ def _when(value: Any) -> datetime | None:
 
 
 # ---------------------------------------------------------------- listing
-def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_assignee: bool = True) -> list[Any]:
+def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_assignee: bool = True,
+             include_q: bool = True) -> list[Any]:
     conditions: list[Any] = []
     allowed = access.brand_ids_for(session, agent)
     if allowed is not None:
@@ -76,8 +82,8 @@ def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_
     if params.get("label"):
         conditions.append(exists().where(ConversationLabel.conversation_id == Conversation.id,
                                          ConversationLabel.label == params["label"]))
-    if params.get("q"):
-        pattern = "%" + params["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if include_q and params.get("q"):  # the COUNT of view_counts; list pages search with _search_page
+        pattern = _like_pattern(params["q"])
         conditions.append(or_(
             Conversation.contact_id.in_(select(Contact.id).where(or_(Contact.name.ilike(pattern, escape="\\"),
                                                                      Contact.handle.ilike(pattern, escape="\\")))),
@@ -86,20 +92,152 @@ def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_
     return conditions
 
 
+def _among(session: Session, column: Any, ids: Any) -> Any:
+    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter: a page's fifty ids (or a search's
+    thousand) are not that many parameters to render and bind at every request."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, sorted(ids), type_=ARRAY(Integer)))
+    return column.in_(sorted(ids))
+
+
+def _like_pattern(q: str) -> str:
+    """ILIKE '%q%' with q's own % _ and \\ taken literally."""
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# What a list item shows, as plain columns of one statement: ORM objects for fifty conversations and their five
+# many-to-ones cost several times the SQL on a slow CPU, and the whole rows of channels and agents (credentials,
+# password hashes) travelled for a name. Every statement costs a round trip and a plan (nothing keeps plans between
+# requests: psycopg deallocates its prepared statements at each rollback, which ends every GET), so:
+#  * brand, channel and assignee names are scalar subqueries, not joins: a join of six tables took PostgreSQL ~4 ms
+#    to plan for 0.5 ms of execution;
+#  * labels and linked ids come as one list per row (they were two more statements);
+#  * contact and post are joined under aliases, so a filter's own subquery on contacts (q) stays uncorrelated.
+_item_contact = aliased(Contact, name="item_contact")
+_item_post = aliased(Post, name="item_post")
+_item_queries: dict[str, Any] = {}
+
+
+def _ordered_list(column: Any, owner: Any, dialect: str) -> Any:
+    """The values of `column` whose `owner` is the row's conversation, as one list, in the order of `column`."""
+    if dialect == "postgresql":
+        # array_agg ORDER BY: the database's collation, as the ORM relationship's ORDER BY label
+        return (select(func.array_agg(aggregate_order_by(column, column))).where(owner == Conversation.id)
+                .scalar_subquery())
+    # SQLite: no ORDER BY inside aggregates before 3.44; conversation_items sorts (BINARY collation = code points)
+    return select(func.json_group_array(column)).where(owner == Conversation.id).scalar_subquery()
+
+
+def _item_query(dialect: str) -> Any:
+    query = _item_queries.get(dialect)
+    if query is not None:
+        return query
+    query = (
+        select(
+            Conversation.id, Conversation.kind, Conversation.status, Conversation.snoozed_until,
+            Conversation.priority, Conversation.brand_id, Conversation.channel_id, Conversation.contact_id,
+            Conversation.team_id, Conversation.assignee_id, Conversation.post_id, Conversation.last_message_preview,
+            Conversation.last_message_direction, Conversation.last_inbound_at, Conversation.last_outbound_at,
+            Conversation.last_message_at, Conversation.waiting_since, Conversation.resolved_at,
+            Conversation.created_at, Conversation.updated_at, Conversation.language, Conversation.sla_due_at,
+            select(Brand.name).where(Brand.id == Conversation.brand_id).scalar_subquery().label("brand_name"),
+            select(Channel.name).where(Channel.id == Conversation.channel_id).scalar_subquery().label("channel_name"),
+            select(Channel.kind).where(Channel.id == Conversation.channel_id).scalar_subquery().label("channel_kind"),
+            select(Agent.name).where(Agent.id == Conversation.assignee_id).scalar_subquery().label("assignee_name"),
+            _item_contact.name.label("contact_name"), _item_contact.handle.label("contact_handle"),
+            _item_contact.avatar_url.label("contact_avatar_url"), _item_post.external_id.label("post_external_id"),
+            _item_post.text.label("post_text"), _item_post.permalink.label("post_permalink"),
+            _ordered_list(ConversationLabel.label, ConversationLabel.conversation_id, dialect).label("label_list"),
+            _ordered_list(ConversationLink.linked_id, ConversationLink.conversation_id, dialect).label("link_list"),
+        )
+        .select_from(Conversation)
+        .join(_item_contact, _item_contact.id == Conversation.contact_id)
+        .outerjoin(_item_post, _item_post.id == Conversation.post_id)
+    )
+    _item_queries[dialect] = query
+    return query
+
+
+def _row_list(value: Any) -> list[Any]:
+    """A label_list / link_list value: a list (PostgreSQL; None when empty) or JSON text (SQLite)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return sorted(json.loads(value))
+    return value
+
+
+def conversation_items(session: Session, rows: list[Any]) -> list[RenderedConversation]:
+    """The JSON of each row of `_item_query` (ConversationSchema, field by field): the current SLA clocks of the
+    whole page in one query, nested brand / channel / assignee built once per page."""
+    if not rows:
+        return []
+    now = utcnow()
+    clocks = _current_clocks(session, [row.id for row in rows], now)
+    refs = PageRefs()
+    return [conversation_item_json(row, _row_list(row.label_list), clocks.get(row.id, []),
+                                   _row_list(row.link_list), refs, now) for row in rows]
+
+
+def read_conversation(session: Session, agent: Agent, conversation_id: int) -> RenderedConversation:
+    """One conversation's JSON (GET /conversations/<id>), built as a list item: two statements after the access
+    check, where loading the model took one per many-to-one, labels, clocks and links (404 as
+    access.get_conversation_for; its check without loading the model)."""
+    if conversation_id not in access.visible_conversation_ids(session, agent, [conversation_id]):
+        raise NotFound("conversation not found")
+    row = session.execute(_item_query(session.get_bind().dialect.name)
+                          .where(Conversation.id == conversation_id)).one_or_none()
+    if row is None:  # deleted in between
+        raise NotFound("conversation not found")
+    return conversation_items(session, [row])[0]
+
+
+def _current_clocks(session: Session, conversation_ids: list[int], now: datetime) -> dict[int, list[dict[str, Any]]]:
+    """`sla.current_clocks` of several conversations, from one query: the same dicts for each (the current clock
+    of each metric by metric, time left in business and calendar seconds)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    calendars: dict[int, Any] | None = None
+    for clock in session.execute(
+            select(SlaClock.conversation_id, SlaClock.policy_id, SlaClock.metric, SlaClock.state, SlaClock.cycle,
+                   SlaClock.turn, SlaClock.due_at, SlaClock.warning_at, SlaClock.started_at, SlaClock.stopped_at,
+                   SlaClock.target_seconds, SlaClock.elapsed_seconds)
+            .where(_among(session, SlaClock.conversation_id, conversation_ids), SlaClock.is_current.is_(True))
+            .order_by(SlaClock.conversation_id, SlaClock.metric)):
+        business_left = calendar_left = None
+        if clock.stopped_at is None:
+            if clock.state == "paused":
+                business_left = max(0.0, clock.target_seconds - clock.elapsed_seconds)
+            elif clock.due_at is not None:
+                calendar_left = (clock.due_at - now).total_seconds()
+                if clock.policy_id is not None:
+                    if calendars is None:  # the live policies are cached per process
+                        calendars = {p.id: p.calendar for p in sla.active_policies(session)}
+                    calendar = calendars.get(clock.policy_id)
+                    if calendar is not None:
+                        business_left = calendar.business_seconds_between(now, clock.due_at)
+        out.setdefault(clock.conversation_id, []).append({
+            "metric": clock.metric, "state": clock.state, "cycle": clock.cycle, "turn": clock.turn,
+            "due_at": clock.due_at, "warning_at": clock.warning_at, "started_at": clock.started_at,
+            "stopped_at": clock.stopped_at, "business_seconds_left": business_left,
+            "calendar_seconds_left": calendar_left})
+    return out
+
+
 def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    """{"items", "next_cursor", "counts"} for the agent's visible conversations matching the filters.
+    """{"items", "next_cursor", "counts"} for the agent's visible conversations matching the filters; the items are
+    their JSON already (RenderedConversation), which the page schemas pass through.
 
     sort "waiting": longest-waiting customer first (waiting_since ascending), then those not waiting;
     sort "newest": latest message first. Keyset pagination: the cursor holds the last row's sort key."""
     limit = params.get("limit", 50)
-    conditions = _filters(session, agent, params)
-    # The many-to-one rows the JSON shows come in the page's own statement (joined: one round trip, not five
-    # IN queries); labels and SLA clocks follow in one IN query each (their relationships are lazy="selectin"),
-    # and the schema loads the page's links in one more: a page costs the same few statements at any size.
-    base = select(Conversation).options(joinedload(Conversation.brand, innerjoin=True),
-                                        joinedload(Conversation.channel, innerjoin=True),
-                                        joinedload(Conversation.contact, innerjoin=True),
-                                        joinedload(Conversation.assignee), joinedload(Conversation.post))
+    conditions = _filters(session, agent, params, include_q=False)
+    # One statement for the page's rows, their many-to-ones, labels and links, then one for their SLA clocks
+    # (conversation_items): a page costs the same few statements at any size.
+    base = _item_query(session.get_bind().dialect.name)
+    if params.get("q"):
+        rows, next_cursor = _search_page(session, base, conditions, params["q"], params.get("cursor"), limit)
+        # no counts: counting every match is the unbounded work the search avoids (the views keep theirs)
+        return {"items": conversation_items(session, rows), "next_cursor": next_cursor}
     if params.get("sort") == "sla_due":
         rows = _page_sla_due(session, base, conditions, params.get("cursor"), limit)
         key = (lambda c: [c.sla_due_at, c.id])
@@ -110,20 +248,20 @@ def list_conversations(session: Session, agent: Agent, params: dict[str, Any]) -
         rows = _page_waiting(session, base, conditions, params.get("cursor"), limit)
         key = _waiting_key
     next_cursor = encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
-    result: dict[str, Any] = {"items": rows[:limit], "next_cursor": next_cursor}
+    result: dict[str, Any] = {"items": conversation_items(session, rows[:limit]), "next_cursor": next_cursor}
     if params.get("counts", True) and not params.get("cursor"):  # the next pages do not need them again
         result["counts"] = view_counts(session, agent, params)
     return result
 
 
 def _ascending_run(session: Session, query: Any, column: Any, after: Any, after_id: int | None,
-                   limit: int) -> list[Conversation]:
+                   limit: int) -> list[Any]:
     """Up to limit + 1 rows with `column` set, by (column, id) ascending, after the cursor's (after, after_id)."""
     query = query.where(column.is_not(None))
     if after is not None:
         # a row comparison, so PostgreSQL seeks the index instead of filtering every row before the cursor
         query = query.where(tuple_(column, Conversation.id) > tuple_(_when(after), after_id))
-    return list(session.execute(query.order_by(column, Conversation.id).limit(limit + 1)).scalars())
+    return list(session.execute(query.order_by(column, Conversation.id).limit(limit + 1)))
 
 
 def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
@@ -131,22 +269,25 @@ def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: st
     The cursor says which of the two runs it stopped in: ["w", waiting_since, id] or ["n", last_message_at, id]."""
     phase, last_at, last_id = decode_cursor(cursor, 3) if cursor else ("w", None, None)
     query = base.where(*conditions)
-    rows: list[Conversation] = []
+    rows: list[Any] = []
     if phase == "w":
         rows = _ascending_run(session, query, Conversation.waiting_since, last_at, last_id, limit)
         if len(rows) > limit:
             return rows
         last_at = last_id = None
+    # The others, most recent activity first: last_message_at descending, NULLs first (none in practice: a
+    # conversation gets its first message in the transaction that opens it; they came last before, which no index
+    # reads). So the order is the index (status, last_message_at, id) read backwards and the cursor a row
+    # comparison: a page stops after its rows instead of sorting every answered conversation of the view.
     query = query.where(Conversation.waiting_since.is_(None))
     if last_id is not None:
         at = _when(last_at)
-        query = query.where(or_(Conversation.last_message_at < at,
-                                and_(Conversation.last_message_at == at, Conversation.id < last_id),
-                                Conversation.last_message_at.is_(None) & (Conversation.id < last_id))
+        query = query.where(tuple_(Conversation.last_message_at, Conversation.id) < tuple_(at, last_id)
                             if at is not None else
-                            and_(Conversation.last_message_at.is_(None), Conversation.id < last_id))
-    rows += list(session.execute(query.order_by(Conversation.last_message_at.desc().nulls_last(),
-                                                Conversation.id.desc()).limit(limit + 1 - len(rows))).scalars())
+                            or_(Conversation.last_message_at.is_not(None),
+                                and_(Conversation.last_message_at.is_(None), Conversation.id < last_id)))
+    rows += list(session.execute(query.order_by(Conversation.last_message_at.desc().nulls_first(),
+                                                Conversation.id.desc()).limit(limit + 1 - len(rows))))
     return rows
 
 
@@ -154,7 +295,7 @@ def _page_sla_due(session: Session, base: Any, conditions: list[Any], cursor: st
     """Soonest SLA due time first; conversations without a running clock follow, by id."""
     due_at, last_id = decode_cursor(cursor, 2) if cursor else (None, None)
     query = base.where(*conditions)
-    rows: list[Conversation] = []
+    rows: list[Any] = []
     if cursor is None or due_at is not None:
         rows = _ascending_run(session, query, Conversation.sla_due_at, due_at, last_id, limit)
         if len(rows) > limit:
@@ -163,11 +304,11 @@ def _page_sla_due(session: Session, base: Any, conditions: list[Any], cursor: st
     query = query.where(Conversation.sla_due_at.is_(None))
     if last_id is not None:
         query = query.where(Conversation.id > last_id)
-    rows += list(session.execute(query.order_by(Conversation.id).limit(limit + 1 - len(rows))).scalars())
+    rows += list(session.execute(query.order_by(Conversation.id).limit(limit + 1 - len(rows))))
     return rows
 
 
-def _waiting_key(conversation: Conversation) -> list[Any]:
+def _waiting_key(conversation: Any) -> list[Any]:
     if conversation.waiting_since is not None:
         return ["w", conversation.waiting_since, conversation.id]
     return ["n", conversation.last_message_at, conversation.id]
@@ -179,7 +320,102 @@ def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str
         last_at, last_id = decode_cursor(cursor, 2)
         query = query.where(tuple_(Conversation.last_message_at, Conversation.id) < tuple_(_when(last_at), last_id))
     return list(session.execute(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-                                .limit(limit + 1)).scalars())
+                                .limit(limit + 1)))
+
+
+# ---------------------------------------------------------------- text search
+# `q` matches the contact's name or handle or the text of any message of the conversation (ILIKE '%q%'). Results
+# come newest first (last_message_at, id descending, whatever `sort` says), and each page's cost is bounded
+# whatever the size of the tables:
+#  * a probe asks the trigram indexes for the matching contacts and messages, at most SEARCH_CANDIDATES of each,
+#    under a statement timeout of SEARCH_PROBE_MS (a phrase of common words has common trigrams: the index then
+#    finds hundreds of thousands of candidates to recheck, and LIMIT does not stop that). When both lists are
+#    complete (a rare text: a customer's name, an order number), the page is the newest `limit` conversations
+#    among them, and the next page continues the same way;
+#  * otherwise (a common text, or a slow probe) the page examines the next SEARCH_WINDOW conversations of the
+#    view, newest first, and keeps those that match: a page may then hold fewer than `limit` items (even none)
+#    with a next_cursor after the last conversation examined, so a client keeps asking while it wants more.
+# The matches over all pages are the same conversations as before; only their order and page sizes changed.
+SEARCH_CANDIDATES = 1000
+SEARCH_PROBE_MS = 10
+SEARCH_WINDOW = 100
+
+
+def _search_page(session: Session, base: Any, conditions: list[Any], q: str, cursor: str | None,
+                 limit: int) -> tuple[list[Any], str | None]:
+    pattern = _like_pattern(q)
+    newest = (Conversation.last_message_at.desc(), Conversation.id.desc())
+    key = (Conversation.last_message_at, Conversation.id)
+    # every conversation gets its last_message_at with its first message (same transaction): a key to page on
+    conditions = [*conditions, Conversation.last_message_at.is_not(None)]
+    if cursor:
+        last_at, last_id = decode_cursor(cursor, 2)
+        conditions.append(tuple_(*key) < tuple_(_when(last_at), last_id))
+    query = base.where(*conditions)
+    probe = _search_probe(session, pattern)
+    if probe is not None:
+        contact_ids, conversation_ids = probe
+        if not contact_ids and not conversation_ids:
+            return [], None
+        rows = list(session.execute(query.where(or_(_among(session, Conversation.contact_id, contact_ids),
+                                                    _among(session, Conversation.id, conversation_ids)))
+                                    .order_by(*newest).limit(limit + 1)))
+        boundary = None
+    else:
+        # the SEARCH_WINDOW-th conversation after the cursor: this page examines those up to it
+        boundary = session.execute(select(*key).where(*conditions).order_by(*newest)
+                                   .offset(SEARCH_WINDOW - 1).limit(1)).first()
+        if boundary is not None:
+            query = query.where(tuple_(*key) >= tuple_(*boundary))
+        matches = or_(_item_contact.name.ilike(pattern, escape="\\"),
+                      _item_contact.handle.ilike(pattern, escape="\\"),
+                      exists().where(Message.conversation_id == Conversation.id,
+                                     Message.text.ilike(pattern, escape="\\")))
+        rows = list(session.execute(query.where(matches).order_by(*newest).limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor([rows[limit - 1].last_message_at, rows[limit - 1].id])
+    if boundary is not None:  # fewer than a page among those examined; the next page goes on after them
+        return rows, encode_cursor([boundary[0], boundary[1]])
+    return rows, None
+
+
+def _probe_statement(pattern: str) -> Any:
+    """Rows (found, id): found 1 = a contact whose name or handle matches, 2 = the conversation of a matching
+    message; at most SEARCH_CANDIDATES + 1 of each (the trigram indexes of migration 0006 find them)."""
+    contacts = (select(Contact.id).where(or_(Contact.name.ilike(pattern, escape="\\"),
+                                             Contact.handle.ilike(pattern, escape="\\")))
+                .limit(SEARCH_CANDIDATES + 1).subquery())
+    messages = (select(Message.conversation_id).where(Message.text.ilike(pattern, escape="\\"))
+                .limit(SEARCH_CANDIDATES + 1).subquery())
+    return union_all(select(literal(1).label("found"), contacts.c.id.label("id")),
+                     select(literal(2), messages.c.conversation_id))
+
+
+def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] | None:
+    """(ids of the contacts whose name or handle matches, ids of the conversations with a matching message), or
+    None when either holds more than SEARCH_CANDIDATES or PostgreSQL needed more than SEARCH_PROBE_MS for them."""
+    statement = _probe_statement(pattern)
+    if session.get_bind().dialect.name != "postgresql":
+        rows = session.execute(statement).all()
+    else:
+        # A savepoint carries the timeout: rolling it back ends the SET LOCAL, and a cancelled probe with it.
+        savepoint = session.begin_nested()
+        try:
+            session.execute(select(func.set_config("statement_timeout", str(SEARCH_PROBE_MS), True)))
+            rows = session.execute(statement).all()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "57014":  # query_canceled: the timeout
+                raise
+            rows = None
+        finally:
+            savepoint.rollback()
+        if rows is None:
+            return None
+    contact_ids = {row.id for row in rows if row.found == 1}
+    message_rows = sum(1 for row in rows if row.found == 2)
+    if len(contact_ids) > SEARCH_CANDIDATES or message_rows > SEARCH_CANDIDATES:
+        return None
+    return contact_ids, {row.id for row in rows if row.found == 2}
 
 
 def view_counts(session: Session, agent: Agent, params: dict[str, Any]) -> dict[str, int]:
@@ -197,18 +433,30 @@ def view_counts(session: Session, agent: Agent, params: dict[str, Any]) -> dict[
     return {"all": row[0], "mine": row[1], "unassigned": row[2]}
 
 
+# What a message of a page shows (MessageSchema), as plain columns: no ORM objects, and no edit history or
+# delivery bookkeeping travelling for nothing.
+_MESSAGE_COLUMNS = (
+    Message.id, Message.conversation_id, Message.direction, Message.kind, Message.reply_type, Message.text,
+    Message.attachments, Message.author_type, Message.author_agent_id, Message.author_contact_id,
+    Message.author_name, Message.platform_time, Message.received_at, Message.delivery_status,
+    Message.delivery_error, Message.external_id, Message.edited_at, Message.deleted_at, Message.hidden,
+    Message.liked, Message.reply_to_id, Message.extra,
+)
+
+
 def list_messages(session: Session, agent: Agent, conversation_id: int, limit: int,
                   cursor: str | None) -> dict[str, Any]:
-    """Newest first; `next_cursor` pages to older messages."""
-    access.get_conversation_for(session, agent, conversation_id)
-    query = select(Message).where(Message.conversation_id == conversation_id)
+    """Newest first; `next_cursor` pages to older messages. The items are their JSON already (RenderedMessage)."""
+    # the check of access.get_conversation_for without loading the model (and its labels and clocks)
+    if conversation_id not in access.visible_conversation_ids(session, agent, [conversation_id]):
+        raise NotFound("conversation not found")
+    query = select(*_MESSAGE_COLUMNS).where(Message.conversation_id == conversation_id)
     if cursor:
         last_at, last_id = decode_cursor(cursor, 2)
         query = query.where(tuple_(Message.platform_time, Message.id) < tuple_(_when(last_at), last_id))
-    rows = list(session.execute(query.order_by(Message.platform_time.desc(), Message.id.desc())
-                                .limit(limit + 1)).scalars())
+    rows = list(session.execute(query.order_by(Message.platform_time.desc(), Message.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor([rows[limit - 1].platform_time, rows[limit - 1].id]) if len(rows) > limit else None
-    return {"items": rows[:limit], "next_cursor": next_cursor}
+    return {"items": [message_item_json(row) for row in rows[:limit]], "next_cursor": next_cursor}
 
 
 # ---------------------------------------------------------------- changes

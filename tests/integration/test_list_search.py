@@ -1,0 +1,154 @@
+"""The queue's text search `q`: at least 3 characters, newest first, the same conversations as a plain
+ILIKE '%q%' on the contact's name and handle and on every message text, found once each over the pages, whether
+a page comes from the trigram probe (a rare text) or from examining a bounded slice of the view (a common text,
+or a probe that took too long: then a page may be short and still have a next_cursor)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from inbox.db import db
+from inbox.models import Agent, Contact, Conversation, Message
+from inbox.services import conversations as service
+from tests.helpers import bearer
+
+T0 = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def _conversation(world: Any, i: int, name: str | None, handle: str | None, texts: list[str], *,
+                  brand: str = "mine", status: str = "open", note: bool = False) -> int:
+    contact = Contact(name=name, handle=handle)
+    db.session.add(contact)
+    db.session.flush()
+    channel_id = world.page_channel_id if brand == "mine" else world.other_page_channel_id
+    at = T0 + timedelta(minutes=i * 7 % 60, hours=i)  # newest-first order differs from id order
+    conversation = Conversation(
+        kind="dm", status=status, brand_id=world.brand_id if brand == "mine" else world.other_brand_id,
+        channel_id=channel_id, contact_id=contact.id, thread_key=f"search-{i}", first_inbound_at=at,
+        last_inbound_at=at, last_message_at=at, waiting_since=at if i % 2 else None, last_message_preview="…",
+        last_message_direction="in", priority=1, extra={}, created_at=at, updated_at=at)
+    db.session.add(conversation)
+    db.session.flush()
+    for k, body in enumerate(texts):
+        db.session.add(Message(conversation_id=conversation.id, channel_id=channel_id, direction="in",
+                               kind="note" if note else "message", author_type="agent" if note else "contact",
+                               text=body, platform_time=at - timedelta(minutes=k), received_at=at,
+                               attachments=[], extra={}))
+    return conversation.id
+
+
+def _world(world: Any) -> dict[str, int]:
+    """Named conversations: which ones `q` should find is stated in the tests."""
+    ids = {
+        "name": _conversation(world, 1, "Zoé Lambert", None, ["bonjour"]),
+        "handle": _conversation(world, 2, "Paul", "zoe.lambert", ["hello"]),
+        "text": _conversation(world, 3, "Ana", None, ["ok", "Ma commande LAMBERT-42 est où ?"]),
+        "note": _conversation(world, 4, "Ivo", None, ["rien"], note=True),
+        "percent": _conversation(world, 5, "Lou", None, ["remise de 100% svp"]),
+        "thousand": _conversation(world, 6, "Max", None, ["remise de 1000 svp"]),
+        "other_brand": _conversation(world, 7, "Zoé Lambert", None, ["bonjour"], brand="other"),
+        "resolved": _conversation(world, 8, "Zoe Lambert", None, ["bonjour"], status="resolved"),
+        "none": _conversation(world, 9, None, None, ["nothing to see"]),
+    }
+    notes = db.session.execute(select(Message).where(Message.conversation_id == ids["note"])).scalar_one()
+    notes.text = "rappeler Mme lambert demain"
+    for i in range(10, 22):  # filler, so a slice of the view holds few matches
+        ids[f"filler{i}"] = _conversation(world, i, f"Filler {i}", f"f{i}", [f"message {i}"])
+    db.session.commit()
+    return ids
+
+
+def _all_pages(client: Any, token: str, **params: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    items, pages, cursor = [], [], None
+    for _ in range(100):
+        response = client.get("/api/v1/conversations",
+                              query_string={**params, **({"cursor": cursor} if cursor else {})}, headers=bearer(token))
+        assert response.status_code == 200, response.get_json()
+        page = response.get_json()
+        pages.append(page)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items, pages
+    raise AssertionError("the pages never ended")
+
+
+def _newest_first(items: list[dict[str, Any]]) -> bool:
+    keys = [(item["last_message_at"], item["id"]) for item in items]
+    return keys == sorted(keys, reverse=True)
+
+
+@pytest.mark.parametrize(("q", "message"), [("ab", "between 3 and 200 characters"),
+                                             ("é", "between 3 and 200 characters"),
+                                             ("  ab  ", "at least 3 characters besides spaces"),
+                                             ("x" * 201, "between 3 and 200 characters")])
+def test_a_search_needs_three_characters(client, world, token_for, q, message):
+    token = token_for(world.agent)
+    response = client.get("/api/v1/conversations", query_string={"q": q}, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {"q": [message]}
+    assert client.get("/api/v1/conversations", query_string={"q": "abc"}, headers=bearer(token)).status_code == 200
+
+
+EXPECTED = {
+    "lambert": {"name", "handle", "text", "note"},     # name, handle, a message, an internal note; not other brand
+    "LAMBERT-42": {"text"},                             # case-insensitive
+    "100%": {"percent"},                                # LIKE wildcards are plain text
+    "zoe": {"handle"},                                  # "Zoé" is not "zoe"
+    "nobody at all": set(),
+}
+
+
+@pytest.mark.parametrize("mode", ["probe", "slices"])
+def test_search_finds_every_match_once_newest_first(app, client, world, token_for, monkeypatch, mode):
+    with app.app_context():
+        ids = _world(world)
+    if mode == "slices":  # every probe "finds too many": each page examines 3 conversations of the view
+        monkeypatch.setattr(service, "SEARCH_CANDIDATES", 0)
+        monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+    token = token_for(world.agent)
+    names = {cid: name for name, cid in ids.items()}
+    for q, expected in EXPECTED.items():
+        for sort in ("waiting", "newest", "sla_due"):  # newest first whatever the sort
+            items, pages = _all_pages(client, token, q=q, status="open", limit=2, sort=sort)
+            assert [names[item["id"]] for item in items if names[item["id"]] not in expected] == [], q
+            assert sorted(names[item["id"]] for item in items) == sorted(expected), (q, mode)
+            assert _newest_first(items), q
+            assert all("counts" not in page for page in pages)  # a search counts nothing
+            if mode == "probe":  # complete candidate lists: full pages until the last one
+                assert all(len(page["items"]) == 2 for page in pages[:-1]), q
+    if mode == "slices":
+        _, pages = _all_pages(client, token, q="lambert", status="open", limit=2)
+        assert any(len(page["items"]) < 2 and page["next_cursor"] for page in pages)  # short pages go on
+    with app.app_context():  # the counts of the views themselves still count a `q` (COUNT fallback)
+        agent = db.session.get(Agent, world.agent_ids[world.agent])
+        assert service.view_counts(db.session, agent, {"q": "lambert", "status": "open"})["all"] == 4
+
+
+def test_a_slow_probe_falls_back_to_slices(app, world, monkeypatch):
+    """PostgreSQL: a probe over SEARCH_PROBE_MS is cancelled, the page is built by examining a slice instead, and
+    the request's transaction goes on with the usual statement timeout."""
+    with app.app_context():
+        if db.session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the probe's timeout is a PostgreSQL matter")
+        ids = _world(world)
+        monkeypatch.setattr(service, "SEARCH_PROBE_MS", 50)
+        monkeypatch.setattr(service, "_probe_statement",
+                            lambda pattern: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.5)"))
+        agent = db.session.get(Agent, world.agent_ids[world.agent])
+        before = db.session.execute(text("SHOW statement_timeout")).scalar()
+        items, cursor = [], None
+        while True:
+            page = service.list_conversations(db.session, agent, {"q": "lambert", "status": "open", "limit": 50,
+                                                                  **({"cursor": cursor} if cursor else {})})
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert {item["id"] for item in items} == {ids[k] for k in EXPECTED["lambert"]}
+        assert db.session.execute(text("SHOW statement_timeout")).scalar() == before
+        assert agent.name  # the session's objects are still usable
+        db.session.rollback()
