@@ -13,7 +13,7 @@
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
 // {"connected", "connected_at_end", "failed", "frames", "watches",
-//  "events": [[client, event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
+//  "events": [[client (first-index + i: unique across processes), event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
 // where key is the message's external id: message.created carries it; a conversation event carries the
 // message as its last_message preview, whose bench text "bench message <n> from <prefix>-c<k>" gives it back.
 import { createRequire } from "node:module";
@@ -59,7 +59,7 @@ function connect(token, i) {
       const t = now();
       frames += 1;
       for (const e of frame) {
-        if (wanted.has(e.event)) events.push([i, e.event, keyOf(e), e.seq, t, e.data?.t ?? null]);
+        if (wanted.has(e.event)) events.push([firstIndex + i, e.event, keyOf(e), e.seq, t, e.data?.t ?? null]);
         const id = e.event.startsWith("conversation.") ? e.data?.id : null;
         if (watchMod > 0 && Number.isInteger(id) && id % watchMod === (firstIndex + i) % watchMod
             && watching.length < WATCH_MAX && !watching.includes(id)) {

@@ -125,8 +125,9 @@ def report(res: dict[str, Any]) -> str:
              f"{f2.get('client_cpu_ms_per_delivery', 0):.3f} ms | |",
              f"| fan-out clients connected at the end | {f1['connected_at_end']}/{f1['connected']} | "
              f"{f2['connected_at_end']}/{f2['connected']} | |",
-             "", f"Raw data: `bench/out/{NAME}.json`. Note: the ingest code (`inbox/services/ingest.py`) was being "
-             "changed by another session while this ran; the ratio, not the absolute msgs/s, is the figure here."]
+             "", f"Raw data: `bench/out/{NAME}.json`. Both stacks share the same 2 cores (and the load generators and "
+             "PostgreSQL): the ratio shows what a second process adds when no core is free, not what it adds on "
+             "its own machine."]
     return "\n".join(lines)
 
 

@@ -8,11 +8,12 @@ replay includes their missed thread events."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Any, Callable
 
 from flask import Flask, request, session
-from flask_socketio import ConnectionRefusedError, emit, join_room
+from flask_socketio import ConnectionRefusedError, emit
 from sqlalchemy import select
 
 from inbox.db import db
@@ -28,6 +29,34 @@ REPLAY_LIMIT = 2000
 REPLAY_OVERLAP = timedelta(seconds=5)
 WATCH_MAX = 20  # conversations one socket may watch at once (the console watches the one it shows)
 _CONVERSATION_ROOM = "conversation:"
+
+# The rooms this module put each socket of this process in. python-socketio's own `rooms(sid)` walks every room
+# of the namespace (one per watched conversation, thousands) and raises "dictionary changed size during
+# iteration" when another thread joins a room meanwhile: the 500-agent benchmark's simultaneous connects hit it.
+_socket_rooms: dict[str, set[str]] = {}
+_rooms_lock = threading.Lock()
+
+
+def _rooms_of(sid: str) -> set[str]:
+    with _rooms_lock:
+        return set(_socket_rooms.get(sid, ()))
+
+
+def _move(sid: str, leave: set[str], enter: set[str]) -> None:
+    """Leave and join rooms, and remember it."""
+    server = socketio.server
+    for room in leave:
+        server.leave_room(sid, room, namespace="/")
+    for room in enter:
+        server.enter_room(sid, room, namespace="/")
+    with _rooms_lock:
+        rooms = _socket_rooms.setdefault(sid, set())
+        rooms.difference_update(leave)
+        rooms.update(enter)
+
+
+def _watched(sid: str) -> set[str]:
+    return {r for r in _rooms_of(sid) if r.startswith(_CONVERSATION_ROOM)}
 
 
 def _authenticate(auth: Any) -> tuple[Agent | None, dict[str, Any]]:
@@ -48,22 +77,29 @@ def _authenticate(auth: Any) -> tuple[Agent | None, dict[str, Any]]:
 @socketio.on("connect")
 def on_connect(auth: Any = None) -> None:
     try:
-        agent, how = _authenticate(auth)
-        if agent is None:
-            raise ConnectionRefusedError("unauthorized")
-        rooms = access.rooms_for(db.session, agent)
-        for room in rooms:
-            join_room(room)
-        watched = _watch(agent, auth.get("watch") if isinstance(auth, dict) else None)
-        presence.socket_connected(db.session, agent, request.sid)
-        db.session.commit()
-        socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
-        emit("session", {"agent_id": agent.id, "rooms": rooms, "watching": watched})
-        last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
-        if isinstance(last_seq, int) and last_seq >= 0:
-            replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in watched}, last_seq)
+        _connect(auth)
+    except BaseException:
+        with _rooms_lock:  # refused or failed: no disconnect will follow to forget it
+            _socket_rooms.pop(request.sid, None)
+        raise
     finally:
         db.session.remove()
+
+
+def _connect(auth: Any) -> None:
+    agent, how = _authenticate(auth)
+    if agent is None:
+        raise ConnectionRefusedError("unauthorized")
+    rooms = access.rooms_for(db.session, agent)
+    _move(request.sid, set(), set(rooms))
+    watched = _watch(agent, auth.get("watch") if isinstance(auth, dict) else None)
+    presence.socket_connected(db.session, agent, request.sid)
+    db.session.commit()
+    socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
+    emit("session", {"agent_id": agent.id, "rooms": rooms, "watching": watched})
+    last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
+    if isinstance(last_seq, int) and last_seq >= 0:
+        replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in watched}, last_seq)
 
 
 def _socket_agent() -> Agent | None:
@@ -82,20 +118,13 @@ def _requested_ids(value: Any) -> list[int] | None:
     return sorted(set(value))
 
 
-def _watched(sid: str) -> set[str]:
-    return {r for r in socketio.server.rooms(sid, namespace="/") if r.startswith(_CONVERSATION_ROOM)}
-
-
 def _watch(agent: Agent, value: Any) -> list[int]:
     """Make this socket watch exactly the requested conversations it may see; returns those ids."""
     ids = _requested_ids(value) if value is not None else []
     allowed = sorted(access.visible_conversation_ids(db.session, agent, ids or []))
     wanted = {_CONVERSATION_ROOM + str(c) for c in allowed}
-    server = socketio.server
-    for room in _watched(request.sid) - wanted:
-        server.leave_room(request.sid, room, namespace="/")
-    for room in wanted:
-        server.enter_room(request.sid, room, namespace="/")
+    current = _watched(request.sid)
+    _move(request.sid, current - wanted, wanted - current)
     return allowed
 
 
@@ -150,6 +179,8 @@ def replay(rooms: set[str], last_seq: int) -> int:
 
 @socketio.on("disconnect")
 def on_disconnect(*_args: Any) -> None:
+    with _rooms_lock:
+        _socket_rooms.pop(request.sid, None)
     try:
         presence.socket_disconnected(request.sid)  # the last socket: offline after a grace period
     finally:
@@ -200,7 +231,7 @@ def refresh_sockets(agent_id: int) -> int:
     active = agent is not None and agent.is_active
     rooms = set(access.rooms_for(db.session, agent)) if active else set()
     closing = [sid for sid in sids if not _still_allowed(agent, server.get_session(sid, namespace="/"))]
-    watched = {sid: {r for r in server.rooms(sid, namespace="/") if r.startswith(_CONVERSATION_ROOM)} for sid in sids}
+    watched = {sid: _watched(sid) for sid in sids}
     watched_ids = {int(r[len(_CONVERSATION_ROOM):]) for rs in watched.values() for r in rs}
     still_visible = {_CONVERSATION_ROOM + str(c)
                      for c in access.visible_conversation_ids(db.session, agent, watched_ids)} if active else set()
@@ -212,13 +243,9 @@ def refresh_sockets(agent_id: int) -> int:
             log.info("disconnecting socket %s of agent %s: access withdrawn", sid, agent_id)
             server.disconnect(sid, namespace="/")
             continue
-        current = set(server.rooms(sid, namespace="/")) - {sid} - watched[sid]
-        for room in watched[sid] - still_visible:  # a watched conversation of a brand no longer served
-            server.leave_room(sid, room, namespace="/")
-        for room in current - rooms:
-            server.leave_room(sid, room, namespace="/")
-        for room in rooms - current:
-            server.enter_room(sid, room, namespace="/")
+        current = _rooms_of(sid) - watched[sid]
+        # a watched conversation of a brand no longer served is left with the brand
+        _move(sid, (watched[sid] - still_visible) | (current - rooms), rooms - current)
         if current != rooms:
             server.emit("session", {"agent_id": agent_id, "rooms": sorted(rooms)}, to=sid, namespace="/")
     return len(sids)

@@ -218,3 +218,40 @@ def test_agent_of_another_brand_receives_nothing_of_this_brand(app, live_server,
     finally:
         insider.disconnect()
         outsider.disconnect()
+
+
+def test_simultaneous_connects_that_watch_all_get_their_session(app, live_server, world, token_for, client,
+                                                                jobs_done) -> None:
+    """Many consoles reconnecting at once (after a deploy), each rejoining the conversation it shows: every one
+    gets its session and its watch, none is refused by a race between the joins."""
+    import threading
+
+    token = token_for(world.agent)
+    assert post_meta(client, messenger_message_payload(PAGE_ID, "psid-many", "hello", mid="m_many")).status_code == 200
+    jobs_done()
+    with app.app_context():
+        conversation_id = db.session.scalar(select(RealtimeEvent.payload).where(
+            RealtimeEvent.name == "conversation.created").order_by(RealtimeEvent.id.desc()).limit(1))["id"]
+        db.session.remove()
+    sockets = [LiveEvents() for _ in range(24)]
+    errors: list[BaseException] = []
+
+    def connect(events: LiveEvents) -> None:
+        try:
+            events.connect(live_server, auth={"token": token, "last_seq": 0, "watch": [conversation_id]})
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=connect, args=(events,)) for events in sockets]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        for events in sockets:
+            _, session = events.wait_for(lambda n, d: n == "session", 10, "the session event")
+            assert session["watching"] == [conversation_id]
+    finally:
+        for events in sockets:
+            events.disconnect()
