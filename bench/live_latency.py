@@ -197,13 +197,14 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
 
 KEY_PATHS = [  # (label, a substring of yappi's "module:line name")
     ("HTTP requests (webhooks, API, the websocket handshakes), `ThreadWorker.handle_request`", "handle_request"),
-    ("of which the webhook POSTs, `meta_event`", " meta_event"),
+    ("webhook POSTs (before Flask), `meta_post`", " meta_post"),
     ("live relay: one delivery round, `Relay.deliver`", "Relay.deliver"),
     ("of which Socket.IO emit to the room's sockets, `Manager.emit`", "Manager.emit"),
     ("engine.io per-socket writer threads, `writer`", " writer"),
+    ("engine.io `Socket.poll`: each socket's writer thread waiting for and taking its frames (a thread wake-up per socket per frame)", " Socket.poll"),
     ("websocket frames written, `simple_websocket` `Server.send`", "ws.py:70 Server.send"),
     ("of which permessage-deflate, `PerMessageDeflate.frame_outbound`", "PerMessageDeflate.frame_outbound"),
-    ("socket connects (token, rooms, presence), `on_connect`", "handlers.py:40 on_connect"),
+    ("socket connects (token, rooms, presence), `on_connect`", " on_connect"),
 ]
 
 

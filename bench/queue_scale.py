@@ -358,7 +358,8 @@ def report() -> str:
                          f"status x brand x channel x team x assignee x kind); with {c['deltas']:,} trigger deltas "
                          f"pending, one compaction folded them into {c['compacted_keys']} keys in "
                          f"{c['compaction_ms']} ms.")
-    lines += ["", "Service level, in one process (`inbox.services.conversations` + the API's marshmallow dump, "
+    lines += ["", "Service level, in one process (`inbox.services.conversations` and the API's page dump, as a request runs them: "
+              "items built from rows into JSON, "
               "one SQLAlchemy session, a rollback after each call as a request ends), agent 3 (plain agent, brand 1), "
               "status=open, 50 per page. Reference: a bare `SELECT * FROM conversations WHERE id = :id` through the "
               "same session, same run. Target p99 < 25 ms at both sizes.", ""]
