@@ -196,25 +196,20 @@ def _current_clocks(session: Session, conversation_ids: list[int], now: datetime
     """`sla.current_clocks` of several conversations, from one query: the same dicts for each (the current clock
     of each metric by metric, time left in business and calendar seconds)."""
     out: dict[int, list[dict[str, Any]]] = {}
-    calendars: dict[int, Any] | None = None
+    calendars: dict[int, Any] = {}
+
+    def calendar_of(policy_id: int) -> Any:
+        if not calendars:  # the live policies (cached per process), read once a page needs one
+            calendars.update({p.id: p.calendar for p in sla.active_policies(session)})
+        return calendars.get(policy_id)
+
     for clock in session.execute(
             select(SlaClock.conversation_id, SlaClock.policy_id, SlaClock.metric, SlaClock.state, SlaClock.cycle,
                    SlaClock.turn, SlaClock.due_at, SlaClock.warning_at, SlaClock.started_at, SlaClock.stopped_at,
                    SlaClock.target_seconds, SlaClock.elapsed_seconds)
             .where(_among(session, SlaClock.conversation_id, conversation_ids), SlaClock.is_current.is_(True))
             .order_by(SlaClock.conversation_id, SlaClock.metric)):
-        business_left = calendar_left = None
-        if clock.stopped_at is None:
-            if clock.state == "paused":
-                business_left = max(0.0, clock.target_seconds - clock.elapsed_seconds)
-            elif clock.due_at is not None:
-                calendar_left = (clock.due_at - now).total_seconds()
-                if clock.policy_id is not None:
-                    if calendars is None:  # the live policies are cached per process
-                        calendars = {p.id: p.calendar for p in sla.active_policies(session)}
-                    calendar = calendars.get(clock.policy_id)
-                    if calendar is not None:
-                        business_left = calendar.business_seconds_between(now, clock.due_at)
+        business_left, calendar_left = sla.time_left(clock, now, calendar_of)
         out.setdefault(clock.conversation_id, []).append({
             "metric": clock.metric, "state": clock.state, "cycle": clock.cycle, "turn": clock.turn,
             "due_at": clock.due_at, "warning_at": clock.warning_at, "started_at": clock.started_at,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy import event as _sa_event
@@ -415,6 +415,21 @@ def refresh_running(batch_size: int = 200, cause: str = POLICY_CHANGED) -> int:
 
 
 # ---------------------------------------------------------------- reading
+def time_left(clock: Any, now: datetime, calendar_of: Callable[[int], Any]) -> tuple[float | None, float | None]:
+    """(business seconds left, calendar seconds left) of a clock (row or model): None when stopped; a paused clock
+    keeps its remaining target; business time needs the policy's calendar (`calendar_of(policy_id)`, None for
+    calendar-time policies), asked only when it is needed."""
+    if clock.stopped_at is not None:
+        return None, None
+    if clock.state == "paused":
+        return max(0.0, clock.target_seconds - clock.elapsed_seconds), None
+    if clock.due_at is None:
+        return None, None
+    calendar = calendar_of(clock.policy_id) if clock.policy_id is not None else None
+    business_left = calendar.business_seconds_between(now, clock.due_at) if calendar is not None else None
+    return business_left, (clock.due_at - now).total_seconds()
+
+
 def current_clocks(conversation: Conversation, now: datetime | None = None) -> list[dict[str, Any]]:
     """The current clock of each metric, as the conversation JSON shows it (no re-evaluation: stored rows),
     with the time left in business and in calendar seconds (negative when overdue, None when stopped)."""
@@ -426,15 +441,7 @@ def current_clocks(conversation: Conversation, now: datetime | None = None) -> l
     calendars = {p.id: p.calendar for p in (active_policies(session) if session is not None else ())}
     out = []
     for clock in clocks:
-        business_left = calendar_left = None
-        if clock.stopped_at is None:
-            if clock.state == "paused":
-                business_left = max(0.0, clock.target_seconds - clock.elapsed_seconds)
-            elif clock.due_at is not None:
-                calendar_left = (clock.due_at - now).total_seconds()
-                calendar = calendars.get(clock.policy_id) if clock.policy_id is not None else None
-                if calendar is not None:
-                    business_left = calendar.business_seconds_between(now, clock.due_at)
+        business_left, calendar_left = time_left(clock, now, lambda policy_id: calendars.get(policy_id))
         out.append({"metric": clock.metric, "state": clock.state, "cycle": clock.cycle, "turn": clock.turn,
                     "due_at": clock.due_at, "warning_at": clock.warning_at, "started_at": clock.started_at,
                     "stopped_at": clock.stopped_at, "business_seconds_left": business_left,
