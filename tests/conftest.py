@@ -176,3 +176,29 @@ def token_for(app: Any) -> Callable[[str], str]:
             db.session.commit()
             return clear
     return _token
+
+
+@pytest.fixture
+def statements(app: Any) -> Iterator[list[str]]:
+    """Every SQL statement sent from this thread while the test runs (the test client runs requests in this
+    thread; background jobs do not count)."""
+    import threading
+
+    from sqlalchemy import event
+
+    from inbox.db import db
+
+    seen: list[str] = []
+    with app.app_context():
+        engine = db.engine
+    me = threading.get_ident()
+
+    def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", _count)

@@ -43,3 +43,8 @@ def on_live(sio: Any, handler: Callable[[str, dict[str, Any]], None]) -> None:
     """Call `handler(event name, envelope)` for every event a python-socketio client receives: the server sends
     them in `events` frames (lists of {"event", "seq", "data"})."""
     sio.on("events", lambda frame: [handler(envelope["event"], envelope) for envelope in frame])
+
+
+def selects(statements: list[str]) -> int:
+    """How many of the recorded statements (the `statements` fixture) read: SELECT or WITH."""
+    return sum(1 for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")))

@@ -5,12 +5,10 @@ the JSON takes; and the page and single-conversation reads keep a constant, smal
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import event
 
 from inbox.api.conversations import ConversationPageSchema, MessagePageSchema
 from inbox.api.schemas import ConversationSchema, MessageSchema, RenderedConversation, RenderedMessage
@@ -20,7 +18,7 @@ from inbox.models.assignment import ConversationLink
 from inbox.models.conversation import Post
 from inbox.services import conversations as service
 from inbox.services import sla
-from tests.helpers import bearer
+from tests.helpers import bearer, selects
 
 NOW = datetime(2026, 3, 11, 15, 20, 7, 654321, tzinfo=timezone.utc)  # a Wednesday, office hours in Paris
 OFFICE_HOURS = [{"weekday": day, "start": "09:00", "end": "18:00"} for day in range(5)]
@@ -227,28 +225,6 @@ def test_message_page_items_are_the_schema_dump(app, world):
         assert MessagePageSchema().dump(page) == {"items": page["items"], "next_cursor": None}
 
 
-@pytest.fixture
-def statements(app: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-    with app.app_context():
-        engine = db.engine
-    me = threading.get_ident()
-
-    def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", _count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", _count)
-
-
-def _selects(seen: list[str]) -> int:
-    return sum(1 for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH")))
-
-
 def test_reads_cost_a_few_statements(app, client, world, token_for, statements):
     """A queue page: the token, its agent, the agent's brands, the page (with labels and links) and the SLA
     clocks (the waiting sort adds one when a page spans both its runs). One conversation: the same after the
@@ -262,5 +238,5 @@ def test_reads_cost_a_few_statements(app, client, world, token_for, statements):
         for _ in range(3):  # a per-process cache expiring in between (SLA policies) may add one to one request
             statements.clear()
             assert client.get(url, headers=bearer(token)).status_code == 200
-            fewest = min(_selects(statements), fewest or 99)
+            fewest = min(selects(statements), fewest or 99)
         assert fewest <= most, (url, fewest, [" ".join(s.split())[:120] for s in statements])

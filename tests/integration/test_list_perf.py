@@ -3,18 +3,16 @@ per-row lazy loads: contact, assignee, brand, channel, post, labels, SLA clocks 
 statements for the whole page), and the page JSON is exactly the JSON of each conversation dumped alone."""
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from inbox.db import db
 from inbox.models import Contact, Conversation, ConversationLabel, Message, SlaClock
 from inbox.models.assignment import ConversationLink
 from inbox.models.conversation import Post
-from tests.helpers import bearer
+from tests.helpers import bearer, selects
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -63,28 +61,6 @@ def _populate(world: Any, n: int) -> list[int]:
     return ids
 
 
-@pytest.fixture
-def statements(app: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-    with app.app_context():
-        engine = db.engine
-    me = threading.get_ident()  # the test client runs requests in this thread; background jobs do not count
-
-    def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", _count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", _count)
-
-
-def _selects(seen: list[str]) -> int:
-    return sum(1 for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH")))
-
-
 @pytest.mark.parametrize("query", [{}, {"sort": "newest"}, {"sort": "sla_due"}, {"assignee": "none"},
                                    {"counts": "false"}])
 def test_page_statements_do_not_depend_on_page_size(app, client, world, token_for, statements, query):
@@ -102,8 +78,8 @@ def test_page_statements_do_not_depend_on_page_size(app, client, world, token_fo
                                   headers=bearer(token))
             assert response.status_code == 200
             assert len(response.get_json()["items"]) == limit
-            if limit not in counts or _selects(statements) < counts[limit]:
-                counts[limit] = _selects(statements)
+            if limit not in counts or selects(statements) < counts[limit]:
+                counts[limit] = selects(statements)
                 shown[limit] = [" ".join(s.split())[:160] for s in statements]
     assert counts[2] == counts[9], (counts, shown)
     assert counts[9] <= 10, (counts, shown)  # auth, access, the page, labels, SLA clocks, links (+ counts)
@@ -126,7 +102,7 @@ def test_message_page_statements_do_not_depend_on_page_size(app, client, world, 
         statements.clear()
         response = client.get(url, query_string={"limit": limit}, headers=bearer(token))
         assert response.status_code == 200 and len(response.get_json()["items"]) == limit
-        counts[limit] = _selects(statements)
+        counts[limit] = selects(statements)
     assert counts[2] == counts[20], counts
 
 
