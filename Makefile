@@ -38,12 +38,12 @@ migrate: venv
 bootstrap: migrate
 	$(PY) -m flask --app wsgi bootstrap
 
-# With REDIS_URL set: gunicorn (gthread) + an RQ worker; otherwise the embedded server (SQLite, no Redis).
+# With REDIS_URL set: gunicorn (gevent: a websocket costs a greenlet) + an RQ worker; otherwise the embedded server (SQLite, no Redis).
 run: venv frontend bootstrap
 	@if [ -n "$$REDIS_URL" ]; then \
 	  trap 'kill 0' EXIT INT TERM; \
 	  $(PY) -m inbox.jobs.worker & \
-	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 150 -b 127.0.0.1:$(PORT) wsgi:app; \
+	  $(VENV)/bin/gunicorn -w 1 -k gevent --worker-connections 1000 -b 127.0.0.1:$(PORT) wsgi:app; \
 	else \
 	  $(PY) -m inbox.serve; \
 	fi
@@ -58,7 +58,7 @@ demo: venv frontend
 	    --app-secret $$DEMO_APP_SECRET --page-id 1000000001 --page-id 2000000002 --rate $${DEMO_RATE:-0.5} & ) ; \
 	if [ -n "$$REDIS_URL" ]; then \
 	  $(PY) -m inbox.jobs.worker & \
-	  $(VENV)/bin/gunicorn -w 1 -k gthread --threads 150 -b 127.0.0.1:$(PORT) wsgi:app; \
+	  $(VENV)/bin/gunicorn -w 1 -k gevent --worker-connections 1000 -b 127.0.0.1:$(PORT) wsgi:app; \
 	else \
 	  $(PY) -m inbox.serve; \
 	fi

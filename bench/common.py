@@ -1,7 +1,8 @@
 """Shared plumbing for the benchmarks: a fresh production-like stack per run, machine facts, result files.
 
 A `Stack` creates a fresh PostgreSQL database, migrates it with alembic, seeds it (`bench.seed`), starts
-`gunicorn -w 1 -k gthread --threads 64 wsgi:app` and `python -m inbox.jobs.worker` processes with their own
+`gunicorn -w 1 -k gevent wsgi:app` (the README's production web worker; `worker_class="gthread"` for threads)
+and `python -m inbox.jobs.worker` processes with their own
 REDIS_PREFIX, and on exit stops exactly the processes it started, drops the database and deletes its Redis keys.
 Everything listens on 127.0.0.1 only.
 """
@@ -160,10 +161,19 @@ def run_procs(commands: list[list[str]], env: dict[str, str] | None = None, time
 
 
 # ------------------------------------------------------------------ the stack
+def worker_args(worker_class: str, threads: int) -> list[str]:
+    """gunicorn's worker options: gthread with `threads` threads, or gevent with room for `threads` connections
+    (a websocket holds one for its life either way)."""
+    if worker_class == "gevent":
+        return ["-k", "gevent", "--worker-connections", str(max(threads, 1000))]
+    return ["-k", "gthread", "--threads", str(threads)]
+
+
 @dataclass
 class Stack:
     workers: int = 2
     threads: int = 64
+    worker_class: str = "gevent"    # gunicorn -k: gevent (the README's production web worker) or gthread
     agents: int = 0                 # extra agents (with API tokens) in the brand's team
     fake_meta: bool = False         # run bench.fake_graph in its own process (META_GRAPH_BASE_URL)
     worker_profile: bool = False    # workers under pyinstrument (bench.profiled_worker)
@@ -233,7 +243,7 @@ class Stack:
         if self.fake_meta:
             self._spawn("fake", [PY, "-m", "bench.fake_graph", "--port", str(self.fake_port),
                                  "--app-secret", APP_SECRET], env)
-        web = [GUNICORN, "-w", "1", "-k", "gthread", "--threads", str(self.threads), "-b",
+        web = [GUNICORN, "-w", "1", *worker_args(self.worker_class, self.threads), "-b",
                f"127.0.0.1:{self.port}", "--log-level", "warning"]
         if self.web_profile:
             web += ["-c", str(BENCH / "gunicorn_yappi.py")]
@@ -273,8 +283,8 @@ class Stack:
         env = dict(x.decode().split("=", 1) for x in raw if b"=" in x)
         env.pop("BENCH_YAPPI_OUT", None)
         port = free_port()
-        self._spawn(name, [GUNICORN, "-w", "1", "-k", "gthread", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-                           "--log-level", "warning", "wsgi:app"], env)
+        self._spawn(name, [GUNICORN, "-w", "1", *worker_args(self.worker_class, threads), "-b",
+                           f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"], env)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/webhooks/meta", timeout=60)
         return url

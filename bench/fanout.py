@@ -1,8 +1,8 @@
-"""Figure 7: live fan-out. `python -m bench.fanout [--clients 500] [--per-process 50] [--threads 600]`
+"""Figure 7: live fan-out. `python -m bench.fanout [--clients 500] [--per-process 250] [--worker gevent,gthread]`
 
-One web process, `gunicorn -w 1 -k gthread --threads 600 wsgi:app`: in Flask-SocketIO's threading mode each
-websocket holds one gunicorn thread for its whole life, so 500 consoles need 500+ threads (the README's 64
-would admit 64). `--clients` Node socket.io-client connections (bench/agents.mjs: websocket transport, API-token
+One web process per worker class, one after the other: `gunicorn -w 1 -k gevent` (the production web worker: a
+websocket is a greenlet) and `gunicorn -w 1 -k gthread --threads 600` (Flask-SocketIO's threading mode: each
+websocket holds one gunicorn thread for its whole life, and each frame to it wakes its writer thread). `--clients` Node socket.io-client connections (bench/agents.mjs: websocket transport, API-token
 auth, agents of brand 1), `--per-process` per Node process. Events are published the way committing workers
 publish them (inbox/realtime/relay.py): one Redis message per commit on the app's `<prefix>live` channel, here
 one `message.created` to room `brand:1` per message (from a separate process), so the figure isolates the web
@@ -118,56 +118,81 @@ def _cpu(pid: int) -> float:
     return cpu_seconds(pid)
 
 
-def run(n_clients: int = 500, per: int = 250, threads: int = 600, burst: int = 200) -> dict[str, Any]:
+def run(n_clients: int = 500, per: int = 250, threads: int = 600, burst: int = 200,
+        worker_classes: tuple[str, ...] = ("gevent", "gthread")) -> dict[str, Any]:
+    """One fresh stack per gunicorn worker class, measured the same way, one after the other (same run)."""
     from bench.live_latency import redis_reference
 
     info = machine_info()
-    res: dict[str, Any] = {"machine": info, "threads": threads}
-    with Stack(workers=0, agents=n_clients, threads=threads, label=NAME) as stack:
-        res["ref_redis"] = redis_reference(5.0, 30)
-        res["run"] = measure_phases(stack, [stack.base_url], stack.world["agent_tokens"][:n_clients], per, burst,
-                                    NAME, stack.web_pids()[1:])
-    r = res["run"]
-    log(f"fan-out: {r['deliveries_per_s']:.0f} deliveries/s ({r['events_per_s']:.1f} events/s to "
-        f"{r['connected']} clients), low-rate p50 {ms(r['low_p50'])} p99 {ms(r['low_p99'])}, "
-        f"{r['rss_per_connection_kb']:.0f} KiB per connection")
+    res: dict[str, Any] = {"machine": info, "threads": threads, "runs": {}}
+    for worker_class in worker_classes:
+        with Stack(workers=0, agents=n_clients, threads=threads, worker_class=worker_class,
+                   label=f"{NAME}-{worker_class}") as stack:
+            if "ref_redis" not in res:
+                res["ref_redis"] = redis_reference(5.0, 30)
+            r = measure_phases(stack, [stack.base_url], stack.world["agent_tokens"][:n_clients], per, burst,
+                               f"{NAME}-{worker_class}", stack.web_pids()[1:])
+        res["runs"][worker_class] = r
+        log(f"fan-out ({worker_class}): {r['deliveries_per_s']:.0f} deliveries/s ({r['events_per_s']:.1f} events/s "
+            f"to {r['connected']} clients), web CPU {r['web_cpu_ms_per_delivery']:.4f} ms per delivery, low-rate "
+            f"p50 {ms(r['low_p50'])} p99 {ms(r['low_p99'])}, {r['rss_per_connection_kb']:.0f} KiB per connection")
     save_json(NAME, res)
     write_section(NAME, report(res))
     return res
 
 
+WORKER_LABEL = {"gevent": "`-k gevent --worker-connections 1000` (production: a greenlet per websocket)",
+                "gthread": "`-k gthread --threads {threads}` (a thread per websocket)"}
+
+
 def report(res: dict[str, Any]) -> str:
-    r, ref = res["run"], res["ref_redis"]
-    b, a = r["web_before"][0], r["web_after"][0]
-    return "\n".join([
+    ref = res["ref_redis"]
+    runs: dict[str, Any] = res["runs"]
+    kinds = list(runs)
+    first = runs[kinds[0]]
+
+    def row(label: str, fn: Any) -> str:
+        return f"| {label} | " + " | ".join(fn(runs[k]) for k in kinds) + " |"
+
+    def mem(r: dict[str, Any]) -> str:
+        b, a = r["web_before"][0], r["web_after"][0]
+        return (f"{b['rss_kb'] / 1024:.0f} MiB, {b['threads']} threads -> {a['rss_kb'] / 1024:.0f} MiB, "
+                f"{a['threads']} threads: **{r['rss_per_connection_kb']:.0f} KiB per connection**")
+
+    lines = [
         "## 7. Live fan-out from one web process", "", machine_line(res["machine"]), "",
-        f"`gunicorn -w 1 -k gthread --threads {res['threads']} wsgi:app` (threading mode: **each websocket holds "
-        f"one gthread thread for its life**, so {r['clients']} consoles need more than {r['clients']} threads; "
-        "the README sizes `--threads` as agents + ~32). Clients: Node socket.io-client (bench/agents.mjs), websocket "
-        f"transport, API tokens, {r['clients']} agents of brand 1. Events: `message.created` to `brand:1`, one Redis "
-        "message each on the app's live channel from another process (as a worker's commit does); the web process's "
-        f"relay coalesces what arrives during a round into one `events` frame ({r.get('frames', 'n/a')} frames "
-        "received in all).",
-        "",
-        "| measure | value | reference (same run) | ratio |", "|---|---|---|---|",
-        f"| clients connected (at the end) | {r['connected']} ({r['connected_at_end']}) of {r['clients']}, in "
-        f"{r['connect_seconds']:.1f} s | | |",
-        f"| latency at {r['low_rate']:g} events/s, publish -> client, p50 / p99 | **{ms(r['low_p50'])} / "
-        f"{ms(r['low_p99'])}** ({r['low_delivered']}/{r['low_expected']} delivered) | bare Redis PUBLISH -> "
-        f"subscriber {ms(ref['p50'])} / {ms(ref['p99'])} | {r['low_p50'] / ref['p50']:.0f}x / "
-        f"{r['low_p99'] / ref['p99']:.0f}x |",
-        f"| **burst of {r['burst']} events: deliveries/s** | **{r['deliveries_per_s']:,.0f} deliveries/s** = "
-        f"{r['events_per_s']:.1f} events/s to every client ({r['burst_delivered']:,}/{r['burst_expected']:,} "
-        f"delivered in {r['burst_seconds']:.1f} s; latency p50 {ms(r['burst_p50'])}, p99 {ms(r['burst_p99'])}) | "
-        f"bare Redis: one PUBLISH reaches a subscriber in {ms(ref['p50'])} | |",
-        f"| CPU per delivery: web process / client processes | {r['web_cpu_ms_per_delivery']:.3f} ms / "
-        f"{r.get('client_cpu_ms_per_delivery', 0):.3f} ms | | |",
-        f"| clients dropped during the burst | **{r['connected'] - r['connected_at_end']} of {r['connected']}** | | |",
-        f"| web worker RSS / threads | {b['rss_kb'] / 1024:.0f} MiB, {b['threads']} threads -> {a['rss_kb'] / 1024:.0f} "
-        f"MiB, {a['threads']} threads | | **{r['rss_per_connection_kb']:.0f} KiB per connection** |",
-        "", "The Node client processes run on the same 2 cores, so the deliveries/s are a floor for the web process, "
-        "not its ceiling.",
-        "", f"Raw data: `bench/out/{NAME}.json`."])
+        "One gunicorn web process (`-w 1`), once per worker class, one after the other in the same run. Clients: "
+        "Node socket.io-client (bench/agents.mjs), websocket transport, API tokens, "
+        f"{first['clients']} agents of brand 1. Events: `message.created` to `brand:1`, one Redis message each on "
+        "the app's live channel from another process (as a worker's commit does); the web process's relay "
+        "coalesces what arrives during a round into one `events` frame. Reference: a bare Redis PUBLISH -> "
+        f"subscriber in the same run, p50 {ms(ref['p50'])} / p99 {ms(ref['p99'])}.", "",
+        "| measure | " + " | ".join(WORKER_LABEL.get(k, k).format(threads=res["threads"]) for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+        row("clients connected (at the end)", lambda r: f"{r['connected']} ({r['connected_at_end']}) of "
+            f"{r['clients']}, in {r['connect_seconds']:.1f} s"),
+        row(f"latency at {first['low_rate']:g} events/s, publish -> client, p50 / p99 (ratio to Redis p50)",
+            lambda r: f"**{ms(r['low_p50'])} / {ms(r['low_p99'])}** ({r['low_delivered']}/{r['low_expected']}; "
+            f"{r['low_p50'] / ref['p50']:.0f}x)"),
+        row(f"**burst of {first['burst']} events: deliveries/s**",
+            lambda r: f"**{r['deliveries_per_s']:,.0f}** ({r['burst_delivered']:,}/{r['burst_expected']:,} in "
+            f"{r['burst_seconds']:.1f} s, {r.get('frames', 'n/a')} frames; p50 {ms(r['burst_p50'])}, "
+            f"p99 {ms(r['burst_p99'])})"),
+        row("**web CPU per delivery** / client CPU per delivery",
+            lambda r: f"**{r['web_cpu_ms_per_delivery']:.4f} ms** / {r.get('client_cpu_ms_per_delivery', 0):.4f} ms"),
+        row("clients dropped during the burst", lambda r: f"{r['connected'] - r['connected_at_end']} of "
+            f"{r['connected']}"),
+        row("web worker RSS / threads", mem),
+    ]
+    if "gevent" in runs and "gthread" in runs:
+        g, t = runs["gevent"], runs["gthread"]
+        lines += ["", f"gevent vs gthread, same run: web CPU per delivery **"
+                  f"{t['web_cpu_ms_per_delivery'] / max(1e-9, g['web_cpu_ms_per_delivery']):.1f}x less**, "
+                  f"deliveries/s {g['deliveries_per_s'] / max(1e-9, t['deliveries_per_s']):.2f}x, memory per "
+                  f"connection {g['rss_per_connection_kb']:.0f} vs {t['rss_per_connection_kb']:.0f} KiB."]
+    lines += ["", "The Node client processes run on the same 2 cores, so the deliveries/s are a floor for the web "
+              "process, not its ceiling.", "", f"Raw data: `bench/out/{NAME}.json`."]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -175,6 +200,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--per-process", type=int, default=250)
     parser.add_argument("--threads", type=int, default=600)
+    parser.add_argument("--worker", default="gevent,gthread", help="gunicorn worker classes, comma-separated")
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
@@ -190,7 +216,7 @@ def main() -> None:
     if args.report_only:
         write_section(NAME, report(json.loads((OUT / f"{NAME}.json").read_text())))
         return
-    run(args.clients, args.per_process, args.threads, args.burst)
+    run(args.clients, args.per_process, args.threads, args.burst, tuple(args.worker.split(",")))
 
 
 if __name__ == "__main__":

@@ -158,19 +158,20 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
-        threads: int = 640, profile: bool = False, split: bool = False) -> dict[str, Any]:
+        threads: int = 640, profile: bool = False, split: bool = False,
+        worker_class: str = "gevent") -> dict[str, Any]:
     """One fresh stack, the agent counts in turn. With `profile`, the web worker runs under yappi (slower: a
     separate run whose latencies are not the figure) and its CPU summary is kept. With `split`, webhooks go to a
-    second web process (gthread x64) and the agents' sockets to the first: the production layout README
+    second web process (the same worker class) and the agents' sockets to the first: the production layout README
     describes, where acks never queue behind live fan-out."""
     info = machine_info()
     results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": [],
-                               "profiled": profile, "split": split}
+                               "profiled": profile, "split": split, "worker_class": worker_class}
     yappi_out = OUT / f"{NAME}-web-yappi.json"
     yappi_flag = Path(str(yappi_out) + ".dump")
     yappi_out.unlink(missing_ok=True)
     yappi_flag.unlink(missing_ok=True)
-    with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME,
+    with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME, worker_class=worker_class,
                web_profile=str(yappi_out) if profile else "") as stack:
         webhook_url = stack.add_web("web-hooks", 64) if split else stack.base_url
         load(webhook_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
@@ -191,7 +192,8 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
                 f"p99 {ms(r['thread_p99'])}; ack p99 {ms(r['ack_p99'])}")
     if profile and yappi_out.exists():  # written by the web worker as the stack stopped
         results["web_profile"] = json.loads(yappi_out.read_text())
-    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}", results)
+    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}"
+              f"{'-gthread' if worker_class == 'gthread' else ''}", results)
     return results
 
 
@@ -244,10 +246,10 @@ def report(all_results: list[dict[str, Any]]) -> str:
              "of the same customer may be shown only through the later one). **thread**: `message.created` at the "
              "agents that have the conversation open (each agent opens about one new conversation in N: "
              "bench/agents.mjs --watch-mod). Agents are socket.io-client websocket connections (the console's "
-             f"library) in Node processes of {PER_PROCESS}, API-token auth; gunicorn gthread, 1 process, 2 RQ "
-             "workers. Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per "
+             f"library) in Node processes of {PER_PROCESS}, API-token auth; 1 gunicorn web process (its worker "
+             "class in the second column), 2 RQ workers. Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per "
              "commit, one `events` frame per room set per delivery round.", "",
-             "| run | gunicorn threads | agents connected (end) | queue deliveries | frames per agent per s | queue p50 | "
+             "| run | web worker | agents connected (end) | queue deliveries | frames per agent per s | queue p50 | "
              "queue p99 | max | ratio p50 / p99 to Redis ref | thread events (p50 / p99) | ack p99 | CPU ms per "
              "message (web / workers / PostgreSQL / agent clients) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -268,7 +270,9 @@ def report(all_results: list[dict[str, Any]]) -> str:
                 label += f" ({res['note']})"
             thread = (f"{r['thread_delivered']} ({ms(r['thread_p50'])} / {ms(r['thread_p99'])})"
                       if "thread_delivered" in r else "(every agent got every message.created: the old protocol)")
-            lines.append(f"| {label} | {res['threads']} | {r['connected']} "
+            worker = (f"gthread x{res['threads']}" if res.get("worker_class", "gthread") == "gthread"
+                      else res["worker_class"])
+            lines.append(f"| {label} | {worker} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
                          f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {thread} | "
                          f"{ms(r['ack_p99'])} | "
@@ -287,6 +291,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--plan", default="640:1,100,500",
                         help="gunicorn threads:agent counts, ';' between stacks (each stack is fresh)")
+    parser.add_argument("--worker", default="gevent",
+                        help="gunicorn worker class of the web processes: gevent (the README's production web "
+                             "worker) or gthread (threads from --plan); several comma-separated: each in turn")
     parser.add_argument("--profile", action="store_true",
                         help="then one more stack at the largest agent count with the web worker under yappi")
     parser.add_argument("--split", action="store_true",
@@ -301,28 +308,32 @@ def main() -> None:
     rates = [float(r) for r in args.rate.split(",")]
     if args.profile_only:
         threads, counts = args.plan.split(";")[-1].split(":")
-        run(rates[0], args.seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True)
+        run(rates[0], args.seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True,
+            worker_class=args.worker.split(",")[0])
         return
-    run_plan(rates, args.seconds, args.plan, args.profile, args.split)
+    run_plan(rates, args.seconds, args.plan, args.profile, args.split, args.worker.split(","))
 
 
 def run_plan(rates: float | list[float] = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500",
-             profile: bool = False, split: bool = False) -> list[dict[str, Any]]:
+             profile: bool = False, split: bool = False,
+             workers: tuple[str, ...] | list[str] = ("gevent",)) -> list[dict[str, Any]]:
     """Every stack of `plan` at every rate; with `profile`, one more stack at the first rate and the largest
     agent count with the web worker under yappi. Writes one section with every run."""
     rates = [rates] if isinstance(rates, (int, float)) else rates
     rate = rates[0]
     results = []
-    for each in rates:
-        for part in plan.split(";"):
-            threads, counts = part.split(":")
-            results.append(run(each, seconds, tuple(int(c) for c in counts.split(",")), int(threads)))
-            if split:
-                results.append(run(each, seconds, tuple(int(c) for c in counts.split(",")), int(threads),
-                                   split=True))
+    for worker in workers:
+        for each in rates:
+            for part in plan.split(";"):
+                threads, counts = part.split(":")
+                agent_counts = tuple(int(c) for c in counts.split(","))
+                results.append(run(each, seconds, agent_counts, int(threads), worker_class=worker))
+                if split:
+                    results.append(run(each, seconds, agent_counts, int(threads), split=True, worker_class=worker))
     if profile:
         threads, counts = plan.split(";")[-1].split(":")
-        results.append(run(rate, seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True))
+        results.append(run(rate, seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True,
+                           worker_class=workers[0]))
     write_section(NAME, report(results))
     return results
 

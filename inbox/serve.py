@@ -1,6 +1,6 @@
 """`python -m inbox.serve`: the embedded server used by `make run` (threaded, WebSocket included).
 
-Production uses gunicorn instead (see README): `gunicorn -w 1 --threads 64 -k gthread wsgi:app`.
+Production uses gunicorn instead (see README): `gunicorn -w 1 -k gevent --worker-connections 1000 wsgi:app`.
 """
 from __future__ import annotations
 

@@ -138,10 +138,13 @@ class ProcessGroup:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, name: str, env: Mapping[str, str], *, threads: int = 32) -> Proc:
+    def start_web(self, name: str, env: Mapping[str, str], *, threads: int = 32, worker_class: str = "gthread") -> Proc:
+        """A gunicorn web process: gthread with `threads` threads, or gevent (the production web worker)."""
         port = free_port()
-        args = [str(BIN / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", str(threads),
-                "--graceful-timeout", "3", "-b", f"127.0.0.1:{port}", "wsgi:app"]
+        kind = ["-k", "gevent", "--worker-connections", "1000"] if worker_class == "gevent" else \
+            ["-k", "gthread", "--threads", str(threads)]
+        args = [str(BIN / "gunicorn"), "-w", "1", *kind, "--graceful-timeout", "3", "-b", f"127.0.0.1:{port}",
+                "wsgi:app"]
         return self.start(name, args, {**env, "PORT": str(port)}, url=f"http://127.0.0.1:{port}")
 
     def start_worker(self, name: str, env: Mapping[str, str], *extra_args: str) -> Proc:

@@ -34,6 +34,17 @@ _ACCESS = "relais.access_changed"
 _relay: Relay | None = None  # this process's relay: publishes commits; in serving processes, also delivers
 
 
+def async_mode() -> str:
+    """"gevent" inside a gevent-patched server (`gunicorn -k gevent`, the production web process: a websocket
+    costs a greenlet, and a frame to it a greenlet switch), otherwise "threading" (the embedded server, tests,
+    gthread). Flask-SocketIO must use the concurrency the server gives it; it is chosen here, not configured, so
+    the two can never disagree."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return "gevent" if monkey is not None and monkey.is_module_patched("socket") else "threading"
+
+
 def _emit_local(name: str, data: Any, rooms: list[str] | None) -> None:
     socketio.emit(name, data, to=rooms, namespace="/")
 
@@ -53,7 +64,7 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
     if serve:
         socketio.init_app(
             app,
-            async_mode="threading",          # no message_queue: the relay carries events between processes
+            async_mode=async_mode(),         # no message_queue: the relay carries events between processes
             manage_session=False,            # read the Flask session cookie of the handshake
             cors_allowed_origins=None,       # same origin only (the console is served by this app)
             ping_interval=20,

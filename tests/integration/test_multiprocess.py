@@ -1,4 +1,4 @@
-"""The production shape with real processes: two gunicorn web processes (A and B), RQ worker processes
+"""The production shape with real processes: two gunicorn web processes (A gthread, B gevent), RQ worker processes
 (`python -m inbox.jobs.worker`), one PostgreSQL database and one Redis, a fake Graph API in this process.
 
 Proves what the in-process pipeline test cannot: events cross processes through Redis (the RQ queue and the
@@ -153,7 +153,7 @@ def stack() -> Iterator[Stack]:
         seed = json.loads(line[len("SEED "):])
 
         web_a = procs.start_web("web-a", env)
-        web_b = procs.start_web("web-b", env)
+        web_b = procs.start_web("web-b", env, worker_class="gevent")  # both production web workers, live on B
         worker = procs.start_worker("worker", env)
         wait_http_ok(web_a)
         wait_http_ok(web_b)
@@ -234,6 +234,28 @@ def test_webhook_on_a_processed_by_worker_pushed_live_on_b_reply_sent_once(live:
         assert len(seqs) == len(set(seqs)), f"an event delivered twice: {seqs}"
     finally:
         events.disconnect()
+
+
+def test_token_revoked_on_a_closes_its_socket_on_b_and_refuses_it_again(live: Stack) -> None:
+    """Web B runs gevent (the production web worker): the relay's access control message from A's commit
+    reaches B's relay greenlet, which re-checks and disconnects the socket; the token cannot connect again."""
+    created = live.api(live.web_a, "POST", "/auth/tokens", json={"name": "revoked across processes"})
+    assert created.status_code == 201, created.text
+    token_id, clear = created.json()["id"], created.json()["token"]
+    events = LiveEvents().connect(live.web_b.url, auth={"token": clear})
+    try:
+        session = events.wait_for(lambda n, d: n == "session", 10, "session on web B")[1]
+        assert session["rooms"], session
+        revoked = live.api(live.web_a, "DELETE", f"/auth/tokens/{token_id}")
+        assert revoked.status_code == 204, revoked.text
+        wait_for(lambda: not events.sio.connected, 10,
+                 lambda: f"the socket of a revoked token is still open on web B\n{live.describe()}")
+    finally:
+        events.disconnect()
+    again = LiveEvents()
+    with pytest.raises(Exception):
+        again.connect(live.web_b.url, auth={"token": clear}, timeout=5)
+    again.disconnect()
 
 
 # ---------------------------------------------------------------------------------------------------- (b)
