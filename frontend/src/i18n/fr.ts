@@ -75,6 +75,20 @@ const fr = {
     you: "Vous",
     outboundPrefix: "Vous : {text}",
     noPreview: "(pièce jointe ou message sans texte)",
+    search: {
+      label: "Rechercher dans les conversations",
+      placeholder: "Rechercher un nom, un pseudo ou un message",
+      clear: "Effacer la recherche",
+      clearTitle: "Effacer (Échap)",
+      shortcut: "Appuyez sur / pour rechercher",
+      tooShort: "Saisissez au moins {min} caractères pour rechercher.",
+      searching: "Recherche en cours…",
+      results: "Résultats pour « {term} », du plus récent au plus ancien",
+      noMatch: "Aucune conversation ne correspond à « {term} ».",
+      noMatchYet:
+        "Aucune conversation ne correspond à « {term} » parmi les plus récentes. Les plus anciennes n'ont pas encore été parcourues.",
+      further: "Chercher dans les plus anciennes",
+    },
   },
   channel: {
     kind: { dm: "MP", comment: "Commentaire" },

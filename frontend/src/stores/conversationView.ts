@@ -29,6 +29,22 @@ export const DEFAULT_FILTERS: ConversationFilters = {
 export const sameId = (a: Id | null | undefined, b: Id | null | undefined): boolean =>
   a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b);
 
+/** The API searches from 3 to 200 characters (code points, as the server counts them); shorter is no search. */
+export const SEARCH_MIN_CHARACTERS = 3;
+export const SEARCH_MAX_CHARACTERS = 200;
+
+/** The text the API is asked to search for `text`: trimmed, at most 200 characters, "" when under 3. */
+export function searchTerm(text: string | null | undefined): string {
+  const characters = [...(text ?? "").trim()];
+  if (characters.length < SEARCH_MIN_CHARACTERS) return "";
+  return characters.slice(0, SEARCH_MAX_CHARACTERS).join("").trimEnd();
+}
+
+/** The search of a URL's `?q=` (a repeated parameter counts as none). */
+export const searchFromQuery = (value: unknown): string => searchTerm(typeof value === "string" ? value : "");
+
+export const isSearch = (filters: ConversationFilters): boolean => searchTerm(filters.q) !== "";
+
 export function toQuery(filters: ConversationFilters): ConversationQuery {
   const assignee = { mine: "me", unassigned: "none", all: undefined }[filters.view];
   return {
@@ -37,10 +53,26 @@ export function toQuery(filters: ConversationFilters): ConversationQuery {
     kind: filters.kind ?? undefined,
     brand_id: filters.brandId ?? undefined,
     channel_id: filters.channelId ?? undefined,
-    q: filters.q.trim() || undefined,
+    q: searchTerm(filters.q) || undefined,
     sort: filters.sort,
   };
 }
+
+/**
+ * The query of the sidebar counts: the filters without the text search, whose pages carry no counts (the
+ * views keep theirs while the CM searches).
+ */
+export function countsQuery(filters: ConversationFilters): ConversationQuery {
+  return toQuery({ ...filters, q: "" });
+}
+
+/** Counts do not depend on the view (they are the three views') nor on the sort or the search. */
+export function countsKey(filters: ConversationFilters): string {
+  return JSON.stringify([filters.status, filters.kind, filters.brandId, filters.channelId]);
+}
+
+/** The order of the list on screen: a search answers newest first, whatever the view's sort. */
+export const listOrder = (filters: ConversationFilters): ConversationSort => (isSearch(filters) ? "newest" : filters.sort);
 
 /** Whether the conversation belongs to the list described by the filters, view aside. */
 export function matchesFilters(conversation: Conversation, filters: ConversationFilters): boolean {

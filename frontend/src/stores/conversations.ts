@@ -17,7 +17,11 @@ import {
   INBOX_VIEWS,
   belongsToView,
   compareConversations,
+  countsKey,
+  countsQuery,
+  isSearch,
   isStale,
+  listOrder,
   sameId,
   toQuery,
   viewsOf,
@@ -25,6 +29,13 @@ import {
 } from "./conversationView";
 
 export const PAGE_SIZE = 50;
+/**
+ * A search page examines a bounded slice of the view on the server (about 100 conversations), so it may come
+ * back short, even empty, with a next_cursor. One round of a search (the first load, or one "search further")
+ * asks up to this many pages while they have brought fewer than PAGE_SIZE matches; then the CM chooses to
+ * search older conversations or not.
+ */
+export const SEARCH_ROUND_PAGES = 5;
 /**
  * The sidebar counts move locally with every event (adjustCounts); the server is asked again only when
  * a local move could not be exact, and then no sooner than this plus up to COUNTS_JITTER_MS. A busy
@@ -79,6 +90,7 @@ export const useConversationStore = defineStore("conversations", () => {
 
   let loadToken = 0;
   let loadController: AbortController | null = null;
+  let moreController: AbortController | null = null;
   let bufferedDuringLoad: Conversation[] | null = null;
   let openToken = 0;
 
@@ -92,6 +104,8 @@ export const useConversationStore = defineStore("conversations", () => {
   let countsSettleUntil = 0;
   /** The last request number that does not cover a doubt about the counts on screen; null when there is none. */
   let countsDoubtBefore: number | null = null;
+  /** countsKey of the filters of the counts on screen (a search page brings none); null before any. */
+  let countsShownFor: string | null = null;
 
   const meId = computed<Id | null>(() => auth.agent?.id ?? null);
   const hasMore = computed(() => nextCursor.value !== null);
@@ -101,18 +115,23 @@ export const useConversationStore = defineStore("conversations", () => {
   }
 
   function sortItems(): void {
-    items.value = [...items.value].sort(compareConversations(filters.value.sort));
+    items.value = [...items.value].sort(compareConversations(listOrder(filters.value)));
   }
 
   async function load(): Promise<void> {
     const token = ++loadToken;
     loadController?.abort();
+    stopLoadingMore();
     const controller = new AbortController();
     loadController = controller;
     loading.value = true;
     error.value = null;
     bufferedDuringLoad = [];
-    const countsRequest = startCountsRequest();
+    const searching = isSearch(filters.value);
+    const key = countsKey(filters.value);
+    // A search page brings no counts: the views' counts come from their own request when they are not on screen.
+    const countsRequest = searching ? null : startCountsRequest();
+    if (searching && countsShownFor !== key) void refreshCounts();
     try {
       const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE }, controller.signal);
       if (token !== loadToken) return;
@@ -131,7 +150,7 @@ export const useConversationStore = defineStore("conversations", () => {
       items.value = fresh;
       sortItems();
       nextCursor.value = page.next_cursor;
-      if (page.counts) showCounts(countsRequest, page.counts);
+      if (page.counts && countsRequest !== null) showCounts(countsRequest, page.counts, key);
       loaded.value = true;
       // Conversations that joined the view while the page was in flight.
       const buffered = bufferedDuringLoad ?? [];
@@ -139,6 +158,7 @@ export const useConversationStore = defineStore("conversations", () => {
       for (const conversation of buffered) {
         if (!isStale(conversation, known.get(String(conversation.id)))) place(conversation);
       }
+      if (searching) await continueSearch(token, controller.signal, fresh.length, 1);
     } catch (cause) {
       if (token !== loadToken || isAbort(cause)) return;
       error.value = isApiError(cause) ? cause : null;
@@ -149,41 +169,71 @@ export const useConversationStore = defineStore("conversations", () => {
         bufferedDuringLoad = null;
         loadController = null;
       }
-      endCountsRequest();
+      if (countsRequest !== null) endCountsRequest();
     }
   }
 
+  /** The next page (during a search, the next round of pages: see SEARCH_ROUND_PAGES). */
   async function loadMore(): Promise<void> {
-    const cursor = nextCursor.value;
-    if (!cursor || loading.value || loadingMore.value) return;
+    if (!nextCursor.value || loading.value || loadingMore.value) return;
     const token = loadToken;
+    const controller = new AbortController();
+    moreController = controller;
     loadingMore.value = true;
     try {
-      const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE, cursor });
-      if (token !== loadToken) return;
-      const byKey = new Map(items.value.map((conversation, index) => [String(conversation.id), index]));
-      const next = [...items.value];
-      for (const conversation of page.items) {
-        const key = String(conversation.id);
-        const newer = known.get(key);
-        const version = newer && isStale(conversation, newer) ? newer : conversation;
-        remember(version);
-        const index = byKey.get(key);
-        if (index !== undefined) next[index] = version;
-        else if (version === conversation || belongsToView(version, filters.value, meId.value)) {
-          byKey.set(key, next.push(version) - 1);
-        }
-      }
-      items.value = next;
-      sortItems();
-      nextCursor.value = page.next_cursor;
-      if (page.counts) counts.value = page.counts; // the server sends counts with the first page only
+      const found = await appendNextPage(token, controller.signal);
+      if (isSearch(filters.value)) await continueSearch(token, controller.signal, found, 1);
     } catch (cause) {
+      if (isAbort(cause)) return;
       if (token === loadToken) error.value = isApiError(cause) ? cause : null;
       if (!isApiError(cause)) throw cause;
     } finally {
-      loadingMore.value = false;
+      if (moreController === controller) {
+        moreController = null;
+        loadingMore.value = false;
+      }
     }
+  }
+
+  function stopLoadingMore(): void {
+    moreController?.abort();
+    moreController = null;
+    loadingMore.value = false;
+  }
+
+  /** Asks the pages after a short search page, while the round has found fewer than PAGE_SIZE matches. */
+  async function continueSearch(token: number, signal: AbortSignal, found: number, asked: number): Promise<void> {
+    while (token === loadToken && nextCursor.value !== null && found < PAGE_SIZE && asked < SEARCH_ROUND_PAGES) {
+      found += await appendNextPage(token, signal);
+      asked++;
+    }
+  }
+
+  /** Fetches the page after nextCursor and adds its conversations to the list; returns how many were new. */
+  async function appendNextPage(token: number, signal: AbortSignal): Promise<number> {
+    const cursor = nextCursor.value;
+    if (cursor === null) return 0;
+    const page = await conversationsApi.list({ ...toQuery(filters.value), limit: PAGE_SIZE, cursor }, signal);
+    if (token !== loadToken) return 0;
+    const byKey = new Map(items.value.map((conversation, index) => [String(conversation.id), index]));
+    const next = [...items.value];
+    let added = 0;
+    for (const conversation of page.items) {
+      const key = String(conversation.id);
+      const newer = known.get(key);
+      const version = newer && isStale(conversation, newer) ? newer : conversation;
+      remember(version);
+      const index = byKey.get(key);
+      if (index !== undefined) next[index] = version;
+      else if (version === conversation || belongsToView(version, filters.value, meId.value)) {
+        byKey.set(key, next.push(version) - 1);
+        added++;
+      }
+    }
+    items.value = next;
+    sortItems();
+    nextCursor.value = page.next_cursor;
+    return added;
   }
 
   /** Changes filters (view, status, sort...) and reloads the list when they differ. */
@@ -274,7 +324,7 @@ export const useConversationStore = defineStore("conversations", () => {
    */
   function canInsert(conversation: Conversation): boolean {
     if (!loaded.value && !bufferedDuringLoad) return false;
-    if (filters.value.q.trim()) return false;
+    if (isSearch(filters.value)) return false;
     if (nextCursor.value === null) return true;
     const last = items.value[items.value.length - 1];
     return last === undefined || compareConversations(filters.value.sort)(conversation, last) <= 0;
@@ -284,16 +334,14 @@ export const useConversationStore = defineStore("conversations", () => {
    * Moves the sidebar counts at once when we know what changed: exactly, from the previous version we
    * know, or from none for a `created` event. Says "unknown" when it cannot know the delta, and the
    * server has to be asked: an update of a conversation this console never saw (or has forgotten),
-   * whose previous views are unknown; any change during a text search, as the counts are then of the
-   * conversations matching `q`, which only the server can tell; and a count that would go below zero,
-   * which proves the local counts had drifted.
+   * whose previous views are unknown, and a count that would go below zero, which proves the local counts
+   * had drifted. The counts never include a text search (countsQuery), so they move the same during one.
    */
   function adjustCounts(
     previous: Conversation | null,
     next: Conversation,
     change: ConversationChange,
   ): "unchanged" | "moved" | "unknown" {
-    if (filters.value.q.trim()) return "unknown";
     if (!previous && change !== "created") return "unknown";
     const before = previous ? viewsOf(previous, filters.value, meId.value) : new Set();
     const after = viewsOf(next, filters.value, meId.value);
@@ -342,9 +390,10 @@ export const useConversationStore = defineStore("conversations", () => {
     return ++countsAsked;
   }
 
-  function showCounts(request: number, answer: ConversationCounts): void {
+  function showCounts(request: number, answer: ConversationCounts, key: string): void {
     if (request < countsShown) return; // a later request already answered
     countsShown = request;
+    countsShownFor = key;
     counts.value = answer;
     countsSettleUntil = Date.now() + COUNTS_SETTLE_MS;
     if (countsDoubtBefore !== null && countsDoubtBefore < request) countsDoubtBefore = null;
@@ -359,10 +408,11 @@ export const useConversationStore = defineStore("conversations", () => {
   /** Fetches the counts now (reconnection, access change); live events ask through doubtCounts. */
   async function refreshCounts(): Promise<void> {
     const token = loadToken;
+    const key = countsKey(filters.value);
     const request = startCountsRequest();
     try {
-      const page = await conversationsApi.list({ ...toQuery(filters.value), limit: 1 });
-      if (token === loadToken && page.counts) showCounts(request, page.counts);
+      const page = await conversationsApi.list({ ...countsQuery(filters.value), limit: 1 });
+      if (token === loadToken && page.counts) showCounts(request, page.counts, key);
     } catch {
       // The doubt stands: endCountsRequest schedules another try. Counts are a hint, the list is the truth.
     } finally {
@@ -419,9 +469,11 @@ export const useConversationStore = defineStore("conversations", () => {
   function reset(): void {
     loadToken++;
     loadController?.abort();
+    stopLoadingMore();
     if (countsTimer) clearTimeout(countsTimer);
     countsTimer = null;
     countsDoubtBefore = null;
+    countsShownFor = null;
     countsSettleUntil = 0;
     filters.value = { ...DEFAULT_FILTERS };
     items.value = [];

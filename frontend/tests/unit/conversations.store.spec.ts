@@ -349,17 +349,21 @@ describe("conversation store: sidebar counts", () => {
     expect(store.counts).toEqual(SERVER);
   });
 
-  it("leaves the counts of a text search to the server", async () => {
+  it("keeps the views' counts during a text search, and never sends the search with them", async () => {
     const store = await settledView();
-    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 1, all: 2 } }));
+    // As the server answers: a search page has no counts.
+    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: undefined }));
     await store.setFilters({ q: "remboursement" });
-    await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
-    // Does it match "remboursement"? Only the server knows.
+    expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 });
+    // The counts are the views' (not the search's): a new conversation counts whether it matches or not.
     store.applyConversation(conversation({ id: 3 }), ++seq, "created");
-    expect(store.counts).toEqual({ mine: 0, unassigned: 1, all: 2 });
+    expect(store.counts).toEqual({ mine: 3, unassigned: 6, all: 11 });
+    // A conversation never seen: the correction asks the views' counts, without q.
+    store.applyConversation(conversation({ id: 100, assignee: OTHER, updated_at: later(1) }), ++seq);
     await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
     expect(countsAt).toHaveLength(1);
-    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ q: "remboursement", limit: 1 }));
+    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ status: "open", limit: 1, q: undefined }));
+    expect(store.counts).toEqual(SERVER);
   });
 
   it("corrects the counts after events that came while the first page was in flight", async () => {
