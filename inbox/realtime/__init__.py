@@ -39,10 +39,9 @@ def async_mode() -> str:
     costs a greenlet, and a frame to it a greenlet switch), otherwise "threading" (the embedded server, tests,
     gthread). Flask-SocketIO must use the concurrency the server gives it; it is chosen here, not configured, so
     the two can never disagree."""
-    import sys
+    from inbox.concurrency import gevent_patched
 
-    monkey = sys.modules.get("gevent.monkey")
-    return "gevent" if monkey is not None and monkey.is_module_patched("socket") else "threading"
+    return "gevent" if gevent_patched() else "threading"
 
 
 def _emit_local(name: str, data: Any, rooms: list[str] | None) -> None:

@@ -1,0 +1,28 @@
+"""The web process's concurrency: gevent in production (`gunicorn -k gevent`), threads otherwise.
+
+Under gevent every request and websocket of a process shares ONE OS thread, switching only when one waits on
+I/O. A long CPU-bound call would hold every socket of the process for its whole duration, so calls that are
+CPU-heavy by design and release the GIL (argon2 password hashing: tens of milliseconds on purpose) run on
+gevent's pool of real threads instead; the greenlet that asked waits for the result, the others keep going."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def gevent_patched() -> bool:
+    """Whether this process runs under gevent's monkey-patching (the gunicorn gevent worker does it first)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+def off_hub(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, on a real thread when under gevent (so the other greenlets keep running), else inline.
+    Only for functions that release the GIL while they work, or a thread would not help."""
+    if not gevent_patched():
+        return fn(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(fn, args)
