@@ -5,7 +5,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g
 
 from config import Settings, load_settings
 
@@ -54,9 +54,14 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
                                 x_host=settings.proxy_hops)
 
+    @app.after_request
+    def _note_success(response: Response) -> Response:
+        g.request_succeeded = response.status_code < 400
+        return response
+
     @app.teardown_appcontext
-    def _release_session(_exc: BaseException | None) -> None:
-        db.session.remove()
+    def _release_session(exc: BaseException | None) -> None:
+        db.end_request(succeeded=exc is None and g.get("request_succeeded", False))
 
     if role == "web":
         from inbox.services.reconciler import start_embedded_reconciler

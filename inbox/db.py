@@ -6,6 +6,7 @@ dialect-specific `INSERT ... ON CONFLICT DO NOTHING` through `insert_for()`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -14,6 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -72,6 +75,28 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+_WROTE = "relais.wrote"  # in a connection's info: a statement of its current transaction may have written
+
+
+def _track_writes(engine: Engine) -> None:
+    """Marks the connection when its transaction sends anything but a SELECT (see `Database.end_request`)."""
+    @event.listens_for(engine, "begin")
+    def _forget(conn: Any) -> None:
+        conn.info.pop(_WROTE, None)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note(conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _executemany: bool) -> None:
+        if _WROTE in conn.info:
+            return
+        compiled = getattr(context, "compiled", None)
+        if compiled is not None and not context.is_text:  # a Core / ORM construct: it says what it is
+            reads = not (context.isinsert or context.isupdate or context.isdelete or context.isddl)
+        else:  # SQL text: only a plain SELECT reads
+            reads = statement.lstrip()[:6].upper() == "SELECT"
+        if not reads:
+            conn.info[_WROTE] = True
+
+
 class Database:
     """Holds the engine and the thread-scoped session; `init(url)` is called by create_app and by workers."""
 
@@ -85,6 +110,7 @@ class Database:
             self.session.remove()
             self.engine.dispose()
         self.engine = make_engine(url, **engine_kwargs)
+        _track_writes(self.engine)
         self._factory.configure(bind=self.engine)
 
     @property
@@ -95,6 +121,37 @@ class Database:
     def new_session(self) -> Session:
         """A session of its own, outside the thread-scoped one (jobs, timers)."""
         return self._factory()
+
+    def end_request(self, *, succeeded: bool) -> None:
+        """Ends the thread's session at the end of a request. A request that succeeded and whose transaction
+        wrote nothing (no statement but SELECTs, nothing left unflushed, nothing waiting for a commit) ends it
+        with COMMIT: the same as a ROLLBACK for such a transaction, but psycopg forgets the connection's prepared
+        statements, and its counts towards preparing them, on every ROLLBACK, so the list pages would be
+        planned again on each request. Everything else is rolled back, as the session's removal does."""
+        registry = self.session.registry
+        try:
+            if succeeded and registry.has() and self._read_only(registry()):
+                registry().commit()
+        except Exception:  # ending with a rollback, as below, is always safe
+            log.warning("could not end a read-only transaction with COMMIT", exc_info=True)
+        finally:
+            self.session.remove()
+
+    @staticmethod
+    def _read_only(session: Session) -> bool:
+        """Whether the session's transaction is open, healthy, and only read (see `_track_writes`)."""
+        transaction = session.get_transaction()
+        if transaction is None or not transaction.is_active or session.in_nested_transaction():
+            return False
+        if session.new or session.dirty or session.deleted or session.info:
+            return False
+        connection = session.connection()
+        if connection.info.get(_WROTE):
+            return False
+        if connection.dialect.name == "postgresql":  # not after an error (the server would roll back anyway)
+            from psycopg.pq import TransactionStatus
+            return connection.connection.dbapi_connection.info.transaction_status == TransactionStatus.INTRANS
+        return True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -10,7 +10,7 @@ from inbox.crypto import constant_time_equals
 from inbox.db import db
 from inbox.errors import Forbidden, Unauthorized
 from inbox.models import Agent
-from inbox.services.auth import agent_for_token
+from inbox.services.auth import token_for
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_ENDPOINTS = {"api.login", "api.openapi_document"}
@@ -20,8 +20,15 @@ def load_agent_from_request() -> tuple[Agent | None, str | None]:
     """The agent authenticated by this request and how ('token' | 'session'), or (None, None)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        agent = agent_for_token(db.session, header[len("Bearer "):].strip())
-        return agent, "token" if agent else None
+        found = token_for(db.session, header[len("Bearer "):].strip())
+        if found is None:
+            return None, None
+        token, agent = found
+        if db.session.is_modified(token):
+            # last_used_at is due (at most once a minute): committed now, before the route runs, so a read-only
+            # request records it too (its own transaction ends with the request, never committing a write)
+            db.session.commit()
+        return agent, "token"
     agent_id = session.get("agent_id")
     if agent_id is None:
         return None, None

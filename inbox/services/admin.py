@@ -9,11 +9,12 @@ from __future__ import annotations
 import secrets
 from typing import Any, Callable, Iterable
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inbox.crypto import encrypt_json, sha256_hex
+from inbox.crypto import decrypt_json, encrypt_json, sha256_hex
 from inbox.db import utcnow
 from inbox.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from inbox.jobs import INGEST, enqueue_after_commit
@@ -141,7 +142,9 @@ def create_channel(session: Session, actor: Agent, *, brand_id: int, kind: str, 
     """Admins connect a channel (see `channels.create_channel`): returns it and the secrets to show once."""
     require_admin(actor)
     check_channel_config(kind, config, creating=True)
-    return channel_service.create_channel(session, brand_id=brand_id, kind=kind, name=name, config=config)
+    created = channel_service.create_channel(session, brand_id=brand_id, kind=kind, name=name, config=config)
+    _channels_changed(session)
+    return created
 
 
 def list_channels(session: Session, actor: Agent, *, brand_id: int | None = None) -> list[Channel]:
@@ -157,16 +160,40 @@ def get_channel(session: Session, actor: Agent, channel_id: int) -> Channel:
     return channel_service.get_channel(session, channel_id)
 
 
-def _write_credentials(channel: Channel, credentials: dict[str, str]) -> None:
+def _write_credentials(channel: Channel, changed: dict[str, str]) -> None:
+    """Replaces some of the channel's secrets, keeping the others as stored in its row (not as cached: the
+    cache may predate another process's rotation, which would be written back)."""
+    credentials = {**decrypt_json(channel.credentials_encrypted), **changed}
     channel.credentials_encrypted = encrypt_json(credentials)
     token = credentials.get("verify_token")
     channel.verify_token_hash = sha256_hex(token) if token else None
 
 
+_CHANNELS_CHANGED = "relais.channels_changed"
+
+
+def _channels_changed(session: Session) -> None:
+    """Drops this process's channel caches (credentials, Meta app secrets, and with them the drain's channel
+    copies) now, so the rest of the request sees its change, and again when the transaction ends: until the
+    commit, a webhook or drain of this process may cache the old row again (and would keep it for up to 30 s),
+    and after a rollback, what this request cached of its own change must go."""
+    channel_service.invalidate_cache()
+    session.info[_CHANNELS_CHANGED] = True
+
+
+@sa_event.listens_for(Session, "after_commit")
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_channel_caches(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the real end is still to come
+        return
+    if session.info.pop(_CHANNELS_CHANGED, None):
+        channel_service.invalidate_cache()
+
+
 def update_channel(session: Session, actor: Agent, channel_id: int, *, name: str | None = None,
                    status: str | None = None, config: dict[str, Any] | None = None) -> Channel:
     """Renames, disables / re-enables (clearing an error) or rotates a channel's credentials (admins).
-    Drops the in-memory credential cache so webhooks verify with the new secrets at once."""
+    Webhooks verify with the new secrets, and drains see the change, as soon as it commits."""
     require_admin(actor)
     channel = channel_service.get_channel(session, channel_id)
     config = config or {}
@@ -178,11 +205,11 @@ def update_channel(session: Session, actor: Agent, channel_id: int, *, name: str
         channel.status_detail = None
     rotated = {key: value for key, value in config.items() if key in CREDENTIAL_KEYS}
     if rotated:
-        _write_credentials(channel, {**channel_service.credentials(channel), **rotated})
+        _write_credentials(channel, rotated)
     if "webhook_url" in config:
         channel.config = {**(channel.config or {}), "webhook_url": config["webhook_url"]}
     session.flush()
-    channel_service.invalidate_cache()
+    _channels_changed(session)
     return channel
 
 
@@ -194,9 +221,9 @@ def rotate_webhook_secret(session: Session, actor: Agent, channel_id: int) -> tu
     if channel.kind != "api":
         raise Conflict("only API channels have a webhook secret; rotate a page's verify_token with PATCH")
     secret = secrets.token_urlsafe(32)
-    _write_credentials(channel, {**channel_service.credentials(channel), "webhook_secret": secret})
+    _write_credentials(channel, {"webhook_secret": secret})
     session.flush()
-    channel_service.invalidate_cache()
+    _channels_changed(session)
     return channel, secret
 
 

@@ -8,6 +8,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inbox.concurrency import off_hub
 from inbox.crypto import new_token, sha256_hex
 from inbox.db import utcnow
 from inbox.errors import Unauthorized, ValidationFailed
@@ -23,20 +24,20 @@ def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed("password too short",
                                fields={"password": [f"at least {MIN_PASSWORD_LENGTH} characters"]})
-    return _hasher.hash(password)
+    return off_hub(_hasher.hash, password)  # argon2 is slow on purpose: not on a gevent web process's hub
 
 
 def authenticate(session: Session, email: str, password: str) -> Agent:
     """The active agent with these credentials; Unauthorized otherwise (same message either way)."""
     agent = session.execute(select(Agent).where(func.lower(Agent.email) == email.strip().lower())).scalar_one_or_none()
     try:
-        _hasher.verify(agent.password_hash if agent else _DUMMY_HASH, password)
+        off_hub(_hasher.verify, agent.password_hash if agent else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         raise Unauthorized("wrong email or password") from None
     if agent is None or not agent.is_active:
         raise Unauthorized("wrong email or password")
     if _hasher.check_needs_rehash(agent.password_hash):
-        agent.password_hash = _hasher.hash(password)
+        agent.password_hash = off_hub(_hasher.hash, password)
     return agent
 
 
@@ -55,7 +56,9 @@ def create_api_token(session: Session, agent: Agent, name: str) -> tuple[ApiToke
 
 
 def token_for(session: Session, clear: str) -> tuple[ApiToken, Agent] | None:
-    """The live token matching `clear` and its active agent (last_used_at refreshed at most once a minute)."""
+    """The live token matching `clear` and its active agent. Sets the token's last_used_at when the stored one
+    is over a minute old (so most requests write nothing); the caller commits it (`session.is_modified(token)`
+    tells whether there is anything to commit)."""
     token = session.execute(select(ApiToken).where(ApiToken.token_hash == sha256_hex(clear))).scalar_one_or_none()
     if token is None or token.revoked_at is not None:
         return None
@@ -66,8 +69,3 @@ def token_for(session: Session, clear: str) -> tuple[ApiToken, Agent] | None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         token.last_used_at = now
     return token, agent
-
-
-def agent_for_token(session: Session, clear: str) -> Agent | None:
-    found = token_for(session, clear)
-    return found[1] if found else None

@@ -5,6 +5,12 @@ The claim is a conditional UPDATE queued -> sending: of two jobs for the same me
 enqueue, two workers) only one sends. A crash after the claim leaves the message "sending"; the reconciler
 then marks it "unknown" (never resent automatically: the platform may have it), unless the platform's echo
 proves it was sent.
+
+While the platform call runs, a drain (in any process) may apply the echo of this very send and its receipts.
+Recording the outcome therefore takes the conversation's row lock first, as those drains do, then reads the
+message fresh (locked too): the status only moves forward (sending -> sent -> delivered -> read), a
+receipt kept on the conversation meanwhile applies at once, and a send the platform already proved (sent,
+delivered, read) is never put back in the queue or marked failed.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from inbox.db import db, utcnow
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
 from inbox.services import sla
 from inbox.services.channels import credentials
-from inbox.services.ingest import note_public_reply
+from inbox.services.ingest import _locked_conversation, _receipts_for, note_public_reply
 from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -61,16 +67,17 @@ def deliver_message(message_id: int) -> str | None:
         assert conversation is not None
         channel = conversation.channel
         request = _build_request(session, message, conversation, channel)
+        conversation_id = conversation.id
     try:
         result = _send(request)
     except PlatformError as exc:
-        return _record_failure(message_id, exc)
+        return _record_failure(message_id, conversation_id, exc)
     except Exception as exc:  # a bug or an unexpected answer: the platform may or may not have it
         log.exception("send of message %s failed unexpectedly", message_id)
-        return _record_outcome(message_id, status="unknown",
+        return _record_outcome(message_id, conversation_id, status="unknown",
                                error=f"unexpected error while sending ({type(exc).__name__}); check the platform "
                                      "before sending again")
-    return _record_success(message_id, result)
+    return _record_success(message_id, conversation_id, result)
 
 
 def _build_request(session: Any, message: Message, conversation: Conversation, channel: Channel) -> dict[str, Any]:
@@ -113,11 +120,27 @@ def _send(request: dict[str, Any]) -> SendResult:
     raise PlatformError(f"sending is not supported for {request['channel_kind']}", retryable=False)
 
 
-def _record_failure(message_id: int, exc: PlatformError) -> str:
+# statuses the platform itself reported (our send's answer, its echo, a receipt): an outcome never lowers them
+PROVEN_SENT = ("sent", "delivered", "read")
+
+
+def _locked_message(session: Any, message_id: int, conversation_id: int) -> tuple[Message, Conversation]:
+    """The message and its conversation, fresh and locked in the drain's order (the conversation, then the
+    message; FOR UPDATE on PostgreSQL, SQLite has one writer at a time): a receipt or echo being applied
+    meanwhile has committed, or waits for this transaction."""
+    conversation = _locked_conversation(session, conversation_id)
+    query = select(Message).where(Message.id == message_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.execute(query).scalar_one(), conversation
+
+
+def _record_failure(message_id: int, conversation_id: int, exc: PlatformError) -> str:
     max_attempts = get_settings().send_max_attempts
     with db.transaction() as session:
-        message = session.get(Message, message_id)
-        assert message is not None
+        message, _conversation = _locked_message(session, message_id, conversation_id)
+        if message.delivery_status in PROVEN_SENT:  # its echo arrived meanwhile: the platform has it
+            return message.delivery_status
         if getattr(exc, "maybe_delivered", False):  # a timeout after sending, or a 2xx without an id
             status, error, delay = "unknown", (f"no answer from the platform ({exc}); it may have received the "
                                                "message: check before sending again"), None
@@ -135,10 +158,11 @@ def _record_failure(message_id: int, exc: PlatformError) -> str:
     return status
 
 
-def _record_outcome(message_id: int, *, status: str, error: str | None) -> str:
+def _record_outcome(message_id: int, conversation_id: int, *, status: str, error: str | None) -> str:
     with db.transaction() as session:
-        message = session.get(Message, message_id)
-        assert message is not None
+        message, _conversation = _locked_message(session, message_id, conversation_id)
+        if message.delivery_status in PROVEN_SENT:
+            return message.delivery_status
         _apply_outcome(session, message, status, error)
     return status
 
@@ -151,18 +175,20 @@ def _apply_outcome(session: Any, message: Message, status: str, error: str | Non
                      realtime.message_rooms(conversation.id))
 
 
-def _record_success(message_id: int, result: SendResult) -> str:
+def _record_success(message_id: int, conversation_id: int, result: SendResult) -> str:
+    """Records the platform's acceptance: external id, sent_at, status `sent` unless the echo and receipts
+    applied meanwhile took it further, then the receipts kept on the conversation (a read receipt applied while
+    the message was still `sending`). Publishes message.updated and conversation.updated. Returns the status."""
     with db.transaction() as session:
-        message = session.get(Message, message_id)
-        assert message is not None
+        message, conversation = _locked_message(session, message_id, conversation_id)
         _take_external_id(session, message, result.external_id)
-        now = utcnow()
-        message.delivery_status = "sent" if message.delivery_status in ("sending", "unknown", "queued") \
-            else message.delivery_status
-        message.delivery_error = None
-        message.sent_at = message.sent_at or now
-        conversation = session.get(Conversation, message.conversation_id)
-        assert conversation is not None
+        if message.delivery_status not in PROVEN_SENT:  # sending, or unknown / queued / failed set meanwhile
+            message.delivery_status = "sent"
+            message.delivery_error = None
+        message.sent_at = message.sent_at or utcnow()
+        receipts = _receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
+        for key, value in receipts.items():
+            setattr(message, key, value)
         note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)
         sla.refresh_conversation(session, conversation, f"message:{message.id}")
         session.flush()
@@ -170,7 +196,7 @@ def _record_success(message_id: int, result: SendResult) -> str:
                          realtime.message_rooms(conversation.id))
         realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
                          realtime.conversation_rooms(conversation.brand_id))
-    return "sent"
+        return message.delivery_status
 
 
 def _take_external_id(session: Any, message: Message, external_id: str) -> None:
