@@ -21,12 +21,15 @@ timer, and unassigns conversations of agents offline longer than `unassign_after
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from inbox import realtime
@@ -296,45 +299,135 @@ def route_conversation(session: Session, conversation: Conversation) -> Agent | 
         return None
 
 
-def route_conversations(session: Session, conversations: list[Conversation]) -> None:
+@dataclass(frozen=True)
+class KnownRouting:
+    """What `route_conversations` reads of one conversation, when the caller has read it already in the same
+    transaction (ingest: `routing_columns` in the statement that locks its conversations, and the language guess
+    once the batch's messages are in), so that routing it costs no statement and no savepoint."""
+    default_team_id: int | None  # its brand's default team (None: no brand routing, or none set)
+    policy_mode: str | None  # of the policy of its team, or of that default team when it has none (None: no policy)
+    language: str | None = None  # the guess from its first customer texts (`language_of_first_texts`)...
+    language_known: bool = False  # ...made by the caller: its language is unset and no customer text changed since
+
+
+def routing_columns() -> tuple[Any, Any]:
+    """Two columns for a SELECT of conversations (correlated to it), the `KnownRouting` of each: its brand's
+    default team and the mode of the policy of its own team, else of that default team."""
+    default_team = (select(BrandRouting.default_team_id).where(BrandRouting.brand_id == Conversation.brand_id)
+                    .correlate(Conversation).scalar_subquery())
+    mode = (select(AssignmentPolicy.mode)
+            .where(AssignmentPolicy.team_id == func.coalesce(Conversation.team_id, default_team))
+            .correlate(Conversation).scalar_subquery())
+    return default_team.label("routing_default_team_id"), mode.label("routing_policy_mode")
+
+
+def apply_known_routing(conversations: Iterable[Conversation], known: Mapping[int, KnownRouting]) -> None:
+    """Sets, in memory, what `route_conversations` would set from what the caller read (`known`, by conversation
+    id): the guessed language of a conversation without one, the brand's default team of one without a team. The
+    caller does it before flushing the conversations, so these land in the same UPDATE."""
+    for conversation in conversations:
+        facts = known.get(conversation.id)
+        if facts is None:
+            continue
+        if conversation.language is None and facts.language_known:
+            conversation.language = facts.language
+        if conversation.team_id is None and facts.default_team_id is not None:
+            conversation.team_id = facts.default_team_id
+
+
+def route_conversations(session: Session, conversations: list[Conversation],
+                        known: Mapping[int, KnownRouting] | None = None) -> None:
     """Batch variant of `route_conversation` for a drain batch, with the same effects: languages guessed and
     default teams set with one query each for the whole batch; the per-conversation savepoint and
     auto-assignment run only where the team's policy may assign (open, unassigned, policy not manual).
-    A failure of the batch queries falls back to `route_conversation` one by one (best effort, as there)."""
-    try:
-        with session.begin_nested():
-            _guess_languages(session, [c for c in conversations if c.language is None])
-            _default_teams(session, [c for c in conversations if c.team_id is None])
-            teams = {c.team_id for c in conversations
-                     if c.team_id is not None and c.status == "open" and c.assignee_id is None}
-            assigning = {p.team_id for p in session.execute(select(AssignmentPolicy).where(
-                AssignmentPolicy.team_id.in_(teams), AssignmentPolicy.mode != "manual")).scalars()} if teams else set()
-    except Exception:  # noqa: BLE001 - routing is best effort; ingestion must go on
-        log.exception("batch routing failed; routing %d conversation(s) one by one", len(conversations))
-        for conversation in conversations:
-            route_conversation(session, conversation)
-        return
-    for conversation in conversations:
-        if conversation.team_id in assigning and conversation.status == "open" and conversation.assignee_id is None:
+    A failure of the batch queries falls back to `route_conversation` one by one (best effort, as there).
+
+    `known`: what the caller read already of some conversations (`KnownRouting`; applied here with
+    `apply_known_routing`, which the caller may call first so that these changes share the UPDATE of its own):
+    they need none of these queries, and no savepoint is taken when no conversation needs one (most drains: the
+    savepoint and its queries were a third of a one-message drain)."""
+    known = known or {}
+    apply_known_routing(conversations, known)
+    guess = [c for c in conversations
+             if c.language is None and not (c.id in known and known[c.id].language_known)]
+    default = [c for c in conversations if c.team_id is None and c.id not in known]
+    waiting = [c for c in conversations if c.status == "open" and c.assignee_id is None]
+    assigning: set[int] = set()
+    if guess or default or any(c.id not in known and c.team_id is not None for c in waiting):
+        try:
+            with session.begin_nested():
+                _guess_languages(session, guess)
+                _default_teams(session, default)
+                teams = {c.team_id for c in conversations if c.id not in known and c.team_id is not None
+                         and c.status == "open" and c.assignee_id is None}
+                assigning = set(session.execute(_assigning_query(), {"team_ids": list(teams)}).scalars()) \
+                    if teams else set()
+        except Exception:  # noqa: BLE001 - routing is best effort; ingestion must go on
+            log.exception("batch routing failed; routing %d conversation(s) one by one", len(conversations))
+            for conversation in conversations:
+                route_conversation(session, conversation)
+            return
+    for conversation in waiting:
+        facts = known.get(conversation.id)
+        if facts is not None:
+            assigns = facts.policy_mode is not None and facts.policy_mode != "manual"
+        else:
+            assigns = conversation.team_id in assigning
+        if assigns and conversation.status == "open" and conversation.assignee_id is None:
             route_conversation(session, conversation)  # language and team are set: this only auto-assigns
+
+
+@functools.cache
+def _assigning_query() -> Any:
+    """The teams among `team_ids` whose policy may assign (built once: building it cost more than running it)."""
+    return select(AssignmentPolicy.team_id).where(AssignmentPolicy.team_id.in_(bindparam("team_ids", expanding=True)),
+                                                  AssignmentPolicy.mode != "manual")
+
+
+FIRST_TEXTS = 3  # a conversation's language is guessed from its first three customer texts
+
+
+def language_of_first_texts(messages: Iterable[tuple[datetime, int, str | None]]) -> str | None:
+    """The language guess from a conversation's customer messages as (platform_time, id, text): its first
+    FIRST_TEXTS texts in (platform_time, id) order, as `_guess_languages` reads them from the database."""
+    firsts = sorted((m for m in messages if m[2] is not None), key=lambda m: (m[0], m[1]))[:FIRST_TEXTS]
+    return detect_language(" ".join(text for _at, _id, text in firsts if text is not None))
+
+
+@functools.cache
+def _first_texts_query() -> Any:
+    """The first FIRST_TEXTS customer texts of each of `conversation_ids`, in order (built once)."""
+    ranked = (select(Message.conversation_id, Message.text,
+                     func.row_number().over(partition_by=Message.conversation_id,
+                                            order_by=(Message.platform_time, Message.id)).label("n"))
+              .where(Message.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
+                     Message.direction == "in", Message.text.is_not(None)).subquery())
+    return (select(ranked.c.conversation_id, ranked.c.text).where(ranked.c.n <= FIRST_TEXTS)
+            .order_by(ranked.c.conversation_id, ranked.c.n))
+
+
+def first_texts_languages(session: Session, conversation_ids: list[int]) -> dict[int, str | None]:
+    """The language guess of each conversation from its first customer texts, in one query."""
+    texts: dict[int, list[str]] = {}
+    if conversation_ids:
+        for conversation_id, text in session.execute(_first_texts_query(), {"conversation_ids": conversation_ids}):
+            texts.setdefault(conversation_id, []).append(text)
+    return {cid: detect_language(" ".join(texts.get(cid, []))) for cid in conversation_ids}
 
 
 def _guess_languages(session: Session, conversations: list[Conversation]) -> None:
     """Sets `language` from the first three customer texts of each conversation (one query for all)."""
     if not conversations:
         return
-    ranked = (select(Message.conversation_id, Message.text,
-                     func.row_number().over(partition_by=Message.conversation_id,
-                                            order_by=(Message.platform_time, Message.id)).label("n"))
-              .where(Message.conversation_id.in_([c.id for c in conversations]), Message.direction == "in",
-                     Message.text.is_not(None)).subquery())
-    texts: dict[int, list[str]] = {}
-    for conversation_id, text in session.execute(select(ranked.c.conversation_id, ranked.c.text)
-                                                 .where(ranked.c.n <= 3).order_by(ranked.c.conversation_id,
-                                                                                  ranked.c.n)):
-        texts.setdefault(conversation_id, []).append(text)
+    guesses = first_texts_languages(session, [c.id for c in conversations])
     for conversation in conversations:
-        conversation.language = detect_language(" ".join(texts.get(conversation.id, [])))
+        conversation.language = guesses[conversation.id]
+
+
+@functools.cache
+def _default_teams_query() -> Any:
+    return select(BrandRouting.brand_id, BrandRouting.default_team_id).where(
+        BrandRouting.brand_id.in_(bindparam("brand_ids", expanding=True)))
 
 
 def _default_teams(session: Session, conversations: list[Conversation]) -> None:
@@ -342,8 +435,7 @@ def _default_teams(session: Session, conversations: list[Conversation]) -> None:
     brand_ids = {c.brand_id for c in conversations}
     if not brand_ids:
         return
-    defaults = {r.brand_id: r.default_team_id for r in session.execute(
-        select(BrandRouting).where(BrandRouting.brand_id.in_(brand_ids))).scalars()}
+    defaults = dict(session.execute(_default_teams_query(), {"brand_ids": sorted(brand_ids)}).all())
     for conversation in conversations:
         if defaults.get(conversation.brand_id) is not None:
             conversation.team_id = defaults[conversation.brand_id]

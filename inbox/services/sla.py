@@ -210,7 +210,7 @@ def _history_rows(session: Session, conversation_id: int) -> list[HistoryRow]:
 
 # ---------------------------------------------------------------- refresh: evaluate, store, log, push
 def refresh_conversation(session: Session, conversation: Conversation, cause: str, *,
-                         now: datetime | None = None) -> None:
+                         now: datetime | None = None, locked: bool = False) -> None:
     """Re-evaluate the conversation's SLA clocks in the caller's transaction.
 
     Writes: sla_clocks (upserted; removed when no policy applies), sla_events (only events not logged yet).
@@ -218,13 +218,14 @@ def refresh_conversation(session: Session, conversation: Conversation, cause: st
     together with its warning pushes the breach only), to the conversation's rooms and its assignee.
     Wakes this process' SLA timer after commit when a deadline comes earlier than it planned.
     `cause` names why ("message:<id>", "status:<status>", "timer", "policy:changed"); it is logged when a
-    policy change moves a running clock."""
+    policy change moves a running clock. `locked`: the caller's transaction holds the conversation's row lock
+    already (ingest), so it is not taken again (a statement per conversation)."""
     policies = active_policies(session)
     if not policies:
         if conversation.current_sla_clocks:  # left by a policy archived in another process
             _remove_clocks(session, conversation)
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if not locked and session.get_bind().dialect.name == "postgresql":
         # one refresher per conversation at a time (conversation first, then clocks: the order ingest and
         # status changes use), so a warning or breach is pushed once
         session.execute(select(Conversation.id).where(Conversation.id == conversation.id).with_for_update())
