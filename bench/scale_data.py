@@ -20,7 +20,9 @@ from bench.common import log
 
 STATUSES = (("resolved", 0.60), ("open", 0.25), ("pending", 0.10), ("snoozed", 0.05))
 LABELS = ("vip", "refund", "shipping", "complaint", "lead", "wholesale")
-RARE_WORD = "remboursement"           # in 0.05% of the message texts: the text-search probe
+RARE_WORD = "remboursement"           # in 0.05% of the message texts: thousands of matches at 1M conversations
+ORDER_NUMBER = "CMD-7731942"          # in one message of 3 conversations (one is conversation 1): a rare text
+COMMON_WORD = "commande"              # one of WORDS: in about 13% of the message texts
 FIRST = ("Camille", "Louis", "Emma", "Hugo", "Chloé", "Lucas", "Léa", "Jules", "Manon", "Nathan", "Sarah", "Tom",
          "Inès", "Adam", "Jade", "Noah", "Alice", "Ethan", "Lina", "Paul", "Maria", "John", "Aisha", "Kenji")
 LAST = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau",
@@ -204,6 +206,8 @@ def load_queue(dsn: str, org: Org, n_conversations: int, *, msgs_per_conversatio
                     stats["labels"] += 1
                     yield f"{cid}\t{label}\n"
 
+    ordered = {1, n_conversations // 2 + 1, n_conversations}  # their first message quotes ORDER_NUMBER
+
     def message_lines() -> Iterator[str]:
         mid = 0
         for (cid, brand, status), n_msgs in zip(convs, msg_counts):
@@ -213,9 +217,10 @@ def load_queue(dsn: str, org: Org, n_conversations: int, *, msgs_per_conversatio
                 mid += 1
                 inbound = k % 2 == 0 or k == n_msgs - 1
                 t = _ts(last - 300 * (n_msgs - 1 - k))
+                text = pool[rng.randrange(20000)] + (f" {ORDER_NUMBER}" if k == 0 and cid in ordered else "")
                 yield (f"{mid}\t{cid}\t{channel}\t{'in' if inbound else 'out'}\tmessage\tm_{mid}\t"
                        f"{'contact' if inbound else 'agent'}\t{cid if inbound else chr(92) + 'N'}\t"
-                       f"{pool[rng.randrange(20000)]}\t[]\t{t}\t{t}\t{chr(92) + 'N' if inbound else 'sent'}\t0\t[]\t"
+                       f"{text}\t[]\t{t}\t{t}\t{chr(92) + 'N' if inbound else 'sent'}\t0\t[]\t"
                        f"f\tf\t{{}}\n")
 
     def clock_lines() -> Iterator[str]:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (Integer, and_, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
+from sqlalchemy import (Integer, String, and_, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
                         update)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
@@ -322,18 +324,31 @@ def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str
 # `q` matches the contact's name or handle or the text of any message of the conversation (ILIKE '%q%'). Results
 # come newest first (last_message_at, id descending, whatever `sort` says), and each page's cost is bounded
 # whatever the size of the tables:
-#  * a probe asks the trigram indexes for the matching contacts and messages, at most SEARCH_CANDIDATES of each,
-#    under a statement timeout of SEARCH_PROBE_MS (a phrase of common words has common trigrams: the index then
-#    finds hundreds of thousands of candidates to recheck, and LIMIT does not stop that). When both lists are
-#    complete (a rare text: a customer's name, an order number), the page is the newest `limit` conversations
-#    among them, and the next page continues the same way;
+#  * a probe asks the trigram indexes for the matching contacts, then (unless those are already too many) for the
+#    conversations of the matching messages, at most SEARCH_CANDIDATES of each, under a statement timeout of
+#    SEARCH_PROBE_MS (a text made of common trigrams makes the index scan itself long, before LIMIT can stop
+#    anything: 30-50 ms for a word in 0.05% of 10M messages). When both lists are complete (a rare text: a
+#    customer's name, an order number), the page is the newest `limit` conversations among them, and the next
+#    page probes again;
 #  * otherwise (a common text, or a slow probe) the page examines the next SEARCH_WINDOW conversations of the
 #    view, newest first, and keeps those that match: a page may then hold fewer than `limit` items (even none)
 #    with a next_cursor after the last conversation examined, so a client keeps asking while it wants more.
-# The matches over all pages are the same conversations as before; only their order and page sizes changed.
+#  * a failed probe is pure loss, and it was most of a common text's page (the whole timeout, then the slice). So
+#    each process remembers for SEARCH_MEMO_SECONDS the texts whose probe failed twice in a row (a timeout may be
+#    a busy moment; more candidates than the cap counts twice), and does not probe them again: not for their
+#    next pages (their cursors say so, "s", for the other processes too), nor for their first page when the
+#    console fetches the search again or another agent searches the same text.
+# Every cursor is the key (last_message_at, id) down to which nothing was missed, so whichever way each page is
+# built, the matches over all pages are the same conversations, once each.
 SEARCH_CANDIDATES = 1000
-SEARCH_PROBE_MS = 10
+SEARCH_PROBE_MS = 5
 SEARCH_WINDOW = 100
+SEARCH_MEMO_SECONDS = 600
+SEARCH_MEMO_SIZE = 1000
+# lowercased pattern -> (time.monotonic() of its last failed probe, failures since its last success: 1 per timeout,
+# 2 per overflow), oldest first
+_failed_probes: dict[str, tuple[float, int]] = {}
+_failed_probes_lock = threading.Lock()
 
 
 def _search_page(session: Session, base: Any, conditions: list[Any], q: str, cursor: str | None,
@@ -343,11 +358,14 @@ def _search_page(session: Session, base: Any, conditions: list[Any], q: str, cur
     key = (Conversation.last_message_at, Conversation.id)
     # every conversation gets its last_message_at with its first message (same transaction): a key to page on
     conditions = [*conditions, Conversation.last_message_at.is_not(None)]
+    slices = False
     if cursor:
-        last_at, last_id = decode_cursor(cursor, 2)
+        slices, last_at, last_id = _decode_search_cursor(cursor)
         conditions.append(tuple_(*key) < tuple_(_when(last_at), last_id))
     query = base.where(*conditions)
-    probe = _search_probe(session, pattern)
+    probe = None
+    if not slices and not _probe_failed_recently(pattern):
+        probe = _search_probe(session, pattern)
     if probe is not None:
         contact_ids, conversation_ids = probe
         if not contact_ids and not conversation_ids:
@@ -367,37 +385,78 @@ def _search_page(session: Session, base: Any, conditions: list[Any], q: str, cur
                       exists().where(Message.conversation_id == Conversation.id,
                                      Message.text.ilike(pattern, escape="\\")))
         rows = list(session.execute(query.where(matches).order_by(*newest).limit(limit + 1)))
+    mode = "s" if probe is None and (slices or _probe_failed_recently(pattern)) else "p"
     if len(rows) > limit:
-        return rows[:limit], encode_cursor([rows[limit - 1].last_message_at, rows[limit - 1].id])
+        return rows[:limit], encode_cursor([mode, rows[limit - 1].last_message_at, rows[limit - 1].id])
     if boundary is not None:  # fewer than a page among those examined; the next page goes on after them
-        return rows, encode_cursor([boundary[0], boundary[1]])
+        return rows, encode_cursor([mode, boundary[0], boundary[1]])
     return rows, None
 
 
-def _probe_statement(pattern: str) -> Any:
-    """Rows (found, id): found 1 = a contact whose name or handle matches, 2 = the conversation of a matching
-    message; at most SEARCH_CANDIDATES + 1 of each (the trigram indexes of migration 0006 find them)."""
-    contacts = (select(Contact.id).where(or_(Contact.name.ilike(pattern, escape="\\"),
-                                             Contact.handle.ilike(pattern, escape="\\")))
-                .limit(SEARCH_CANDIDATES + 1).subquery())
-    messages = (select(Message.conversation_id).where(Message.text.ilike(pattern, escape="\\"))
-                .limit(SEARCH_CANDIDATES + 1).subquery())
-    return union_all(select(literal(1).label("found"), contacts.c.id.label("id")),
-                     select(literal(2), messages.c.conversation_id))
+def _decode_search_cursor(cursor: str) -> tuple[bool, Any, Any]:
+    """(pages go on by slices, last_message_at, id) of a search cursor ["p" | "s", at, id]."""
+    try:
+        mode, last_at, last_id = decode_cursor(cursor, 3)
+    except ValidationFailed:  # [at, id], from before the cursor said how its page was built
+        (last_at, last_id), mode = decode_cursor(cursor, 2), "p"
+    if mode not in ("p", "s"):
+        raise ValidationFailed("invalid cursor", fields={"cursor": ["not a cursor returned by this API"]})
+    return mode == "s", last_at, last_id
+
+
+def _probe_failed_recently(pattern: str) -> bool:
+    failed_at, failures = _failed_probes.get(pattern.lower(), (0.0, 0))
+    return failures >= 2 and time.monotonic() - failed_at < SEARCH_MEMO_SECONDS
+
+
+def _note_probe(pattern: str, failures: int) -> None:
+    """Count `failures` more failed probes of `pattern` (after those of its last SEARCH_MEMO_SECONDS), or forget
+    them (0: a probe that succeeded)."""
+    key, now = pattern.lower(), time.monotonic()
+    with _failed_probes_lock:
+        failed_at, before = _failed_probes.pop(key, (0.0, 0))
+        if failures:
+            _failed_probes[key] = (now, failures + (before if now - failed_at < SEARCH_MEMO_SECONDS else 0))
+            while len(_failed_probes) > SEARCH_MEMO_SIZE:
+                del _failed_probes[next(iter(_failed_probes))]
+
+
+def _probe_statement() -> Any:
+    """Rows (found, id) for the text of the bound parameter `pattern`: found 1 = a contact whose name or handle
+    matches, 2 = the conversation of a matching message; at most SEARCH_CANDIDATES + 1 of each (the trigram indexes
+    of migration 0006 find them). The messages are not searched when the contacts are already too many (a common
+    name: slices will build the page). Built once per cap: building it took longer than a failing probe's SQL."""
+    statement = _probe_statements.get(SEARCH_CANDIDATES)
+    if statement is None:
+        pattern = bindparam("pattern", type_=String)
+        contacts = (select(Contact.id).where(or_(Contact.name.ilike(pattern, escape="\\"),
+                                                 Contact.handle.ilike(pattern, escape="\\")))
+                    .limit(SEARCH_CANDIDATES + 1).cte("probe_contacts"))
+        messages = (select(Message.conversation_id).where(Message.text.ilike(pattern, escape="\\"))
+                    .limit(SEARCH_CANDIDATES + 1).subquery())
+        few_contacts = select(func.count()).select_from(contacts).scalar_subquery() <= SEARCH_CANDIDATES
+        statement = _probe_statements[SEARCH_CANDIDATES] = union_all(
+            select(literal(1).label("found"), contacts.c.id.label("id")),
+            select(literal(2), messages.c.conversation_id).where(few_contacts))
+    return statement
+
+
+_probe_statements: dict[int, Any] = {}
 
 
 def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] | None:
     """(ids of the contacts whose name or handle matches, ids of the conversations with a matching message), or
-    None when either holds more than SEARCH_CANDIDATES or PostgreSQL needed more than SEARCH_PROBE_MS for them."""
-    statement = _probe_statement(pattern)
+    None when either holds more than SEARCH_CANDIDATES or PostgreSQL needed more than SEARCH_PROBE_MS for them.
+    Counts the failure, or forgets the text's past ones (_note_probe)."""
+    statement, params = _probe_statement(), {"pattern": pattern}
     if session.get_bind().dialect.name != "postgresql":
-        rows = session.execute(statement).all()
+        rows = session.execute(statement, params).all()
     else:
         # A savepoint carries the timeout: rolling it back ends the SET LOCAL, and a cancelled probe with it.
         savepoint = session.begin_nested()
         try:
             session.execute(select(func.set_config("statement_timeout", str(SEARCH_PROBE_MS), True)))
-            rows = session.execute(statement).all()
+            rows = session.execute(statement, params).all()
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) != "57014":  # query_canceled: the timeout
                 raise
@@ -405,11 +464,14 @@ def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] |
         finally:
             savepoint.rollback()
         if rows is None:
+            _note_probe(pattern, 1)
             return None
     contact_ids = {row.id for row in rows if row.found == 1}
     message_rows = sum(1 for row in rows if row.found == 2)
     if len(contact_ids) > SEARCH_CANDIDATES or message_rows > SEARCH_CANDIDATES:
+        _note_probe(pattern, 2)
         return None
+    _note_probe(pattern, 0)
     return contact_ids, {row.id for row in rows if row.found == 2}
 
 

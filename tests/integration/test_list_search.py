@@ -1,7 +1,8 @@
 """The queue's text search `q`: at least 3 characters, newest first, the same conversations as a plain
 ILIKE '%q%' on the contact's name and handle and on every message text, found once each over the pages, whether
 a page comes from the trigram probe (a rare text) or from examining a bounded slice of the view (a common text,
-or a probe that took too long: then a page may be short and still have a next_cursor)."""
+or a probe that took too long: then a page may be short and still have a next_cursor), and when the pages of one
+search switch from one way to the other."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -61,6 +62,18 @@ def _world(world: Any) -> dict[str, int]:
     return ids
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_probes():
+    """The texts whose probe failed are remembered per process: each test starts and ends without any."""
+    service._failed_probes.clear()
+    yield
+    service._failed_probes.clear()
+
+
+def _probes(statements: list[str]) -> int:
+    return sum(1 for s in statements if "probe_contacts" in s)
+
+
 def _all_pages(client: Any, token: str, **params: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     items, pages, cursor = [], [], None
     for _ in range(100):
@@ -102,12 +115,15 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("mode", ["probe", "slices"])
+@pytest.mark.parametrize("mode", ["probe", "slices", "one_candidate"])
 def test_search_finds_every_match_once_newest_first(app, client, world, token_for, monkeypatch, mode):
     with app.app_context():
         ids = _world(world)
     if mode == "slices":  # every probe "finds too many": each page examines 3 conversations of the view
         monkeypatch.setattr(service, "SEARCH_CANDIDATES", 0)
+        monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+    if mode == "one_candidate":  # "lambert" names 4 contacts: too many, so its messages are not even probed
+        monkeypatch.setattr(service, "SEARCH_CANDIDATES", 1)  # but "LAMBERT-42" or "zoe" fit: a mix of both ways
         monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
     token = token_for(world.agent)
     names = {cid: name for name, cid in ids.items()}
@@ -120,7 +136,7 @@ def test_search_finds_every_match_once_newest_first(app, client, world, token_fo
             assert all("counts" not in page for page in pages)  # a search counts nothing
             if mode == "probe":  # complete candidate lists: full pages until the last one
                 assert all(len(page["items"]) == 2 for page in pages[:-1]), q
-    if mode == "slices":
+    if mode != "probe":
         _, pages = _all_pages(client, token, q="lambert", status="open", limit=2)
         assert any(len(page["items"]) < 2 and page["next_cursor"] for page in pages)  # short pages go on
     with app.app_context():  # the counts of the views themselves still count a `q` (COUNT fallback)
@@ -128,16 +144,18 @@ def test_search_finds_every_match_once_newest_first(app, client, world, token_fo
         assert service.view_counts(db.session, agent, {"q": "lambert", "status": "open"})["all"] == 4
 
 
-def test_a_slow_probe_falls_back_to_slices(app, world, monkeypatch):
+def test_a_slow_probe_falls_back_to_slices(app, world, monkeypatch, statements):
     """PostgreSQL: a probe over SEARCH_PROBE_MS is cancelled, the page is built by examining a slice instead, and
-    the request's transaction goes on with the usual statement timeout."""
+    the request's transaction goes on with the usual statement timeout. The timeout is paid by two pages (one might
+    be a busy moment), not by every page."""
     with app.app_context():
         if db.session.get_bind().dialect.name != "postgresql":
             pytest.skip("the probe's timeout is a PostgreSQL matter")
         ids = _world(world)
         monkeypatch.setattr(service, "SEARCH_PROBE_MS", 50)
         monkeypatch.setattr(service, "_probe_statement",
-                            lambda pattern: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.5)"))
+                            lambda: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.5)"))
+        monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
         agent = db.session.get(Agent, world.agent_ids[world.agent])
         before = db.session.execute(text("SHOW statement_timeout")).scalar()
         items, cursor = [], None
@@ -149,6 +167,117 @@ def test_a_slow_probe_falls_back_to_slices(app, world, monkeypatch):
             if not cursor:
                 break
         assert {item["id"] for item in items} == {ids[k] for k in EXPECTED["lambert"]}
+        assert sum(1 for s in statements if "pg_sleep" in s) == 2  # the next pages knew the probe fails
         assert db.session.execute(text("SHOW statement_timeout")).scalar() == before
         assert agent.name  # the session's objects are still usable
         db.session.rollback()
+
+
+def test_one_slow_probe_is_not_held_against_a_text(app, world, monkeypatch):
+    """PostgreSQL: a probe cancelled once (a busy moment) gives one page built by slices; the next page probes
+    again, and so does the next search of the same text."""
+    with app.app_context():
+        if db.session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the probe's timeout is a PostgreSQL matter")
+        ids = _world(world)
+        monkeypatch.setattr(service, "SEARCH_PROBE_MS", 50)
+        monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+        real, slow = service._probe_statement, [text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.5)")]
+        monkeypatch.setattr(service, "_probe_statement", lambda: slow.pop() if slow else real())
+        agent = db.session.get(Agent, world.agent_ids[world.agent])
+        names = {cid: name for name, cid in ids.items()}
+
+        def page(**params: Any) -> dict[str, Any]:
+            found = service.list_conversations(db.session, agent, {"q": "lambert", "status": "open", "limit": 2,
+                                                                   **params})
+            db.session.rollback()
+            return found
+        first = page()
+        assert len(first["items"]) < 2 and service.decode_cursor(first["next_cursor"], 3)[0] == "p"
+        items, cursor = list(first["items"]), first["next_cursor"]
+        while cursor:
+            found = page(cursor=cursor)
+            assert len(found["items"]) == 2 or not found["next_cursor"]  # probed: full pages
+            items, cursor = items + found["items"], found["next_cursor"]
+        assert sorted(names[item["id"]] for item in items) == sorted(EXPECTED["lambert"])
+        again = page()
+        assert len(again["items"]) == 2 and service.decode_cursor(again["next_cursor"], 3)[0] == "p"
+
+
+def test_pages_switching_from_the_probe_to_slices_miss_nothing_and_repeat_nothing(app, client, world, token_for,
+                                                                                  monkeypatch, statements):
+    """The first page comes from the probe; then the text becomes too common to probe (as when a word spreads):
+    the next page's probe fails and slices go on from the probe's cursor. Once a cursor says slices, later pages
+    skip the probe even in a process that does not remember the failure (another web process)."""
+    with app.app_context():
+        ids = _world(world)
+        for i in range(-1, -9, -1):  # older than the whole world: slices have more than one window to go through
+            ids[f"older{-i}"] = _conversation(world, i, "Lou Lambert" if i == -6 else f"Older {-i}", None, ["salut"])
+        db.session.commit()
+    names = {cid: name for name, cid in ids.items()}
+    token = token_for(world.agent)
+
+    def get(**query: Any) -> dict[str, Any]:
+        return client.get("/api/v1/conversations", query_string=query, headers=bearer(token)).get_json()
+
+    first = get(q="lambert", status="open", limit=2)
+    assert len(first["items"]) == 2 and _probes(statements) == 1
+    monkeypatch.setattr(service, "SEARCH_CANDIDATES", 0)
+    monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+    statements.clear()
+    second = get(q="lambert", status="open", limit=2, cursor=first["next_cursor"])
+    assert _probes(statements) == 1  # tried, failed
+    items, cursor = first["items"] + second["items"], second["next_cursor"]
+    monkeypatch.setattr(service, "SEARCH_CANDIDATES", 1000)  # a probe would succeed again
+    statements.clear()
+    while cursor:
+        service._failed_probes.clear()
+        page = get(q="lambert", status="open", limit=2, cursor=cursor)
+        items, cursor = items + page["items"], page["next_cursor"]
+    assert _probes(statements) == 0
+    assert sorted(names[item["id"]] for item in items) == sorted(EXPECTED["lambert"] | {"older6"})  # each once
+    assert _newest_first(items)
+
+
+def test_a_failed_probe_is_remembered_for_a_while(app, client, world, token_for, monkeypatch, statements):
+    """Once a text's probe found too many candidates (or timed out twice in a row), this process builds its pages
+    by slices for SEARCH_MEMO_SECONDS without probing again, whatever the text's case; other texts still probe."""
+    with app.app_context():
+        ids = _world(world)
+    names = {cid: name for name, cid in ids.items()}
+    token = token_for(world.agent)
+    monkeypatch.setattr(service, "SEARCH_CANDIDATES", 0)
+    monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+    items, _ = _all_pages(client, token, q="lambert", status="open", limit=2)
+    assert _probes(statements) == 1  # the first page only: its cursor says slices
+    monkeypatch.setattr(service, "SEARCH_CANDIDATES", 1000)
+    statements.clear()
+    again, pages = _all_pages(client, token, q="LAMBERT", status="open", limit=2)
+    assert _probes(statements) == 0 and [item["id"] for item in again] == [item["id"] for item in items]
+    assert sorted(names[item["id"]] for item in again) == sorted(EXPECTED["lambert"])
+    assert any(len(page["items"]) < 2 and page["next_cursor"] for page in pages)  # slices: short pages
+    statements.clear()
+    assert [names[item["id"]] for item in _all_pages(client, token, q="LAMBERT-42", status="open")[0]] == ["text"]
+    assert _probes(statements) == 1
+    monkeypatch.setattr(service, "SEARCH_MEMO_SECONDS", 0)  # forgotten: probed again, full pages
+    statements.clear()
+    items, pages = _all_pages(client, token, q="lambert", status="open", limit=2)
+    assert _probes(statements) == len(pages) and all(len(page["items"]) == 2 for page in pages[:-1])
+    assert sorted(names[item["id"]] for item in items) == sorted(EXPECTED["lambert"])
+
+
+def test_a_cursor_of_the_previous_release_still_pages(app, client, world, token_for):
+    """Search cursors were [last_message_at, id] before they said how their page was built: one handed out
+    before an upgrade continues as a probe page would; a cursor of another kind is refused."""
+    with app.app_context():
+        _world(world)
+    token = token_for(world.agent)
+    get = lambda **q: client.get("/api/v1/conversations", query_string=q, headers=bearer(token))  # noqa: E731
+    first = get(q="lambert", status="open", limit=2).get_json()
+    mode, at, last_id = service.decode_cursor(first["next_cursor"], 3)
+    assert mode == "p"
+    old, new = (get(q="lambert", status="open", limit=2, cursor=cursor).get_json()
+                for cursor in (service.encode_cursor([at, last_id]), first["next_cursor"]))
+    assert [item["id"] for item in old["items"]] == [item["id"] for item in new["items"]] != []
+    refused = get(q="lambert", status="open", cursor=service.encode_cursor(["x", at, last_id]))
+    assert refused.status_code == 422 and "cursor" in refused.get_json()["error"]["fields"]
