@@ -48,3 +48,21 @@ def on_live(sio: Any, handler: Callable[[str, dict[str, Any]], None]) -> None:
 def selects(statements: list[str]) -> int:
     """How many of the recorded statements (the `statements` fixture) read: SELECT or WITH."""
     return sum(1 for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")))
+
+
+POISON = "poison"  # a message text the drain fails on once `poison_drain` is in place
+
+
+def poison_drain(monkeypatch: Any) -> None:
+    """Make the drain fail on any message whose text is POISON (raised where it notes the message on its
+    conversation, after the conversation is opened): the batch falls back to one event at a time."""
+    from inbox.services import ingest
+
+    real_note_inbound = ingest.note_inbound
+
+    def note_inbound(conversation: Any, at: Any, preview: str | None) -> None:
+        if preview == POISON:
+            raise RuntimeError("cannot apply this one")
+        real_note_inbound(conversation, at, preview)
+
+    monkeypatch.setattr(ingest, "note_inbound", note_inbound)

@@ -21,6 +21,7 @@ from inbox.services import admin, ingest
 from inbox.services.webhook_store import store_webhook_event
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import APP_SECRET, PAGE_ID
+from tests.helpers import poison_drain
 
 
 def _store(payload: dict[str, Any], fingerprint: str | None = None) -> int:
@@ -101,14 +102,7 @@ def test_a_failed_set_based_pass_is_rolled_back_and_applied_one_event_at_a_time(
     """No savepoint around the set-based pass: when it fails, the whole transaction is rolled back (its
     messages, conversation changes and live events with it) and the batch is applied one event at a time;
     only the bad event fails (to be retried), nothing is doubled, each live event is published once."""
-    real_note_inbound = ingest.note_inbound
-
-    def note_inbound(conversation: Any, at: Any, preview: str | None) -> None:
-        if preview == "poison":
-            raise RuntimeError("cannot apply this one")
-        real_note_inbound(conversation, at, preview)
-
-    monkeypatch.setattr(ingest, "note_inbound", note_inbound)
+    poison_drain(monkeypatch)
     ids = [_store(messenger_message_payload(PAGE_ID, f"psid-{k}", text, mid=f"m_{k}"))
            for k, text in enumerate(("first", "poison", "third"))]
     assert _drain(app) == 3

@@ -30,6 +30,7 @@ from inbox.services import assignment, ingest, sla
 from inbox.services.webhook_store import store_webhook_event
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import APP_SECRET, PAGE_ID
+from tests.helpers import poison_drain
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 T0 = int((NOW - timedelta(minutes=30)).timestamp() * 1000)  # customers' messages: platform times before NOW
@@ -247,14 +248,7 @@ def test_a_conversation_opened_by_a_failed_event_is_not_published(app: Any, held
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """One by one, an event that fails after opening its conversation rolls it back: no conversation.created
     goes out for it (one did, with a null contact), the others are published as usual."""
-    real_note_inbound = ingest.note_inbound
-
-    def note_inbound(conversation: Any, at: Any, preview: str | None) -> None:
-        if preview == "poison":
-            raise RuntimeError("cannot apply this one")
-        real_note_inbound(conversation, at, preview)
-
-    monkeypatch.setattr(ingest, "note_inbound", note_inbound)
+    poison_drain(monkeypatch)
     _drain(app, _dm("one", "first", "m1"), _dm("two", "poison", "m2"), _dm("three", "third", "m3"))
     with app.app_context():
         existing = set(db.session.execute(select(Conversation.id)).scalars())
