@@ -1,12 +1,11 @@
-import { createPinia, setActivePinia } from "pinia";
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { effectScope, nextTick, ref } from "vue";
-import { conversationsApi, type ConversationPage, type ConversationQuery } from "@/api";
+import type { ConversationPage, ConversationQuery } from "@/api";
 import { SEARCH_DEBOUNCE_MS, useSearchField } from "@/composables/useSearchField";
-import { useAuthStore } from "@/stores/auth";
 import { countsQuery, searchFromQuery, searchTerm, toQuery, DEFAULT_FILTERS } from "@/stores/conversationView";
 import { PAGE_SIZE, SEARCH_ROUND_PAGES, useConversationStore } from "@/stores/conversations";
-import { ME, conversation } from "../factories";
+import { conversation } from "../factories";
+import { storeSession } from "../storeSession";
 
 const VIEW_COUNTS = { mine: 2, unassigned: 5, all: 9 };
 const ids = (store: ReturnType<typeof useConversationStore>) => store.items.map((c) => c.id);
@@ -118,23 +117,14 @@ describe("search field", () => {
 });
 
 describe("conversation store: search", () => {
-  let listSpy: MockInstance<typeof conversationsApi.list>;
+  const session = storeSession();
 
-  beforeEach(() => {
-    setActivePinia(createPinia());
-    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
-    listSpy = vi.spyOn(conversationsApi, "list");
-  });
-
-  afterEach(() => vi.useRealTimers());
-
-  const searches = () => listSpy.mock.calls.filter(([query]) => query.q);
-  const countRequests = () => listSpy.mock.calls.filter(([query]) => query.limit === 1);
+  const searches = () => session.list.mock.calls.filter(([query]) => query.q);
+  const countRequests = () => session.list.mock.calls.filter(([query]) => query.limit === 1);
 
   /** The "all" view loaded (with counts), then the search typed. */
   async function searchIn(q: string) {
-    listSpy.mockImplementationOnce(async (query) => answer(query, [], null));
+    session.list.mockImplementationOnce(async (query) => answer(query, [], null));
     const store = useConversationStore();
     await store.setFilters({ view: "all" });
     await store.setFilters({ q });
@@ -143,7 +133,7 @@ describe("conversation store: search", () => {
 
   it("keeps asking while the pages come back short, until a page's worth is found", async () => {
     let page = 0;
-    listSpy.mockImplementation(async (query) => {
+    session.list.mockImplementation(async (query) => {
       if (!query.q) return answer(query, [], null);
       page++;
       // Two matches per slice of the view, then one full page.
@@ -159,7 +149,7 @@ describe("conversation store: search", () => {
 
   it("stops after a bounded number of empty pages, and searches further when asked", async () => {
     let page = 0;
-    listSpy.mockImplementation(async (query) => (query.q ? answer(query, [], `c${++page}`) : answer(query, [], null)));
+    session.list.mockImplementation(async (query) => (query.q ? answer(query, [], `c${++page}`) : answer(query, [], null)));
     const store = await searchIn("zzzz");
     expect(searches()).toHaveLength(SEARCH_ROUND_PAGES);
     expect(store.items).toEqual([]);
@@ -173,7 +163,7 @@ describe("conversation store: search", () => {
   });
 
   it("stops at the end of the search, even short", async () => {
-    listSpy.mockImplementation(async (query) =>
+    session.list.mockImplementation(async (query) =>
       query.q ? answer(query, query.cursor ? [matching(2)] : [matching(1)], query.cursor ? null : "c1") : answer(query, [], null),
     );
     const store = await searchIn("remboursement");
@@ -185,7 +175,7 @@ describe("conversation store: search", () => {
   it("shows the results newest first, whatever the view's sort", async () => {
     const older = conversation({ id: 1, waiting_since: at(1), last_message: { text: "colis", direction: "in", at: at(1) } });
     const newer = conversation({ id: 2, waiting_since: at(2), last_message: { text: "colis", direction: "in", at: at(2) } });
-    listSpy.mockImplementation(async (query) => answer(query, query.q ? [newer, older] : [], null));
+    session.list.mockImplementation(async (query) => answer(query, query.q ? [newer, older] : [], null));
     const store = await searchIn("colis");
     expect(store.filters.sort).toBe("waiting");
     expect(ids(store)).toEqual([2, 1]);
@@ -194,12 +184,12 @@ describe("conversation store: search", () => {
   it("aborts the previous search when the text changes, even between its pages", async () => {
     const signals: AbortSignal[] = [];
     const pending: ((page: ConversationPage) => void)[] = [];
-    listSpy.mockImplementation((query, signal) => {
+    session.list.mockImplementation((query, signal) => {
       if (!query.q) return Promise.resolve(answer(query, [], null));
       signals.push(signal!);
       return new Promise((resolve) => pending.push(resolve));
     });
-    listSpy.mockImplementationOnce(async (query) => answer(query, [], null));
+    session.list.mockImplementationOnce(async (query) => answer(query, [], null));
     const store = useConversationStore();
     await store.setFilters({ view: "all" });
 
@@ -218,13 +208,13 @@ describe("conversation store: search", () => {
 
   it("aborts a search further when the search is cleared", async () => {
     const signals: AbortSignal[] = [];
-    listSpy.mockImplementation((query, signal) => {
+    session.list.mockImplementation((query, signal) => {
       if (!query.q) return Promise.resolve(answer(query, [], null));
       if (!query.cursor) return Promise.resolve(answer(query, [matching(1)], "c1"));
       signals.push(signal!);
       return new Promise(() => undefined);
     });
-    listSpy.mockImplementationOnce(async (query) => answer(query, [], null));
+    session.list.mockImplementationOnce(async (query) => answer(query, [], null));
     const store = useConversationStore();
     await store.setFilters({ view: "all" });
     void store.setFilters({ q: "remboursement" });
@@ -238,7 +228,7 @@ describe("conversation store: search", () => {
   it("aborts the search of older conversations when the text changes", async () => {
     const signals: AbortSignal[] = [];
     let page = 0;
-    listSpy.mockImplementation((query, signal) => {
+    session.list.mockImplementation((query, signal) => {
       if (!query.q) return Promise.resolve(answer(query, [], null));
       if (page < SEARCH_ROUND_PAGES) return Promise.resolve(answer(query, [], `c${++page}`));
       signals.push(signal!);
@@ -255,16 +245,16 @@ describe("conversation store: search", () => {
   });
 
   it("keeps the views' counts on screen, and does not ask them again for each search", async () => {
-    listSpy.mockImplementation(async (query) => answer(query, [], null));
+    session.list.mockImplementation(async (query) => answer(query, [], null));
     const store = await searchIn("colis");
     await store.setFilters({ q: "colis de noël" });
     expect(store.counts).toEqual(VIEW_COUNTS);
     expect(countRequests()).toHaveLength(0);
-    expect(listSpy.mock.calls.filter(([query]) => !query.q && query.limit === PAGE_SIZE)).toHaveLength(1);
+    expect(session.list.mock.calls.filter(([query]) => !query.q && query.limit === PAGE_SIZE)).toHaveLength(1);
   });
 
   it("asks the views' counts, without the search, when the search comes with other filters", async () => {
-    listSpy.mockImplementation(async (query) => answer(query, [], null));
+    session.list.mockImplementation(async (query) => answer(query, [], null));
     const store = useConversationStore();
     await store.setFilters({ view: "all", q: "colis" }); // a shared link: the first page is a search
     expect(countRequests()).toHaveLength(1);
@@ -277,7 +267,7 @@ describe("conversation store: search", () => {
   });
 
   it("never inserts a live conversation into the results, but keeps those shown up to date", async () => {
-    listSpy.mockImplementation(async (query) => answer(query, query.q ? [matching(1)] : [], null));
+    session.list.mockImplementation(async (query) => answer(query, query.q ? [matching(1)] : [], null));
     const store = await searchIn("remboursement");
     store.applyConversation(conversation({ id: 7, updated_at: at(30) }), 1, "created");
     expect(ids(store)).toEqual([1]);
@@ -289,10 +279,10 @@ describe("conversation store: search", () => {
 
   it("does not insert a conversation that arrives while the search page is in flight", async () => {
     let resolve!: (page: ConversationPage) => void;
-    listSpy.mockImplementationOnce(async (query) => answer(query, [], null));
+    session.list.mockImplementationOnce(async (query) => answer(query, [], null));
     const store = useConversationStore();
     await store.setFilters({ view: "all" });
-    listSpy.mockImplementation((query) =>
+    session.list.mockImplementation((query) =>
       query.q ? new Promise((r) => (resolve = r)) : Promise.resolve(answer(query, [], null)),
     );
     const searching = store.setFilters({ q: "remboursement" });

@@ -1,7 +1,5 @@
-import { createPinia, setActivePinia } from "pinia";
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiError, conversationsApi, type ConversationPage } from "@/api";
-import { useAuthStore } from "@/stores/auth";
 import {
   COUNTS_JITTER_MS,
   COUNTS_MIN_INTERVAL_MS,
@@ -10,6 +8,7 @@ import {
   useConversationStore,
 } from "@/stores/conversations";
 import { ME, OTHER, conversation } from "../factories";
+import { storeSession } from "../storeSession";
 
 function page(items: ConversationPage["items"], extra: Partial<ConversationPage> = {}): ConversationPage {
   return { items, next_cursor: null, counts: { mine: 0, unassigned: items.length, all: items.length }, ...extra };
@@ -18,21 +17,10 @@ function page(items: ConversationPage["items"], extra: Partial<ConversationPage>
 const ids = (store: ReturnType<typeof useConversationStore>) => store.items.map((c) => c.id);
 
 describe("conversation store: live events", () => {
-  let listSpy: MockInstance<typeof conversationsApi.list>;
-
-  beforeEach(() => {
-    setActivePinia(createPinia());
-    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
-    listSpy = vi.spyOn(conversationsApi, "list");
-  });
-
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  const session = storeSession();
 
   async function unassignedView(items = [conversation({ id: 1, waiting_since: "2026-11-23T10:00:00Z" })]) {
-    listSpy.mockResolvedValueOnce(page(items, { counts: { mine: 3, unassigned: items.length, all: 10 } }));
+    session.list.mockResolvedValueOnce(page(items, { counts: { mine: 3, unassigned: items.length, all: 10 } }));
     const store = useConversationStore();
     await store.setFilters({ view: "unassigned", status: "open" });
     return store;
@@ -80,7 +68,7 @@ describe("conversation store: live events", () => {
   });
 
   it("adds a conversation to Mine when it is assigned to me, and drops it when resolved", async () => {
-    listSpy.mockResolvedValueOnce(page([], { counts: { mine: 0, unassigned: 1, all: 1 } }));
+    session.list.mockResolvedValueOnce(page([], { counts: { mine: 0, unassigned: 1, all: 1 } }));
     const store = useConversationStore();
     await store.setFilters({ view: "mine" });
     store.applyConversation(conversation({ id: 9, assignee: { id: ME.id, name: ME.name } }), 1);
@@ -116,14 +104,14 @@ describe("conversation store: live events", () => {
     store.applyConversation(conversation({ id: 21, waiting_since: "2026-11-23T09:00:00Z" }), 2, "created");
     expect(ids(store)).toEqual([21, 1]);
 
-    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })]));
+    session.list.mockResolvedValueOnce(page([conversation({ id: 1 })]));
     await store.setFilters({ q: "remboursement" });
     store.applyConversation(conversation({ id: 22, waiting_since: "2026-11-23T08:00:00Z" }), 3, "created");
     expect(ids(store)).toEqual([1]);
   });
 
   it("sorts by newest activity when asked", async () => {
-    listSpy.mockResolvedValueOnce(page([]));
+    session.list.mockResolvedValueOnce(page([]));
     const store = useConversationStore();
     await store.setFilters({ view: "all", sort: "newest" });
     store.applyConversation(conversation({ id: 1, last_message: { text: "a", direction: "in", at: "2026-11-23T10:00:00Z" } }), 1);
@@ -133,7 +121,7 @@ describe("conversation store: live events", () => {
 
   it("keeps live events that arrive while the first page is in flight", async () => {
     let resolve!: (value: ConversationPage) => void;
-    listSpy.mockReturnValueOnce(new Promise((r) => (resolve = r)));
+    session.list.mockReturnValueOnce(new Promise((r) => (resolve = r)));
     const store = useConversationStore();
     const loading = store.setFilters({ view: "unassigned" });
     store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: "2026-11-23T14:00:00Z" }), 4);
@@ -168,31 +156,23 @@ describe("conversation store: live events", () => {
 });
 
 describe("conversation store: sidebar counts", () => {
-  let listSpy: MockInstance<typeof conversationsApi.list>;
+  const session = storeSession();
   /** The counts requests (limit 1) the store sent, by fake time. */
   let countsAt: number[];
   const LONGEST_WAIT = COUNTS_MIN_INTERVAL_MS + COUNTS_JITTER_MS;
   const SERVER = { mine: 4, unassigned: 7, all: 12 };
 
   beforeEach(() => {
-    setActivePinia(createPinia());
-    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
     countsAt = [];
-    listSpy = vi.spyOn(conversationsApi, "list").mockImplementation(async (query) => {
+    session.list.mockImplementation(async (query) => {
       if (query.limit === 1) countsAt.push(Date.now());
       return page([], { counts: SERVER });
     });
   });
 
-  afterEach(() => {
-    vi.restoreAllMocks();
-    vi.useRealTimers();
-  });
-
   /** Unassigned view with #1 (unassigned) and #2 (mine) known; past the settling time of the first page's counts. */
   async function settledView() {
-    listSpy.mockResolvedValueOnce(
+    session.list.mockResolvedValueOnce(
       page([conversation({ id: 1 }), conversation({ id: 2, assignee: { id: ME.id, name: ME.name } })], {
         counts: { mine: 3, unassigned: 5, all: 10 },
       }),
@@ -213,7 +193,7 @@ describe("conversation store: sidebar counts", () => {
     store.applyConversation(conversation({ id: 1, priority: "high", assignee: OTHER, updated_at: later(3) }), ++seq);
     expect(store.counts).toEqual({ mine: 2, unassigned: 4, all: 9 });
     await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
-    expect(listSpy).toHaveBeenCalledTimes(1); // the first page only
+    expect(session.list).toHaveBeenCalledTimes(1); // the first page only
     expect(store.counts).toEqual({ mine: 2, unassigned: 4, all: 9 });
   });
 
@@ -239,7 +219,7 @@ describe("conversation store: sidebar counts", () => {
     expect(countsAt).toEqual([]);
     await vi.advanceTimersByTimeAsync(COUNTS_JITTER_MS + 1);
     expect(countsAt).toHaveLength(1);
-    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ assignee: "none", status: "open", limit: 1 }));
+    expect(session.list).toHaveBeenLastCalledWith(expect.objectContaining({ assignee: "none", status: "open", limit: 1 }));
     expect(store.counts).toEqual(SERVER);
     await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
     expect(countsAt).toHaveLength(1);
@@ -259,7 +239,7 @@ describe("conversation store: sidebar counts", () => {
     let inFlight = 0;
     let mostInFlight = 0;
     const store = await settledView();
-    listSpy.mockImplementation(async () => {
+    session.list.mockImplementation(async () => {
       countsAt.push(Date.now());
       inFlight++;
       mostInFlight = Math.max(mostInFlight, inFlight);
@@ -285,7 +265,7 @@ describe("conversation store: sidebar counts", () => {
   it("checks again when the counts moved while they were being fetched", async () => {
     const store = await settledView();
     let answer!: (value: ConversationPage) => void;
-    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    session.list.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
     const refresh = store.refreshCounts();
     // Claimed by someone else while the request is out: the answer may or may not count it.
     store.applyConversation(conversation({ id: 1, assignee: OTHER, updated_at: later(1) }), ++seq);
@@ -314,13 +294,13 @@ describe("conversation store: sidebar counts", () => {
   it("does not check again for changes that leave the counts as they were", async () => {
     const store = await settledView();
     let answer!: (value: ConversationPage) => void;
-    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    session.list.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
     const refresh = store.refreshCounts();
     store.applyConversation(conversation({ id: 1, priority: "urgent", updated_at: later(1) }), ++seq);
     answer(page([], { counts: SERVER }));
     await refresh;
     await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
-    expect(listSpy).toHaveBeenCalledTimes(2);
+    expect(session.list).toHaveBeenCalledTimes(2);
   });
 
   it("fetches at once when asked (reconnection), which stands for the waiting correction", async () => {
@@ -337,10 +317,10 @@ describe("conversation store: sidebar counts", () => {
   it("tries again after the interval when a correction fails", async () => {
     const store = await settledView();
     vi.spyOn(Math, "random").mockReturnValue(0);
-    listSpy.mockRejectedValueOnce(new ApiError(503, { code: "unavailable", message: "down" }));
+    session.list.mockRejectedValueOnce(new ApiError(503, { code: "unavailable", message: "down" }));
     store.applyConversation(conversation({ id: 100, assignee: OTHER, updated_at: later(1) }), ++seq);
     await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS);
-    expect(listSpy).toHaveBeenCalledTimes(2);
+    expect(session.list).toHaveBeenCalledTimes(2);
     expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 });
     await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS - 1);
     expect(countsAt).toEqual([]);
@@ -352,7 +332,7 @@ describe("conversation store: sidebar counts", () => {
   it("keeps the views' counts during a text search, and never sends the search with them", async () => {
     const store = await settledView();
     // As the server answers: a search page has no counts.
-    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: undefined }));
+    session.list.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: undefined }));
     await store.setFilters({ q: "remboursement" });
     expect(store.counts).toEqual({ mine: 3, unassigned: 5, all: 10 });
     // The counts are the views' (not the search's): a new conversation counts whether it matches or not.
@@ -362,13 +342,13 @@ describe("conversation store: sidebar counts", () => {
     store.applyConversation(conversation({ id: 100, assignee: OTHER, updated_at: later(1) }), ++seq);
     await vi.advanceTimersByTimeAsync(LONGEST_WAIT);
     expect(countsAt).toHaveLength(1);
-    expect(listSpy).toHaveBeenLastCalledWith(expect.objectContaining({ status: "open", limit: 1, q: undefined }));
+    expect(session.list).toHaveBeenLastCalledWith(expect.objectContaining({ status: "open", limit: 1, q: undefined }));
     expect(store.counts).toEqual(SERVER);
   });
 
   it("corrects the counts after events that came while the first page was in flight", async () => {
     let answer!: (value: ConversationPage) => void;
-    listSpy.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
+    session.list.mockReturnValueOnce(new Promise((resolve) => (answer = resolve)));
     const store = useConversationStore();
     const loading = store.setFilters({ view: "unassigned" });
     store.applyConversation(conversation({ id: 5 }), ++seq, "created");
@@ -381,7 +361,7 @@ describe("conversation store: sidebar counts", () => {
   });
 
   it("asks the server when a count would go below zero: the local counts had drifted", async () => {
-    listSpy.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 0, all: 1 } }));
+    session.list.mockResolvedValueOnce(page([conversation({ id: 1 })], { counts: { mine: 0, unassigned: 0, all: 1 } }));
     const store = useConversationStore();
     await store.setFilters({ view: "unassigned" });
     await vi.advanceTimersByTimeAsync(COUNTS_SETTLE_MS);
@@ -397,6 +377,6 @@ describe("conversation store: sidebar counts", () => {
     store.applyConversation(conversation({ id: 100, updated_at: later(1) }), ++seq);
     store.reset();
     await vi.advanceTimersByTimeAsync(10 * LONGEST_WAIT);
-    expect(listSpy).toHaveBeenCalledTimes(1);
+    expect(session.list).toHaveBeenCalledTimes(1);
   });
 });
