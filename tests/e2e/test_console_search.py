@@ -1,6 +1,7 @@
 """The conversation list's search box in a real browser: "/" focuses it, under 3 characters it only hints, a
 term narrows the list to the matching conversations (message text or contact name) and goes into the URL,
-nothing matching says so (the term shown as text), Escape and the clear button bring the whole view back."""
+nothing matching says so (the term shown as text), Escape and the clear button bring the whole view back. The
+list's shortcuts ("/", j / k) stay off while a modal dialog is open, wherever its focus is."""
 from __future__ import annotations
 
 import re
@@ -87,4 +88,42 @@ def test_search_narrows_the_list_and_clears(page, live_server, world, fake_meta,
     page.get_by_test_id("conversation-search-clear").click()
     expect(rows).to_have_count(3)
     expect(search).to_be_focused()
+    assert page.errors == [], page.errors
+
+
+def test_shortcuts_are_off_behind_the_handoff_dialog(page, live_server, world, fake_meta, jobs_done) -> None:
+    for number, (psid, text) in enumerate(CUSTOMERS.items()):
+        _post_webhook(live_server, messenger_message_payload(PAGE_ID, psid, text, mid=f"m_keys_{number}"))
+    jobs_done()
+
+    page.goto("/login?redirect=/inbox/all")
+    page.get_by_test_id("login-email").fill(world.agent)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    rows = page.get_by_test_id("conversation-row")
+    expect(rows).to_have_count(3)
+    active = re.compile(r"conversation-row--active")
+    rows.first.click()  # opens it: the handoff button is in its header
+    expect(page).to_have_url(re.compile(r"/inbox/all/conversations/\d+"))
+    expect(rows.first).to_have_class(active)
+
+    with page.expect_response(lambda response: "/handoff-targets" in response.url):
+        page.get_by_test_id("handoff-button").click()
+    dialog = page.get_by_test_id("handoff-dialog")
+    expect(page.get_by_test_id("handoff-team")).to_be_focused()
+    note = page.get_by_test_id("handoff-note")
+    note.fill("jk/")
+    page.locator("#handoff-title").click()  # the dialog's text: the focus stays in the dialog, not on the page
+    expect(dialog).to_be_focused()
+    for key in ("j", "j", "k", "/"):
+        page.keyboard.press(key)
+    expect(rows.first).to_have_class(active)
+    expect(page.get_by_test_id("conversation-search-input")).not_to_be_focused()
+    expect(note).to_have_value("jk/")
+
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_test_id("handoff-button")).to_be_focused()
+    page.keyboard.press("j")  # the dialog gone, the shortcuts are back
+    expect(rows.nth(1)).to_have_class(active)
     assert page.errors == [], page.errors

@@ -104,26 +104,62 @@ const time = (iso: string | null | undefined): number | null => {
   return Number.isNaN(ms) ? null : ms;
 };
 
-const byId = (a: Conversation, b: Conversation) => String(a.id).localeCompare(String(b.id), "en", { numeric: true });
+/** The seconds' fraction of an ISO 8601 time, apart: Date.parse keeps milliseconds only. */
+const FRACTION = /^(.*T\d{2}:\d{2}:\d{2})[.,](\d+)(.*)$/;
 
 /**
- * The order of the list, the same as the server's:
- * - waiting: longest-waiting customer first (waiting_since ascending), conversations not waiting
- *   last, most recently active first among those;
- * - newest: most recent activity first (last message time, else updated_at).
+ * An ISO 8601 time in microseconds since the epoch (null when there is none): the precision of the server's
+ * timestamps (Python, PostgreSQL), which orders its pages by them. Two messages in the same millisecond are in a
+ * definite order there, so they must be here too. Microseconds stay exact in a double until the year 2255.
+ */
+export function instant(iso: string | null | undefined): number | null {
+  if (!iso) return null;
+  const parts = FRACTION.exec(iso);
+  const ms = Date.parse(parts ? `${parts[1]}${parts[3]}` : iso);
+  if (Number.isNaN(ms)) return null;
+  const micros = parts ? Number((parts[2] ?? "").slice(0, 6).padEnd(6, "0")) : 0;
+  return ms * 1000 + micros;
+}
+
+const ids = new Intl.Collator("en", { numeric: true });
+
+/** Ids ascending, as numbers (the server's are integers). */
+function compareIds(a: Id, b: Id): number {
+  const x = Number(a);
+  const y = Number(b);
+  return Number.isSafeInteger(x) && Number.isSafeInteger(y) ? x - y : ids.compare(String(a), String(b));
+}
+
+/** Descending, a missing value first: PostgreSQL's `DESC`, whose NULLs come first. */
+function descendingNullsFirst(x: number | null, y: number | null): number {
+  if (x === null || y === null) return x === y ? 0 : x === null ? -1 : 1;
+  return y - x;
+}
+
+/** The API's last_message.at is the column last_message_at (last_message is null when it is). */
+const lastMessageAt = (c: Conversation): number | null => instant(c.last_message?.at);
+
+/** Most recent message first, a conversation without any first; the same time by id descending. */
+const byNewest = (a: Conversation, b: Conversation): number =>
+  descendingNullsFirst(lastMessageAt(a), lastMessageAt(b)) || compareIds(b.id, a.id);
+
+/**
+ * The order of the list, exactly the server's, ties included (inbox/services/conversations.py, _page_waiting and
+ * _page_newest): the store inserts a live conversation only where no page after those loaded will bring it
+ * (canInsert), so a tie broken the other way than the server's would show a row twice or never.
+ * - newest (and a text search): last_message_at descending, NULLs first, then id descending;
+ * - waiting: the customers who wait first, longest-waiting first (waiting_since ascending, then id ascending),
+ *   then the others as in newest.
  */
 export function compareConversations(sort: ConversationSort): (a: Conversation, b: Conversation) => number {
-  const activity = (c: Conversation) => time(c.last_message?.at) ?? time(c.updated_at) ?? 0;
-  if (sort === "newest") {
-    return (a, b) => activity(b) - activity(a) || byId(a, b);
-  }
+  if (sort === "newest") return byNewest;
   return (a, b) => {
-    const wa = time(a.waiting_since);
-    const wb = time(b.waiting_since);
-    if (wa !== null && wb !== null) return wa - wb || byId(a, b);
+    const wa = instant(a.waiting_since);
+    const wb = instant(b.waiting_since);
+    if (wa !== null && wb !== null) return wa - wb || compareIds(a.id, b.id);
     if (wa !== null) return -1;
     if (wb !== null) return 1;
-    return activity(b) - activity(a) || byId(a, b);
+    return byNewest(a, b);
   };
 }
 

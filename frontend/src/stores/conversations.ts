@@ -6,6 +6,7 @@ import {
   type ApiError,
   type Conversation,
   type ConversationCounts,
+  type ConversationPage,
   type ConversationPatch,
   type Id,
   type NamedRef,
@@ -92,6 +93,12 @@ export const useConversationStore = defineStore("conversations", () => {
   let loadController: AbortController | null = null;
   let moreController: AbortController | null = null;
   let bufferedDuringLoad: Conversation[] | null = null;
+  /**
+   * The last row of the last page, as the server sent it: next_cursor is its sort key, and the next page starts
+   * after it whatever happened to the row since (a new message may have moved it up the list). Null when there is
+   * no next page.
+   */
+  let pageEnd: Conversation | null = null;
   let openToken = 0;
 
   // Counts corrections (see COUNTS_MIN_INTERVAL_MS). Every request that brings counts (load,
@@ -150,6 +157,7 @@ export const useConversationStore = defineStore("conversations", () => {
       items.value = fresh;
       sortItems();
       nextCursor.value = page.next_cursor;
+      pageEnd = lastOf(page);
       if (page.counts && countsRequest !== null) showCounts(countsRequest, page.counts, key);
       loaded.value = true;
       // Conversations that joined the view while the page was in flight.
@@ -233,6 +241,7 @@ export const useConversationStore = defineStore("conversations", () => {
     items.value = next;
     sortItems();
     nextCursor.value = page.next_cursor;
+    pageEnd = lastOf(page);
     return added;
   }
 
@@ -245,6 +254,7 @@ export const useConversationStore = defineStore("conversations", () => {
     if (changed) {
       items.value = [];
       nextCursor.value = null;
+      pageEnd = null;
     }
     await load();
   }
@@ -320,14 +330,18 @@ export const useConversationStore = defineStore("conversations", () => {
 
   /**
    * A new row is shown only where the server would have put it in the pages loaded so far, and
-   * never during a text search, whose matching only the server knows.
+   * never during a text search, whose matching only the server knows. The next page brings the rows
+   * that sort after its cursor's row (pageEnd): those are left to it, the others no page will bring
+   * (the cursor's row itself included, when it comes back to the view). compareConversations is the
+   * server's order to the last tie, so a row is never left to both sides, nor to neither.
    */
   function canInsert(conversation: Conversation): boolean {
     if (!loaded.value && !bufferedDuringLoad) return false;
     if (isSearch(filters.value)) return false;
     if (nextCursor.value === null) return true;
-    const last = items.value[items.value.length - 1];
-    return last === undefined || compareConversations(filters.value.sort)(conversation, last) <= 0;
+    // a cursor set without its page (none comes from the server so) has only the last row on screen to go by
+    const end = pageEnd ?? items.value[items.value.length - 1];
+    return end === undefined || compareConversations(listOrder(filters.value))(conversation, end) <= 0;
   }
 
   /**
@@ -478,6 +492,7 @@ export const useConversationStore = defineStore("conversations", () => {
     filters.value = { ...DEFAULT_FILTERS };
     items.value = [];
     nextCursor.value = null;
+    pageEnd = null;
     counts.value = { mine: 0, unassigned: 0, all: 0 };
     loaded.value = false;
     loading.value = false;
@@ -516,6 +531,11 @@ export const useConversationStore = defineStore("conversations", () => {
     reset,
   };
 });
+
+/** The row a page's next_cursor stands at (its last), or null when no page follows. */
+function lastOf(page: ConversationPage): Conversation | null {
+  return page.next_cursor === null ? null : (page.items[page.items.length - 1] ?? null);
+}
 
 function isAbort(error: unknown): boolean {
   return error instanceof DOMException && error.name === "AbortError";

@@ -155,6 +155,100 @@ describe("conversation store: live events", () => {
   });
 });
 
+describe("conversation store: live rows at the end of the loaded pages", () => {
+  const session = storeSession();
+  const T = "2026-11-23T12:00:00Z";
+  const said = (iso: string) => ({ text: "…", direction: "in" as const, at: iso });
+
+  /**
+   * A live conversation is inserted when it sorts before the last row of the pages (the cursor's row): the next
+   * page starts after that row, so it will not bring it. Otherwise the next page brings it, in its place.
+   */
+  async function firstPage(sort: "waiting" | "newest", items: ReturnType<typeof conversation>[]) {
+    session.list.mockResolvedValueOnce(page(items, { next_cursor: "after-last" }));
+    const store = useConversationStore();
+    await store.setFilters({ view: "all", sort });
+    return store;
+  }
+
+  it("newest: inserts a conversation tied with the last row and a higher id (the server puts it before)", async () => {
+    const store = await firstPage("newest", [
+      conversation({ id: 9, waiting_since: null, last_message: said("2026-11-23T13:00:00Z") }),
+      conversation({ id: 5, waiting_since: null, last_message: said(T) }),
+    ]);
+    store.applyConversation(conversation({ id: 7, waiting_since: null, last_message: said(T) }), 1, "created");
+    expect(ids(store)).toEqual([9, 7, 5]);
+  });
+
+  it("newest: leaves a conversation tied with the last row and a lower id to the next page, which brings it once", async () => {
+    const store = await firstPage("newest", [
+      conversation({ id: 9, waiting_since: null, last_message: said("2026-11-23T13:00:00Z") }),
+      conversation({ id: 5, waiting_since: null, last_message: said(T) }),
+    ]);
+    const tied = conversation({ id: 3, waiting_since: null, last_message: said(T) });
+    store.applyConversation(tied, 1, "created");
+    expect(ids(store)).toEqual([9, 5]);
+
+    session.list.mockResolvedValueOnce(page([tied, conversation({ id: 8, waiting_since: null, last_message: said("2026-11-23T11:00:00Z") })]));
+    await store.loadMore();
+    expect(ids(store)).toEqual([9, 5, 3, 8]);
+  });
+
+  it("waiting: the tail of answered conversations breaks ties by id descending too", async () => {
+    const store = await firstPage("waiting", [
+      conversation({ id: 1, waiting_since: "2026-11-23T09:00:00Z" }),
+      conversation({ id: 5, waiting_since: null, last_message: said(T) }),
+    ]);
+    store.applyConversation(conversation({ id: 3, waiting_since: null, last_message: said(T) }), 1, "created");
+    expect(ids(store)).toEqual([1, 5]);
+    store.applyConversation(conversation({ id: 8, waiting_since: null, last_message: said(T) }), 2, "created");
+    expect(ids(store)).toEqual([1, 8, 5]);
+  });
+
+  it("waiting: the same waiting_since as the last row goes by id ascending", async () => {
+    const store = await firstPage("waiting", [
+      conversation({ id: 1, waiting_since: "2026-11-23T09:00:00Z" }),
+      conversation({ id: 5, waiting_since: "2026-11-23T10:00:00Z" }),
+    ]);
+    store.applyConversation(conversation({ id: 8, waiting_since: "2026-11-23T10:00:00Z" }), 1, "created");
+    expect(ids(store)).toEqual([1, 5]);
+    store.applyConversation(conversation({ id: 3, waiting_since: "2026-11-23T10:00:00Z" }), 2, "created");
+    expect(ids(store)).toEqual([1, 3, 5]);
+  });
+
+  it("compares with the row the next page starts after, even once that row has moved", async () => {
+    const store = await firstPage("newest", [
+      conversation({ id: 1, waiting_since: null, last_message: said("2026-11-23T12:00:00Z") }),
+      conversation({ id: 2, waiting_since: null, last_message: said("2026-11-23T11:00:00Z") }),
+    ]);
+    // #2 gets a new message and goes to the top; the server's cursor still stands at its old place (11:00)
+    store.applyConversation(
+      conversation({ id: 2, waiting_since: null, last_message: said("2026-11-23T13:00:00Z"), updated_at: "2026-11-23T13:00:00Z" }),
+      1,
+    );
+    expect(ids(store)).toEqual([2, 1]);
+    // 11:30 is before the cursor: no page will bring it
+    store.applyConversation(conversation({ id: 3, waiting_since: null, last_message: said("2026-11-23T11:30:00Z") }), 2, "created");
+    expect(ids(store)).toEqual([2, 1, 3]);
+    // 10:30 is after it: the next page will
+    store.applyConversation(conversation({ id: 4, waiting_since: null, last_message: said("2026-11-23T10:30:00Z") }), 3, "created");
+    expect(ids(store)).toEqual([2, 1, 3]);
+  });
+
+  it("waiting: a last row that stopped waiting does not let in conversations the next page will bring", async () => {
+    const store = await firstPage("waiting", [
+      conversation({ id: 1, waiting_since: "2026-11-23T09:00:00Z" }),
+      conversation({ id: 2, waiting_since: "2026-11-23T10:00:00Z" }),
+    ]);
+    store.applyConversation(conversation({ id: 2, waiting_since: null, updated_at: "2026-11-23T14:00:00Z" }), 1);
+    expect(ids(store)).toEqual([1, 2]);
+    store.applyConversation(conversation({ id: 3, waiting_since: "2026-11-23T10:30:00Z" }), 2, "created");
+    expect(ids(store)).toEqual([1, 2]);
+    store.applyConversation(conversation({ id: 4, waiting_since: "2026-11-23T09:30:00Z" }), 3, "created");
+    expect(ids(store)).toEqual([1, 4, 2]);
+  });
+});
+
 describe("conversation store: sidebar counts", () => {
   const session = storeSession();
   /** The counts requests (limit 1) the store sent, by fake time. */
