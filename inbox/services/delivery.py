@@ -31,7 +31,8 @@ from inbox.db import db, utcnow
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
 from inbox.services import sla
 from inbox.services.channels import credentials
-from inbox.services.ingest import _locked_conversation, _receipts_for, note_public_reply
+from inbox.services.ingest import note_public_reply, receipts_for
+from inbox.services.locking import locked_message
 from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -124,21 +125,10 @@ def _send(request: dict[str, Any]) -> SendResult:
 PROVEN_SENT = ("sent", "delivered", "read")
 
 
-def _locked_message(session: Any, message_id: int, conversation_id: int) -> tuple[Message, Conversation]:
-    """The message and its conversation, fresh and locked in the drain's order (the conversation, then the
-    message; FOR UPDATE on PostgreSQL, SQLite has one writer at a time): a receipt or echo being applied
-    meanwhile has committed, or waits for this transaction."""
-    conversation = _locked_conversation(session, conversation_id)
-    query = select(Message).where(Message.id == message_id).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.execute(query).scalar_one(), conversation
-
-
 def _record_failure(message_id: int, conversation_id: int, exc: PlatformError) -> str:
     max_attempts = get_settings().send_max_attempts
     with db.transaction() as session:
-        message, _conversation = _locked_message(session, message_id, conversation_id)
+        message, _conversation = locked_message(session, message_id, conversation_id)
         if message.delivery_status in PROVEN_SENT:  # its echo arrived meanwhile: the platform has it
             return message.delivery_status
         if getattr(exc, "maybe_delivered", False):  # a timeout after sending, or a 2xx without an id
@@ -150,7 +140,7 @@ def _record_failure(message_id: int, conversation_id: int, exc: PlatformError) -
             message.next_attempt_at = utcnow() + timedelta(seconds=delay)
         else:
             status, error, delay = "failed", str(exc), None
-        _apply_outcome(session, message, status, error)
+        apply_outcome(session, message, status, error)
     if delay is not None:
         from inbox.jobs import SEND, enqueue
         from inbox.jobs.tasks import send_message
@@ -160,14 +150,16 @@ def _record_failure(message_id: int, conversation_id: int, exc: PlatformError) -
 
 def _record_outcome(message_id: int, conversation_id: int, *, status: str, error: str | None) -> str:
     with db.transaction() as session:
-        message, _conversation = _locked_message(session, message_id, conversation_id)
+        message, _conversation = locked_message(session, message_id, conversation_id)
         if message.delivery_status in PROVEN_SENT:
             return message.delivery_status
-        _apply_outcome(session, message, status, error)
+        apply_outcome(session, message, status, error)
     return status
 
 
-def _apply_outcome(session: Any, message: Message, status: str, error: str | None) -> None:
+def apply_outcome(session: Any, message: Message, status: str, error: str | None) -> None:
+    """Sets the send's status and error and publishes message.updated. The caller holds the locks
+    (`locked_message`) and has checked that the platform has not proved the send already (PROVEN_SENT)."""
     message.delivery_status = status
     message.delivery_error = error
     conversation = session.get(Conversation, message.conversation_id)
@@ -180,13 +172,13 @@ def _record_success(message_id: int, conversation_id: int, result: SendResult) -
     applied meanwhile took it further, then the receipts kept on the conversation (a read receipt applied while
     the message was still `sending`). Publishes message.updated and conversation.updated. Returns the status."""
     with db.transaction() as session:
-        message, conversation = _locked_message(session, message_id, conversation_id)
+        message, conversation = locked_message(session, message_id, conversation_id)
         _take_external_id(session, message, result.external_id)
         if message.delivery_status not in PROVEN_SENT:  # sending, or unknown / queued / failed set meanwhile
             message.delivery_status = "sent"
             message.delivery_error = None
         message.sent_at = message.sent_at or utcnow()
-        receipts = _receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
+        receipts = receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
         for key, value in receipts.items():
             setattr(message, key, value)
         note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)

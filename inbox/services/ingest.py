@@ -59,6 +59,7 @@ from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conve
 from inbox.models.assignment import ConversationLink
 from inbox.services import channels as channel_service
 from inbox.services import assignment, handoff, sla
+from inbox.services.locking import locked_message
 from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -1049,10 +1050,13 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
     session = ctx.session
     key = item.extra.get("metadata")
     if key:
-        ours = session.execute(select(Message).where(Message.idempotency_key == key)).scalar_one_or_none()
-        if ours is not None:
-            # the conversation's lock first (as receipts take it): its watermarks are then final for this send
-            conversation = _locked_conversation(session, ours.conversation_id)
+        found = session.execute(select(Message.id, Message.conversation_id)
+                                .where(Message.idempotency_key == key)).one_or_none()
+        if found is not None:
+            # the conversation's lock first (as receipts and the send's outcome take it), then our message read
+            # fresh: the status it decides from is the committed one (the send job may have recorded it failed
+            # or sent while this waited), and the conversation's watermarks are final for this send
+            ours, conversation = locked_message(session, found.id, found.conversation_id)
             if ours.external_id is None and item.external_id:
                 ours.external_id = item.external_id
             _mark_sent(session, conversation, ours, item.platform_time)
@@ -1074,7 +1078,7 @@ def _apply_echo(ctx: BatchContext, channel: Channel, item: InboundEvent) -> None
         "platform_time": at, "received_at": ctx.received_at, "delivery_status": "sent", "sent_at": at,
         "extra": {"native": True, "app_id": item.extra.get("app_id")},
     }
-    values.update(_receipts_for(conversation, at, "sent", None))  # receipts applied before this echo
+    values.update(receipts_for(conversation, at, "sent", None))  # receipts applied before this echo
     message = insert_message(session, values)
     if message is None:
         ctx.count("duplicates")
@@ -1107,13 +1111,14 @@ def _echo_conversation(ctx: BatchContext, channel: Channel, item: InboundEvent) 
 
 def _mark_sent(session: Session, conversation: Conversation, message: Message, at: datetime) -> None:
     """The echo of our own send: sent (if we did not know yet), then the receipts the conversation already
-    holds (a read receipt applied before this echo, or before the send was recorded)."""
+    holds (a read receipt applied before this echo, or before the send was recorded). `message` must be read
+    under the locks (`locked_message`): a status the platform proved (sent, delivered, read) is left as is."""
     sent = message.delivery_status in ("queued", "sending", "unknown", "failed")
     if sent:
         message.delivery_status = "sent"
         message.delivery_error = None
         message.sent_at = message.sent_at or at
-    receipts = _receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
+    receipts = receipts_for(conversation, message.platform_time, message.delivery_status, message.delivered_at)
     for key, value in receipts.items():
         setattr(message, key, value)
     if not sent and not receipts:
@@ -1168,7 +1173,7 @@ def _apply_status(ctx: BatchContext, channel: Channel, item: InboundEvent) -> No
     """Delivery and read receipts for our outbound messages (by message ids and/or a watermark).
 
     A watermark is first kept on the conversation (the latest of each kind, `_keep_watermark`, which takes
-    the conversation's row lock), then applied to the outbound messages already stored; `_receipts_for`
+    the conversation's row lock), then applied to the outbound messages already stored; `receipts_for`
     applies it to those stored later (echoes, our own sends, which take the same lock), whatever the order and
     the process."""
     session = ctx.session
@@ -1221,8 +1226,8 @@ def _keep_watermark(session: Session, channel_id: int, thread_key: str, status: 
     return session.execute(stmt).scalar()
 
 
-def _receipts_for(conversation: Conversation, at: datetime, status: str | None,
-                  delivered_at: datetime | None) -> dict[str, Any]:
+def receipts_for(conversation: Conversation, at: datetime, status: str | None,
+                 delivered_at: datetime | None) -> dict[str, Any]:
     """What the receipts already kept on the conversation say of an outbound message sent at `at` and now at
     `status`: the columns to set (delivery_status, delivered_at, read_at), or nothing."""
     rank = RECEIPT_RANK.get(status or "")
@@ -1235,14 +1240,6 @@ def _receipts_for(conversation: Conversation, at: datetime, status: str | None,
     if delivered is not None and at <= delivered and rank < RECEIPT_RANK["delivered"]:
         return {"delivery_status": "delivered", "delivered_at": delivered_at or delivered}
     return {}
-
-
-def _locked_conversation(session: Session, conversation_id: int) -> Conversation:
-    """The conversation, locked for update on PostgreSQL and fresh from the database."""
-    query = select(Conversation).where(Conversation.id == conversation_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=Conversation)
-    return session.execute(query.execution_options(populate_existing=True)).scalar_one()
 
 
 def _locked_conversation_by_key(session: Session, channel_id: int, thread_key: str) -> Conversation | None:

@@ -2,7 +2,7 @@
 
 Runs every RECONCILE_INTERVAL_SECONDS: on a thread of the web process in the embedded default, in every
 worker process with Redis (running it in several processes at once is safe: each step is idempotent and
-claims with SKIP LOCKED / conditional updates).
+claims with SKIP LOCKED / conditional updates, or under the message's locks).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
 from inbox.models import Message, RealtimeEvent
+from inbox.services.locking import locked_message
 
 log = logging.getLogger(__name__)
 STUCK_SENDING_AFTER = timedelta(minutes=2)
@@ -29,7 +30,6 @@ def reconcile_once() -> dict[str, int]:
     from inbox.jobs import SEND, enqueue
     from inbox.jobs.tasks import send_message
     from inbox.services.conversations import wake_snoozed
-    from inbox.services.delivery import _apply_outcome
     from inbox.services.ingest import drain_webhook_events
 
     report = {"events": drain_webhook_events()}
@@ -43,13 +43,12 @@ def reconcile_once() -> dict[str, int]:
         enqueue(send_message, message_id, queue=SEND)
     report["sends_requeued"] = len(due)
     with db.transaction() as session:
-        stuck = list(session.execute(select(Message).where(
+        stuck = session.execute(select(Message.id, Message.conversation_id).where(
             Message.delivery_status == "sending", Message.platform_time < now - STUCK_SENDING_AFTER)
-            .limit(500)).scalars())
-        for message in stuck:
-            _apply_outcome(session, message, "unknown", "sending was interrupted: the platform may have received "
-                                                        "this message; check it before sending again")
-        report["sends_interrupted"] = len(stuck)
+            .limit(500)).all()
+    report["sends_interrupted"] = sum(_mark_interrupted(message_id, conversation_id)
+                                      for message_id, conversation_id in stuck)
+    with db.transaction() as session:
         report["snoozes_ended"] = wake_snoozed(session, now)
     from inbox.services.assignment import reconcile_assignment
     report.update(reconcile_assignment(now))
@@ -59,6 +58,22 @@ def reconcile_once() -> dict[str, int]:
     with db.transaction() as session:  # fold the view counters' deltas into their base rows
         report["view_counts_compacted"] = compact(session)
     return report
+
+
+def _mark_interrupted(message_id: int, conversation_id: int) -> bool:
+    """Marks a send stuck in `sending` as `unknown`; returns whether it did. Under the locks a send's outcome,
+    an echo and a receipt take (`locked_message`), and only if it is still `sending` once they are held: the
+    send job finishing at this moment, or its echo, has committed meanwhile and is not overwritten. One
+    transaction per message, so no transaction holds two conversations' locks."""
+    from inbox.services.delivery import apply_outcome
+
+    with db.transaction() as session:
+        message, _conversation = locked_message(session, message_id, conversation_id)
+        if message.delivery_status != "sending":
+            return False
+        apply_outcome(session, message, "unknown", "sending was interrupted: the platform may have received this "
+                                                   "message; check it before sending again")
+        return True
 
 
 def run_forever(app: Flask, stop: threading.Event, interval: float) -> None:

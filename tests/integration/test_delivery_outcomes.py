@@ -3,8 +3,10 @@
 While the platform call runs, a drain (in this process or another worker) may apply the echo of that very send
 and its read receipt. Recording the outcome takes the conversation's row lock (as those drains do), reads the
 message fresh, and only moves its status forward: a read message stays read, a receipt kept on the conversation
-applies at once, and a send the platform proved is never queued again. Runs on SQLite, and on PostgreSQL with
-RELAIS_TEST_DB=postgresql (the interleaving test holds the drain inside the recording transaction).
+applies at once, and a send the platform proved is never queued again. The echo and the reconciler's verdict
+on a send stuck in `sending` take the same locks in the same order and decide from the status committed once
+they hold them. Runs on SQLite, and on PostgreSQL with RELAIS_TEST_DB=postgresql (the interleaving tests hold
+one transaction open while the other waits for its locks, in both orders).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text, update
 
 from adapters.base import PlatformError, SendResult
 from inbox.background import BACKGROUND_LOCK
@@ -23,6 +25,7 @@ from inbox.demo.fake_meta import (messaging_echo, messaging_read, messenger_mess
                                   page_payload)
 from inbox.models import Conversation, Message
 from inbox.services import delivery, ingest
+from inbox.services.reconciler import STUCK_SENDING_AFTER, reconcile_once
 from inbox.services.webhook_store import store_webhook_event
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import APP_SECRET, PAGE_ID
@@ -183,3 +186,179 @@ def test_echo_and_read_receipt_committed_while_the_send_is_recorded(app: Any, re
     message = _stored(app, message_id)
     assert (message.delivery_status, message.external_id) == ("read", MID)
     assert waited == [True]  # the drain waited for the recording to commit
+
+
+# ---------------------------------------------------------------- an echo or the reconciler racing a send's outcome
+class _HeldAtMessageWrite:
+    """Holds the transaction of the thread named `thread` open just after its first UPDATE of a message once
+    `armed` is set (the locks it took before writing stay held), until `release` is set (at the latest on exit)."""
+
+    def __init__(self, thread: str) -> None:
+        self.thread = thread
+        self.armed, self.holding, self.release = threading.Event(), threading.Event(), threading.Event()
+        self._listener = self._after_execute
+
+    def __enter__(self) -> _HeldAtMessageWrite:
+        event.listen(db.engine, "after_cursor_execute", self._listener)
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.release.set()
+        event.remove(db.engine, "after_cursor_execute", self._listener)
+
+    def _after_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if (threading.current_thread().name == self.thread and self.armed.is_set() and not self.holding.is_set()
+                and statement.lstrip().upper().startswith("UPDATE MESSAGES")):
+            self.holding.set()
+            self.release.wait(15)
+
+
+def _worker(app: Any, name: str, work: Callable[[], Any], done: dict[str, Any]) -> threading.Thread:
+    """`work` on a thread of its own, as another worker process runs it: its result in done[name], an
+    exception in done["errors"]."""
+    def run() -> None:
+        try:
+            with app.app_context():
+                done[name] = work()
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            done.setdefault("errors", []).append(exc)
+    return threading.Thread(target=run, name=name)
+
+
+def _echo_of_ours(at: datetime) -> dict[str, Any]:
+    return _messaging(messaging_echo(PAGE_ID, PSID, "On s'en occupe", mid=MID, metadata=KEY, ts_ms=_ms(at)))
+
+
+SEND_OUTCOMES: dict[str, Any] = {
+    "sent": SendResult(external_id=MID),
+    "queued": PlatformError("(#2) Service temporarily unavailable", code=2, retryable=True),
+    "unknown": PlatformError("read timeout", maybe_delivered=True),
+    "failed": PlatformError("(#100) Invalid parameter", code=100),
+}
+
+
+@pytest.mark.parametrize("first", ["send", "echo"])
+@pytest.mark.parametrize("outcome", list(SEND_OUTCOMES))
+def test_echo_applied_while_the_send_outcome_is_recorded(app: Any, reply: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          outcome: str, first: str) -> None:
+    """Another worker applies the echo of our send while this one records the platform's answer (taken, a
+    retry, no answer, a refusal): whichever holds the conversation's lock first, the other waits for it, then
+    decides from what the first committed. The echo makes the send `sent` once: the outcome's error is cleared,
+    the first sent_at is kept, and the retry queued before the echo was known sends nothing. (An echo that read
+    our message before waiting for the lock left the refusal's error on a sent message, and moved sent_at.)"""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the echo's drain cannot run inside the send's transaction")
+    message_id, at = reply
+    enqueued: list[Any] = []
+    monkeypatch.setattr("inbox.jobs.enqueue", lambda *args, **kwargs: enqueued.append(args))
+    done: dict[str, Any] = {}
+    drain = _worker(app, "echo-drain", lambda: ingest._drain_one_batch(10), done)
+    send = _worker(app, "send-job", lambda: delivery.deliver_message(message_id), done)
+    held = _HeldAtMessageWrite("send-job" if first == "send" else "echo-drain")
+    sends: list[bool] = []
+
+    def platform_call() -> None:
+        assert not sends, "sent twice"
+        sends.append(True)
+        held.armed.set()
+        if first == "echo":  # the echo is applied (and its drain held open) before the answer comes back
+            _store(_echo_of_ours(at))
+            drain.start()
+            assert held.holding.wait(10), done
+
+    _send_with(monkeypatch, platform_call, SEND_OUTCOMES[outcome])
+    started = utcnow()
+    with app.app_context(), held:
+        send.start()
+        if first == "send":  # the outcome is written (its transaction held open) when the echo is drained
+            assert held.holding.wait(10), done
+            _store(_echo_of_ours(at))
+            drain.start()
+        waited = _lock_wait_or_done(drain if first == "send" else send)
+        held.release.set()
+        for thread in (send, drain):
+            thread.join(20)
+    assert not done.get("errors"), done
+    assert waited  # the second one waited for the first one's locks
+    message = _stored(app, message_id)
+    assert (message.delivery_status, message.external_id, message.delivery_error) == ("sent", MID, None)
+    if first == "send" and outcome == "sent":
+        assert message.sent_at >= started  # as the send recorded it
+    else:
+        assert message.sent_at == datetime.fromtimestamp(_ms(at) / 1000, timezone.utc)  # as the echo said
+    assert len(enqueued) == (1 if first == "send" and outcome == "queued" else 0)
+    for _job in enqueued:  # the retry queued before the echo was known
+        assert _deliver(app, message_id) is None
+    assert sends == [True]
+
+
+def _stuck(app: Any, message_id: int, age: timedelta) -> datetime:
+    """Our reply claimed by a send job (`sending`), written `age` ago; returns that time."""
+    at = utcnow() - age
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id)
+                           .values(delivery_status="sending", delivery_attempts=1, platform_time=at))
+        db.session.commit()
+        db.session.remove()
+    return at
+
+
+def _reconcile(app: Any) -> dict[str, int]:
+    with app.app_context():
+        report = reconcile_once()
+        db.session.remove()
+        return report
+
+
+def test_a_send_interrupted_long_ago_is_unknown_until_its_echo_proves_it(app: Any, reply: Any) -> None:
+    message_id, _at = reply
+    _stuck(app, message_id, STUCK_SENDING_AFTER - timedelta(seconds=30))
+    assert _reconcile(app)["sends_interrupted"] == 0  # a send under way
+    assert _stored(app, message_id).delivery_status == "sending"
+    at = _stuck(app, message_id, STUCK_SENDING_AFTER + timedelta(seconds=30))
+    assert _reconcile(app)["sends_interrupted"] == 1
+    assert _reconcile(app)["sends_interrupted"] == 0
+    message = _stored(app, message_id)
+    assert message.delivery_status == "unknown" and "interrupted" in message.delivery_error
+    _drain(app, _echo_of_ours(at))
+    message = _stored(app, message_id)
+    assert (message.delivery_status, message.external_id, message.delivery_error) == ("sent", MID, None)
+
+
+@pytest.mark.parametrize("first", ["reconciler", "other"])
+@pytest.mark.parametrize("other", ["send-job", "echo-drain"])
+def test_reconciler_and_a_send_proved_at_the_same_moment(app: Any, reply: Any, other: str, first: str) -> None:
+    """The reconciler finds our send stuck in `sending` just as the send job records the platform's answer, or
+    as another worker applies its echo. Whichever holds the conversation's lock first, the other waits for it:
+    the reconciler, second, finds the send proved and leaves it; first, its `unknown` is then made `sent`.
+    (Without the locks, the reconciler wrote `unknown` over the committed `sent`.)"""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the reconciler cannot run inside another transaction")
+    message_id, _at = reply
+    at = _stuck(app, message_id, STUCK_SENDING_AFTER + timedelta(seconds=30))
+    conversation_id = _stored(app, message_id).conversation_id
+    done: dict[str, Any] = {}
+    reconciler = _worker(app, "reconciler", reconcile_once, done)
+    proving = _worker(app, other, (lambda: ingest._drain_one_batch(10)) if other == "echo-drain" else
+                      (lambda: delivery._record_success(message_id, conversation_id, SendResult(external_id=MID))),
+                      done)
+    threads = (reconciler, proving) if first == "reconciler" else (proving, reconciler)
+    with app.app_context(), _HeldAtMessageWrite(threads[0].name) as held:
+        held.armed.set()
+        if other == "echo-drain" and first == "other":
+            _store(_echo_of_ours(at))
+        threads[0].start()
+        assert held.holding.wait(10), done
+        if other == "echo-drain" and first == "reconciler":  # stored now: the reconciler's own drain missed it
+            _store(_echo_of_ours(at))
+        threads[1].start()
+        waited = _lock_wait_or_done(threads[1])
+        held.release.set()
+        for thread in threads:
+            thread.join(20)
+    assert not done.get("errors"), done
+    assert waited  # the second one waited for the first one's locks
+    message = _stored(app, message_id)
+    assert (message.delivery_status, message.external_id, message.delivery_error) == ("sent", MID, None)
+    assert done["reconciler"]["sends_interrupted"] == (1 if first == "reconciler" else 0)
