@@ -40,7 +40,7 @@ OnControl = Callable[[dict[str, Any]], None]
 
 
 def envelopes(rows: list[Any]) -> list[Envelope]:
-    """The wire form of committed RealtimeEvent rows: what one commit publishes."""
+    """The wire form of committed events (`realtime.PendingEvent` with its id): what one commit publishes."""
     return [{"event": r.name, "seq": r.id, "data": r.payload, "rooms": list(r.rooms)} for r in rows]
 
 

@@ -52,7 +52,7 @@ from adapters import meta as meta_adapter
 from adapters.base import InboundEvent, PayloadError
 from inbox import realtime
 from inbox.api.schemas import PageRefs, conversation_model_json, message_item_json
-from inbox.db import db, insert_for, utcnow
+from inbox.db import db, insert_for, insert_rows, utcnow
 from inbox.jobs import enqueue_after_commit
 from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, Message,
                           Post, WebhookEvent)
@@ -590,7 +590,7 @@ def _create_identities(session: Session, firsts: list[_Pending], profile_fetches
              "created_at": now, "updated_at": now} for p, contact in zip(firsts, contacts)]
     stmt = (insert_for(session, ContactIdentity)
             .on_conflict_do_nothing(index_elements=["channel_kind", "external_id"])
-            .returning(ContactIdentity).execution_options(render_nulls=True))  # one INSERT (`_message_insert`)
+            .returning(ContactIdentity).execution_options(render_nulls=True))  # one INSERT
     identities = {(identity.channel_kind, identity.external_id): identity for identity in session.scalars(stmt, rows)}
     won = set(identities)
     contacts_by_id = {contact.id: contact for p, contact in zip(firsts, contacts) if p.identity_key in won}
@@ -645,10 +645,8 @@ def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
                  "contact_id": first[key].contact.id, "thread_key": key[1],
                  "post_id": first[key].post.id if first[key].post else None,
                  "created_at": now, "updated_at": now, "extra": {}} for key in missing]
-        stmt = (insert_for(session, Conversation)
-                .on_conflict_do_nothing(index_elements=["channel_id", "thread_key"])
-                .returning(Conversation.id).execution_options(render_nulls=True))  # one INSERT, in key order
-        created = set(session.execute(stmt, rows).scalars())
+        created = {id_ for id_, in insert_rows(session, Conversation, rows, returning=("id",),  # in key order
+                                               conflict_on=("channel_id", "thread_key"))}
         # (a key not created here was opened meanwhile by another drain: locked like the others, waiting for it)
         by_key.update(_locked_conversations(ctx, missing, created))
     for key in first:
@@ -726,7 +724,8 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]
             values[p.message_key] = _customer_message_values(ctx, p, replies.get((p.channel.id, p.item.reply_to)))
     keys = sorted(values)
     new_ids = {(channel_id, external_id): id_ for id_, channel_id, external_id
-               in session.execute(_message_insert(session), [values[key] for key in keys])}
+               in insert_rows(session, Message, [values[key] for key in keys],
+                              returning=("id", "channel_id", "external_id"), conflict_on=("channel_id", "external_id"))}
     _link_replies_within_batch(session, values, new_ids, replies)
     inserted: dict[int, list[tuple[datetime, int, str | None]]] = {}
     for p in pending:
@@ -742,23 +741,6 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]
         ctx.thread_events.append(("message.created", message_item_json(_message_view(message_id, row)),
                                   realtime.message_rooms(conversation.id)))
     return inserted
-
-
-_message_inserts: dict[str, Any] = {}
-
-
-def _message_insert(session: Session) -> Any:
-    """The customer messages' multi-row INSERT, built once per dialect. NULLs rendered: the ORM otherwise leaves
-    out a row's None columns, and rows leaving out different ones (a message without text, an author without a
-    name, a reply) went in separate INSERTs; none of those columns has a default, so the rows are the same."""
-    dialect = session.get_bind().dialect.name
-    stmt = _message_inserts.get(dialect)
-    if stmt is None:
-        stmt = _message_inserts[dialect] = (
-            insert_for(session, Message).on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
-            .returning(Message.id, Message.channel_id, Message.external_id)
-            .execution_options(render_nulls=True))
-    return stmt
 
 
 def _know_languages(ctx: BatchContext, inserted: dict[int, list[tuple[datetime, int, str | None]]]) -> None:
