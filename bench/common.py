@@ -178,6 +178,7 @@ class Stack:
     fake_meta: bool = False         # run bench.fake_graph in its own process (META_GRAPH_BASE_URL)
     worker_profile: bool = False    # workers under pyinstrument (bench.profiled_worker)
     web_profile: str = ""           # a path: the web worker under yappi (bench/gunicorn_yappi.py) writes it at exit
+    root: Path = ROOT               # the checkout whose app runs (migrations, seed, web, workers): bench.ab's baseline
     label: str = "bench"
     db_name: str = ""
     prefix: str = ""
@@ -235,9 +236,9 @@ class Stack:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
         env = self.env()
-        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=ROOT, env=env, check=True,
+        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=self.root, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seeded = subprocess.run([PY, "-m", "bench.seed", "--agents", str(self.agents)], cwd=ROOT,
+        seeded = subprocess.run([PY, "-m", "bench.seed", "--agents", str(self.agents)], cwd=self.root,
                                 env={**env, "REDIS_URL": ""}, check=True, capture_output=True, text=True)
         self.world = json.loads(seeded.stdout.strip().splitlines()[-1])
         if self.fake_meta:
@@ -260,7 +261,7 @@ class Stack:
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         out = self._logfile(name)
-        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        self.procs[name] = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
     def pid(self, name: str) -> int:

@@ -1,0 +1,104 @@
+"""A/B: `python -m bench.ab --baseline REV [--rounds 2] [--count 3000] [--batch 1]`
+
+The ingest closed loop of figure 1 (signed Meta webhooks, 3 load-generator processes x 16 connections, counted
+until every message is listed) for THIS checkout's app and for another commit's, alternated on the same machine
+(baseline, this, baseline, this, ...), each on a fresh stack (`bench.common.Stack`: 1 gevent web process +
+2 workers). On a shared, noisy box a figure moves by tens of percent between runs an hour apart; alternating the
+two apps within minutes and reading the CPU per message beside the rate is how a change is told from the noise.
+
+The baseline is checked out with `git worktree` into a temporary directory (removed at the end) and runs with this
+checkout's virtualenv, so it must not need other packages. Each stack takes a 300-message warm-up, then two
+measured runs of `--count` messages: the first one is reported too, but read the second (connection pools,
+prepared statements and caches are warm by then). Writes bench/out/ab.json and the `ab` section of RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Stack, log, machine_info, machine_line, save_json, write_section
+from bench.ingest import RELAIS_COUNT, integrity, load, measured_run
+
+NAME = "ab"
+
+
+def _revision(rev: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def measure(root: Path, label: str, count: int, batch: int) -> list[dict[str, Any]]:
+    """Two measured closed-loop runs on a fresh stack running the app in `root`."""
+    runs = []
+    with Stack(workers=2, label=f"ab-{label}", root=root) as stack:
+        url = stack.base_url + "/webhooks/meta"
+        load(url, prefix="w", count=300, procs=1)
+        time.sleep(1.0)
+        for k in range(2):
+            r = measured_run(stack, url, RELAIS_COUNT, prefix=f"m{k}", count=count, batch=batch,
+                             threads=16 if batch == 1 else 8)
+            checked = integrity(stack, r)
+            runs.append({"msgs_per_s": r.get("msgs_per_s"), "ack_msgs_per_s": r["ack_msgs_per_s"],
+                         "cpu_ms_per_msg": r["cpu_ms_per_msg"], "lost": checked["lost"],
+                         "duplicated": checked["duplicated"]})
+            log(f"{label} run {k + 1}: {r.get('msgs_per_s') or 0:.0f} msg/s listed, CPU ms/msg {r['cpu_ms_per_msg']}, "
+                f"lost {checked['lost']} dup {checked['duplicated']}")
+            time.sleep(1.0)
+    return runs
+
+
+def run(baseline: str, rounds: int = 2, count: int = 3000, batch: int = 1) -> dict[str, Any]:
+    info = machine_info()
+    base_rev, this_rev = _revision(baseline), _revision("HEAD")
+    tree = Path(tempfile.mkdtemp(prefix="relais-ab-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), base_rev], cwd=ROOT, check=True,
+                   capture_output=True)
+    results: dict[str, Any] = {"machine": info, "baseline": base_rev, "this": f"{this_rev} (working tree)",
+                               "count": count, "batch": batch, "rounds": []}
+    try:
+        for _ in range(rounds):
+            results["rounds"].append({"baseline": measure(tree, "baseline", count, batch),
+                                      "this": measure(ROOT, "this", count, batch)})
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(tree, ignore_errors=True)
+    save_json(NAME, results)
+    write_section(NAME, report(results))
+    return results
+
+
+def report(res: dict[str, Any]) -> str:
+    kind = "single-entry" if res["batch"] == 1 else f"{res['batch']}-entry"
+    lines = ["## A/B of two commits on the ingest closed loop", "", machine_line(res["machine"]), "",
+             f"{res['count']} {kind} messages per run, "
+             f"baseline `{res['baseline']}` against this checkout `{res['this']}`, alternated (each line: a fresh "
+             "stack, a warm-up, then run 1 and run 2; read run 2).", "",
+             "| round | app | run | msgs/s until listed | CPU ms/msg web | workers | all postgres | lost / dup |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, rnd in enumerate(res["rounds"], 1):
+        for app in ("baseline", "this"):
+            for k, r in enumerate(rnd[app], 1):
+                cpu = r["cpu_ms_per_msg"]
+                rate = f"{r['msgs_per_s']:.0f}" if r["msgs_per_s"] else "not listed"
+                lines.append(f"| {i} | {app} | {k} | {rate} | {cpu['web']:.2f} | {cpu['workers']:.2f} | "
+                             f"{cpu['postgres_total']:.2f} | {r['lost']} / {r['duplicated']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", required=True, help="a commit (e.g. HEAD~1, a hash)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=1, help="entries per webhook (1 or 10)")
+    args = parser.parse_args()
+    run(args.baseline, args.rounds, args.count, args.batch)
+
+
+if __name__ == "__main__":
+    main()
