@@ -51,6 +51,11 @@ class Message(Base):
     delivery_error: Mapped[str | None] = mapped_column(Text)
     delivery_attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
+    # when a send job last claimed it (queued -> sending): while the status is `sending`, how long that send has
+    # been under way, which is what the reconciler's "interrupted" verdict counts (not platform_time: a retry or
+    # a send queued for a while is claimed long after the message was written). Not cleared when the status
+    # moves on, so it means nothing outside `sending`. NULL for rows claimed before it was recorded (0009).
+    sending_since: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]

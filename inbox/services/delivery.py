@@ -2,9 +2,9 @@
 it did not take it, and its real status shown to the agent.
 
 The claim is a conditional UPDATE queued -> sending: of two jobs for the same message (a retry, a duplicate
-enqueue, two workers) only one sends. A crash after the claim leaves the message "sending"; the reconciler
-then marks it "unknown" (never resent automatically: the platform may have it), unless the platform's echo
-proves it was sent.
+enqueue, two workers) only one sends. It records the claim's time (sending_since). A crash after the claim
+leaves the message "sending"; once the claim is STUCK_SENDING_AFTER old the reconciler marks it "unknown"
+(never resent automatically: the platform may have it), unless the platform's echo proves it was sent.
 
 While the platform call runs, a drain (in any process) may apply the echo of this very send and its receipts.
 Recording the outcome therefore takes the conversation's row lock first, as those drains do, then reads the
@@ -58,7 +58,7 @@ def deliver_message(message_id: int) -> str | None:
             update(Message)
             .where(Message.id == message_id, Message.delivery_status == "queued",
                    (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now))
-            .values(delivery_status="sending", delivery_attempts=Message.delivery_attempts + 1)
+            .values(delivery_status="sending", delivery_attempts=Message.delivery_attempts + 1, sending_since=now)
         ).rowcount
         if claimed != 1:
             return None

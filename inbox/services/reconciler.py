@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 
 from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
@@ -42,11 +42,11 @@ def reconcile_once() -> dict[str, int]:
     for message_id in due:
         enqueue(send_message, message_id, queue=SEND)
     report["sends_requeued"] = len(due)
+    claimed_before = now - STUCK_SENDING_AFTER
     with db.transaction() as session:
         stuck = session.execute(select(Message.id, Message.conversation_id).where(
-            Message.delivery_status == "sending", Message.platform_time < now - STUCK_SENDING_AFTER)
-            .limit(500)).all()
-    report["sends_interrupted"] = sum(_mark_interrupted(message_id, conversation_id)
+            Message.delivery_status == "sending", _claimed_at() < claimed_before).limit(500)).all()
+    report["sends_interrupted"] = sum(_mark_interrupted(message_id, conversation_id, claimed_before)
                                       for message_id, conversation_id in stuck)
     with db.transaction() as session:
         report["snoozes_ended"] = wake_snoozed(session, now)
@@ -60,16 +60,26 @@ def reconcile_once() -> dict[str, int]:
     return report
 
 
-def _mark_interrupted(message_id: int, conversation_id: int) -> bool:
-    """Marks a send stuck in `sending` as `unknown`; returns whether it did. Under the locks a send's outcome,
-    an echo and a receipt take (`locked_message`), and only if it is still `sending` once they are held: the
-    send job finishing at this moment, or its echo, has committed meanwhile and is not overwritten. One
-    transaction per message, so no transaction holds two conversations' locks."""
+def _claimed_at() -> ColumnElement[datetime]:
+    """When the send now `sending` was claimed: sending_since, set by the claim. Not platform_time (when the
+    message was written): a retry after a backoff, or a send queued for a while, is claimed minutes after it and
+    would be called interrupted while it runs. Rows claimed before sending_since was recorded have it NULL:
+    their writing time is all there is."""
+    return func.coalesce(Message.sending_since, Message.platform_time)
+
+
+def _mark_interrupted(message_id: int, conversation_id: int, claimed_before: datetime) -> bool:
+    """Marks a send stuck in `sending` (claimed before `claimed_before`) as `unknown`; returns whether it did.
+    Under the locks a send's outcome, an echo and a receipt take (`locked_message`), and only if, once they are
+    held, it is still `sending` from that same old claim: the send job finishing at this moment, or its echo,
+    has committed meanwhile and is not overwritten; nor is a retry that claimed it again since it was selected
+    (its outcome put it back in the queue). One transaction per message, so no transaction holds two
+    conversations' locks."""
     from inbox.services.delivery import apply_outcome
 
     with db.transaction() as session:
         message, _conversation = locked_message(session, message_id, conversation_id)
-        if message.delivery_status != "sending":
+        if message.delivery_status != "sending" or (message.sending_since or message.platform_time) >= claimed_before:
             return False
         apply_outcome(session, message, "unknown", "sending was interrupted: the platform may have received this "
                                                    "message; check it before sending again")

@@ -25,7 +25,7 @@ from inbox.demo.fake_meta import (messaging_echo, messaging_read, messenger_mess
                                   page_payload)
 from inbox.models import Conversation, Message
 from inbox.services import delivery, ingest
-from inbox.services.reconciler import STUCK_SENDING_AFTER, reconcile_once
+from inbox.services.reconciler import STUCK_SENDING_AFTER, _mark_interrupted, reconcile_once
 from inbox.services.webhook_store import store_webhook_event
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import APP_SECRET, PAGE_ID
@@ -293,12 +293,14 @@ def test_echo_applied_while_the_send_outcome_is_recorded(app: Any, reply: Any, m
     assert sends == [True]
 
 
-def _stuck(app: Any, message_id: int, age: timedelta) -> datetime:
-    """Our reply claimed by a send job (`sending`), written `age` ago; returns that time."""
+def _stuck(app: Any, message_id: int, age: timedelta, claimed: timedelta | None = None) -> datetime:
+    """Our reply claimed by a send job (`sending`), written `age` ago and claimed `claimed` ago (None: claimed
+    before the claim time was recorded, sending_since NULL); returns when it was written."""
     at = utcnow() - age
     with app.app_context():
-        db.session.execute(update(Message).where(Message.id == message_id)
-                           .values(delivery_status="sending", delivery_attempts=1, platform_time=at))
+        db.session.execute(update(Message).where(Message.id == message_id).values(
+            delivery_status="sending", delivery_attempts=1, platform_time=at,
+            sending_since=None if claimed is None else utcnow() - claimed))
         db.session.commit()
         db.session.remove()
     return at
@@ -362,3 +364,69 @@ def test_reconciler_and_a_send_proved_at_the_same_moment(app: Any, reply: Any, o
     message = _stored(app, message_id)
     assert (message.delivery_status, message.external_id, message.delivery_error) == ("sent", MID, None)
     assert done["reconciler"]["sends_interrupted"] == (1 if first == "reconciler" else 0)
+
+
+# ---------------------------------------------------------------- stuck since the claim, not since the writing
+def test_a_retry_claimed_long_after_the_message_was_written_is_not_interrupted(
+        app: Any, reply: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply written 10 minutes ago whose first attempt was refused (429: retry later) is claimed again now. The
+    reconciler runs (in another worker) while the platform call is under way: the send is 2 minutes old only
+    counted from the writing, so it is left `sending`. (Counted from platform_time, it was marked `unknown`, and
+    the agent told to check the platform before sending again, while the send was running.)"""
+    message_id, _at = reply
+    written = utcnow() - timedelta(minutes=10)
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id).values(
+            platform_time=written, received_at=written, delivery_attempts=1, delivery_error="retrying after: 429",
+            next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        db.session.remove()
+    done: dict[str, Any] = {}
+    during: list[Message] = []
+
+    def platform_call() -> None:  # the periodic reconciler of another worker runs meanwhile
+        other = _worker(app, "reconciler", reconcile_once, done)
+        other.start()
+        other.join(20)
+        during.append(_stored(app, message_id))
+
+    _send_with(monkeypatch, platform_call, SendResult(external_id=MID))
+    claimed = utcnow()
+    assert _deliver(app, message_id) == "sent"
+    assert not done.get("errors"), done
+    assert done["reconciler"]["sends_interrupted"] == 0
+    assert during[0].delivery_status == "sending"
+    assert during[0].sending_since is not None and during[0].sending_since >= claimed  # the claim's time
+    assert during[0].delivery_attempts == 2
+    message = _stored(app, message_id)
+    assert (message.delivery_status, message.external_id, message.delivery_error) == ("sent", MID, None)
+
+
+@pytest.mark.parametrize(("claimed", "interrupted"), [
+    (timedelta(0), False),  # a send claimed just now, of a message written long ago: under way
+    (STUCK_SENDING_AFTER + timedelta(minutes=1), True),  # claimed 3 minutes ago, still `sending`: interrupted
+    (None, True),  # claimed before sending_since was recorded: the time it was written decides, as before
+])
+def test_a_send_is_stuck_counted_from_its_claim(app: Any, reply: Any, claimed: timedelta | None,
+                                                interrupted: bool) -> None:
+    message_id, _at = reply
+    _stuck(app, message_id, timedelta(minutes=10), claimed=claimed)
+    assert _reconcile(app)["sends_interrupted"] == int(interrupted)
+    message = _stored(app, message_id)
+    assert message.delivery_status == ("unknown" if interrupted else "sending")
+    assert (message.sending_since is None) == (claimed is None)
+    if interrupted:
+        assert "interrupted" in message.delivery_error
+
+
+def test_a_send_claimed_again_after_the_reconciler_looked_is_left_sending(app: Any, reply: Any) -> None:
+    """The reconciler selected a send stuck since its claim; before it held the message's locks, that send's
+    outcome put it back in the queue and a retry claimed it again. Under the locks it reads the fresh claim
+    time, and leaves the retry under way alone."""
+    message_id, _at = reply
+    _stuck(app, message_id, timedelta(minutes=10), claimed=timedelta(seconds=1))  # the new claim, committed
+    conversation_id = _stored(app, message_id).conversation_id
+    with app.app_context():
+        assert not _mark_interrupted(message_id, conversation_id, utcnow() - STUCK_SENDING_AFTER)
+        db.session.remove()
+    assert _stored(app, message_id).delivery_status == "sending"
