@@ -1,4 +1,4 @@
-import type { Agent, Conversation, Message } from "@/api/types";
+import type { Agent, Conversation, Message, WebhookEvent } from "@/api/types";
 
 export const ME: Agent = { id: 1, email: "camille@agence.fr", name: "Camille", role: "agent", availability: "online" };
 export const OTHER = { id: 2, name: "Mehdi" };
@@ -53,6 +53,30 @@ export function message(overrides: Partial<Message> = {}): Message {
     hidden: false,
     liked: false,
     reply_to_id: null,
+    ...overrides,
+  };
+}
+
+/** A stored raw webhook as the admin API returns it; override what the test is about. */
+export function webhookEvent(overrides: Partial<WebhookEvent> = {}): WebhookEvent {
+  return {
+    id: 41,
+    source: "meta",
+    channel_id: null,
+    received_at: "2026-11-23T13:00:00Z",
+    remote_addr: "203.0.113.9",
+    headers: { "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=abc" },
+    body: '{"object":"page"}',
+    body_size: 17,
+    body_truncated: false,
+    verification: "valid",
+    verification_detail: null,
+    status: "processed",
+    attempts: 1,
+    next_attempt_at: null,
+    error: null,
+    processed_at: "2026-11-23T13:00:01Z",
+    stats: {},
     ...overrides,
   };
 }

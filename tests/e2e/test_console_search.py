@@ -31,15 +31,19 @@ def _post_webhook(live_server: str, payload: dict) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_search_narrows_the_list_and_clears(page, live_server, world, fake_meta, jobs_done) -> None:
+def _signed_in_with_customers(page, live_server, world, jobs_done, mid_prefix: str) -> None:
+    """The three CUSTOMERS have written in (one webhook each, drained); the agent signs in on the "all" view."""
     for number, (psid, text) in enumerate(CUSTOMERS.items()):
-        _post_webhook(live_server, messenger_message_payload(PAGE_ID, psid, text, mid=f"m_search_{number}"))
+        _post_webhook(live_server, messenger_message_payload(PAGE_ID, psid, text, mid=f"{mid_prefix}{number}"))
     jobs_done()
-
     page.goto("/login?redirect=/inbox/all")
     page.get_by_test_id("login-email").fill(world.agent)
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()
+
+
+def test_search_narrows_the_list_and_clears(page, live_server, world, fake_meta, jobs_done) -> None:
+    _signed_in_with_customers(page, live_server, world, jobs_done, "m_search_")
     expect(page).to_have_url(re.compile(r"/inbox/all(\?|$)"))
     rows = page.get_by_test_id("conversation-row")
     expect(rows).to_have_count(3)
@@ -92,14 +96,7 @@ def test_search_narrows_the_list_and_clears(page, live_server, world, fake_meta,
 
 
 def test_shortcuts_are_off_behind_the_handoff_dialog(page, live_server, world, fake_meta, jobs_done) -> None:
-    for number, (psid, text) in enumerate(CUSTOMERS.items()):
-        _post_webhook(live_server, messenger_message_payload(PAGE_ID, psid, text, mid=f"m_keys_{number}"))
-    jobs_done()
-
-    page.goto("/login?redirect=/inbox/all")
-    page.get_by_test_id("login-email").fill(world.agent)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
+    _signed_in_with_customers(page, live_server, world, jobs_done, "m_keys_")
     rows = page.get_by_test_id("conversation-row")
     expect(rows).to_have_count(3)
     active = re.compile(r"conversation-row--active")

@@ -2,7 +2,7 @@ import { flushPromises, mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createMemoryHistory } from "vue-router";
-import { ApiError, channelsApi, webhookEventsApi, type Channel, type WebhookEvent } from "@/api";
+import { ApiError, channelsApi, webhookEventsApi, type Channel } from "@/api";
 import { createAppI18n } from "@/i18n";
 import { createAppRouter } from "@/router";
 import { isReplayable, parseLanguages } from "@/settings/admin";
@@ -10,7 +10,7 @@ import { useAuthStore } from "@/stores/auth";
 import ChannelForm from "@/views/settings/ChannelForm.vue";
 import ChannelsSettings from "@/views/settings/ChannelsSettings.vue";
 import WebhooksSettings from "@/views/settings/WebhooksSettings.vue";
-import { ME } from "../factories";
+import { ME, webhookEvent } from "../factories";
 
 const CLEAR_SECRET = "wh_sec_CLEAR_9f8e7d6c5b4a";
 const BRAND = { id: 1, name: "Maison Lune" };
@@ -34,29 +34,6 @@ function apiChannel(overrides: Partial<Channel> = {}): Channel {
     webhook: { inbound_url: "https://relais.example/webhooks/api/7" },
     created_at: "2026-11-23T12:00:00Z",
     updated_at: "2026-11-23T12:00:00Z",
-    ...overrides,
-  };
-}
-
-function webhookEvent(overrides: Partial<WebhookEvent> = {}): WebhookEvent {
-  return {
-    id: 41,
-    source: "meta",
-    channel_id: null,
-    received_at: "2026-11-23T13:00:00Z",
-    remote_addr: "203.0.113.9",
-    headers: { "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=abc" },
-    body: '{"object":"page"}',
-    body_size: 17,
-    body_truncated: false,
-    verification: "valid",
-    verification_detail: null,
-    status: "processed",
-    attempts: 1,
-    next_attempt_at: null,
-    error: null,
-    processed_at: "2026-11-23T13:00:01Z",
-    stats: {},
     ...overrides,
   };
 }

@@ -3,14 +3,14 @@ import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defineComponent, h, nextTick, ref } from "vue";
 import { RouterView, createMemoryHistory, createRouter } from "vue-router";
-import { conversationsApi, directoryApi, webhookEventsApi, type WebhookEvent } from "@/api";
+import { conversationsApi, directoryApi, webhookEventsApi } from "@/api";
 import HandoffDialog from "@/components/HandoffDialog.vue";
 import { isModalOpen, isShortcut } from "@/composables/keyboard";
 import { createAppI18n } from "@/i18n";
 import { useAuthStore } from "@/stores/auth";
 import WebhookEventDrawer from "@/views/settings/WebhookEventDrawer.vue";
 import InboxView from "@/views/InboxView.vue";
-import { ME, conversation } from "../factories";
+import { ME, conversation, webhookEvent } from "../factories";
 
 function press(target: EventTarget, key: string): KeyboardEvent {
   const event = new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true });
@@ -156,25 +156,7 @@ describe("conversation list shortcuts behind the handoff dialog", () => {
 });
 
 describe("webhook event drawer", () => {
-  const event: WebhookEvent = {
-    id: 41,
-    source: "meta",
-    channel_id: null,
-    received_at: "2026-11-23T13:00:00Z",
-    remote_addr: null,
-    headers: {},
-    body: "{}",
-    body_size: 2,
-    body_truncated: false,
-    verification: "valid",
-    verification_detail: null,
-    status: "processed",
-    attempts: 1,
-    next_attempt_at: null,
-    error: null,
-    processed_at: null,
-    stats: {},
-  };
+  const event = webhookEvent();
 
   it("is not modal (the log beside it stays usable), and keeps the Escape it closes on from other handlers", async () => {
     setActivePinia(createPinia());
