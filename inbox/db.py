@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import JSON, DateTime, create_engine, event
+from sqlalchemy import JSON, DateTime, String, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -225,7 +225,7 @@ def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning
         names = ", ".join(quote(name) for name in columns)
         # %b: arrays in binary; as text, every element is escaped into an array literal (a JSON payload's quotes
         # and backslashes by a regular expression: ten times the cost of the binary form for live events)
-        arrays = ", ".join(f"%b::{table.c[name].type.compile(dialect=dialect)}[]" for name in columns)
+        arrays = ", ".join(f"%b::{_array_element_type(table.c[name], dialect)}[]" for name in columns)
         sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "
                f"AS v({names}, ord) ORDER BY ord")
         if conflict_on is not None:
@@ -234,6 +234,15 @@ def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning
         processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
         built = _UNNEST_INSERTS[key] = (sql, processors)
     return built
+
+
+def _array_element_type(column: Any, dialect: Any) -> str:
+    """The type an `insert_rows` array is cast to: the column's, but a string column's without its length. An
+    explicit cast to varchar(n) silently truncates a longer value; the INSERT's own assignment to the column
+    refuses it ("value too long"), as a plain INSERT does."""
+    if isinstance(column.type.dialect_impl(dialect), String):
+        return "text"
+    return column.type.compile(dialect=dialect)
 
 
 def only_for_other_dialect(obj: Any, dialect_name: str) -> bool:

@@ -76,6 +76,18 @@ def test_a_naive_datetime_is_refused_as_by_the_orm(app: Any, world: Any) -> None
                         returning=("id",))
 
 
+def test_a_value_too_long_for_its_column_is_refused_not_truncated(app: Any, world: Any) -> None:
+    """As a plain INSERT does on PostgreSQL: the arrays are cast to text, not to varchar(n) (which would silently
+    cut the value, e.g. an external id the dedupe then never matches)."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite does not enforce string lengths")
+        conversation_id = _conversation_id(world)
+        too_long = _message(world, conversation_id, 300, external_id="x" * 257)
+        with pytest.raises(Exception, match="too long"), db.transaction() as session:
+            insert_rows(session, Message, [too_long], returning=("id",), conflict_on=("channel_id", "external_id"))
+
+
 def test_one_statement_text_whatever_the_row_count_on_postgresql(app: Any, world: Any,
                                                                  statements: list[str]) -> None:
     """The same text for 1, 3 and 40 rows, one parameter per column: psycopg converts it once and, from its
