@@ -98,12 +98,6 @@ export function belongsToView(conversation: Conversation, filters: ConversationF
   return viewsOf(conversation, filters, meId).has(filters.view);
 }
 
-const time = (iso: string | null | undefined): number | null => {
-  if (!iso) return null;
-  const ms = Date.parse(iso);
-  return Number.isNaN(ms) ? null : ms;
-};
-
 /** The seconds' fraction of an ISO 8601 time, apart: Date.parse keeps milliseconds only. */
 const FRACTION = /^(.*T\d{2}:\d{2}:\d{2})[.,](\d+)(.*)$/;
 
@@ -163,10 +157,14 @@ export function compareConversations(sort: ConversationSort): (a: Conversation, 
   };
 }
 
-/** True when `incoming` is older than what we already have (by updated_at). */
+/**
+ * True when `incoming` is older than what we already have (by updated_at, to the microsecond like the server's:
+ * two versions written in the same millisecond are still in order, so an API answer carrying the older one, which
+ * has no seq to check, cannot overwrite the newer one).
+ */
 export function isStale(incoming: Conversation, existing: Conversation | null | undefined): boolean {
   if (!existing) return false;
-  const a = time(incoming.updated_at);
-  const b = time(existing.updated_at);
+  const a = instant(incoming.updated_at);
+  const b = instant(existing.updated_at);
   return a !== null && b !== null && a < b;
 }

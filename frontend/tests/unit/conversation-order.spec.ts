@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Conversation } from "@/api/types";
-import { compareConversations, type ConversationSort } from "@/stores/conversationView";
+import { compareConversations, isStale, type ConversationSort } from "@/stores/conversationView";
 import { conversation } from "../factories";
 
 /**
@@ -84,5 +84,15 @@ describe("conversation order: the server's, ties included", () => {
   it("compares ids as numbers", () => {
     expect(order("waiting", [waiting(10, "2026-11-23T10:00:00Z"), waiting(9, "2026-11-23T10:00:00Z")])).toEqual([9, 10]);
     expect(order("newest", [answered(9, "2026-11-23T10:00:00Z"), answered(10, "2026-11-23T10:00:00Z")])).toEqual([10, 9]);
+  });
+});
+
+describe("staleness, to the microsecond", () => {
+  it("keeps the newer of two versions written in the same millisecond, whichever arrives first", () => {
+    const older = conversation({ id: 7, status: "open", updated_at: "2026-11-23T13:00:00.123400+00:00" });
+    const newer = conversation({ id: 7, status: "resolved", updated_at: "2026-11-23T13:00:00.123900+00:00" });
+    expect(isStale(older, newer)).toBe(true);
+    expect(isStale(newer, older)).toBe(false);
+    expect(isStale(newer, newer)).toBe(false);
   });
 });
