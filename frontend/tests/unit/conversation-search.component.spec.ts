@@ -2,13 +2,13 @@ import { flushPromises, mount, type VueWrapper } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
 import { defineComponent, h } from "vue";
-import { RouterView, createMemoryHistory, createRouter, type Router } from "vue-router";
+import { RouterView, type Router } from "vue-router";
 import { conversationsApi, type ConversationPage, type ConversationQuery } from "@/api";
 import { SEARCH_DEBOUNCE_MS } from "@/composables/useSearchField";
 import { createAppI18n } from "@/i18n";
 import { useAuthStore } from "@/stores/auth";
 import { SEARCH_ROUND_PAGES } from "@/stores/conversations";
-import InboxView from "@/views/InboxView.vue";
+import { inboxRouter } from "../inboxRouter";
 import { ME, conversation } from "../factories";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -53,19 +53,7 @@ describe("conversation search field", () => {
   });
 
   async function mountInbox(url = "/inbox/all?status=open") {
-    router = createRouter({
-      history: createMemoryHistory(),
-      routes: [
-        {
-          path: "/inbox/:view(mine|unassigned|all)",
-          component: InboxView,
-          children: [
-            { path: "", name: "inbox", component: Blank },
-            { path: "conversations/:conversationId", name: "conversation", component: Blank },
-          ],
-        },
-      ],
-    });
+    router = inboxRouter(Blank);
     await router.push(url);
     wrapper = mount(defineComponent({ render: () => h(RouterView) }), {
       global: { plugins: [createAppI18n("fr"), router] },

@@ -2,14 +2,14 @@ import { flushPromises, mount, type VueWrapper } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defineComponent, h, nextTick, ref } from "vue";
-import { RouterView, createMemoryHistory, createRouter } from "vue-router";
+import { RouterView } from "vue-router";
 import { conversationsApi, directoryApi, webhookEventsApi } from "@/api";
 import HandoffDialog from "@/components/HandoffDialog.vue";
 import { isModalOpen, isShortcut } from "@/composables/keyboard";
 import { createAppI18n } from "@/i18n";
 import { useAuthStore } from "@/stores/auth";
 import WebhookEventDrawer from "@/views/settings/WebhookEventDrawer.vue";
-import InboxView from "@/views/InboxView.vue";
+import { inboxRouter } from "../inboxRouter";
 import { ME, conversation, webhookEvent } from "../factories";
 
 function press(target: EventTarget, key: string): KeyboardEvent {
@@ -73,19 +73,7 @@ describe("conversation list shortcuts behind the handoff dialog", () => {
     vi.spyOn(conversationsApi, "list").mockResolvedValue({ items, next_cursor: null, counts: { mine: 0, unassigned: 3, all: 3 } });
     vi.spyOn(directoryApi, "handoffTargets").mockResolvedValue([{ id: 4, name: "Support niveau 2" }]);
     dialogOpen.value = false;
-    const router = createRouter({
-      history: createMemoryHistory(),
-      routes: [
-        {
-          path: "/inbox/:view(mine|unassigned|all)",
-          component: InboxView,
-          children: [
-            { path: "", name: "inbox", component: Pane },
-            { path: "conversations/:conversationId", name: "conversation", component: Pane },
-          ],
-        },
-      ],
-    });
+    const router = inboxRouter(Pane);
     await router.push("/inbox/all?status=open");
     wrapper = mount(defineComponent({ render: () => h(RouterView) }), {
       global: { plugins: [createAppI18n("en"), router] },
