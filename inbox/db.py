@@ -205,11 +205,18 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, ret
         stmt = stmt.returning(*(table.c[name] for name in returning)).execution_options(render_nulls=True)
         return [tuple(row) for row in session.execute(stmt, rows)]
     connection = session.connection()
-    dialect = connection.dialect
-    sql, processors = _unnest_insert(dialect, table, columns, returning, conflict_on)
-    params = tuple([process(row[name]) for row in rows] if process else [row[name] for row in rows]
-                   for name, process in zip(columns, processors))
+    sql, params = unnest_insert(connection.dialect, table, rows, returning=returning, conflict_on=conflict_on)
     return [tuple(row) for row in connection.exec_driver_sql(sql, params)]
+
+
+def unnest_insert(dialect: Any, table: Any, rows: list[dict[str, Any]], *, returning: tuple[str, ...],
+                  conflict_on: tuple[str, ...] | None = None) -> tuple[str, tuple[list[Any], ...]]:
+    """`insert_rows`' PostgreSQL statement and its parameters (one list per column, values bound through each
+    column's type), for a caller holding a driver connection of its own (the webhook group commit)."""
+    columns = tuple(rows[0])
+    sql, processors = _unnest_insert(dialect, table, columns, returning, conflict_on)
+    return sql, tuple([process(row[name]) for row in rows] if process else [row[name] for row in rows]
+                      for name, process in zip(columns, processors))
 
 
 _UNNEST_INSERTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}

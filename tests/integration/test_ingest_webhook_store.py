@@ -120,3 +120,25 @@ def test_a_webhook_is_answered_after_its_nudge_which_finds_it_stored(app: Any, c
     forged = client.post("/webhooks/meta", data=raw, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
     assert forged.status_code == 403  # a rejected event is not for the drain:
     assert [n for n in nudges if n[0] == "drain_webhook_events"] == drain_nudges
+
+
+def test_every_group_size_runs_one_prepared_statement_on_postgresql(app: Any, world: Any) -> None:
+    """The group INSERT has one text whatever the group's size (one array per column), so psycopg converts it
+    once and the server prepares it: a VALUES list per size was re-parsed in Python on every group."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("prepared statements: PostgreSQL's committer connection only")
+        committer = GroupCommitter()
+        for size in range(1, 9):
+            batch = [_Pending(_row(n, headers={"size": size, "quote": 'a "b" \\ c'})) for n in range(size)]
+            committer._commit(batch)
+            assert all(p.error is None for p in batch)
+        driver = committer._pg._driver
+        prepared = driver.execute("SELECT count(*) FROM pg_prepared_statements "
+                                  "WHERE statement LIKE 'INSERT INTO webhook_events%'").fetchone()[0]
+        assert prepared == 1
+        stored = db.session.execute(select(WebhookEvent.headers).where(WebhookEvent.remote_addr == "10.0.0.0")
+                                    .order_by(WebhookEvent.id.desc()).limit(1)).scalar_one()
+        assert stored == {"size": 8, "quote": 'a "b" \\ c'}
+        committer._pg.discard()
+        db.session.remove()
