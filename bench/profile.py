@@ -1,8 +1,9 @@
 """Figure 4: where the ingest time goes. `python -m bench.profile`
 
-One RQ worker under pyinstrument (bench.profiled_worker, wall-clock sampling every 1 ms) drains a closed-loop
-burst of single-entry webhooks on a fresh stack; the call tree is summarised (time per message in the drain,
-split by what it waits on) into RESULTS.md; the full tree is in bench/out/profile-worker-0.json.
+One worker process under pyinstrument (bench.profiled_worker, wall-clock sampling every 1 ms) drains a
+closed-loop burst of single-entry webhooks on a fresh stack; the call tree of its drain thread is summarised
+(time per message in the drain, split by what it waits on) into RESULTS.md; the full tree is in
+bench/out/profile-worker-0-drain.json (and the RQ jobs' thread in bench/out/profile-worker-0.json).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def run(count: int = 1500) -> dict[str, Any]:
         r = measured_run(stack, url, RELAIS_COUNT, prefix="ps", count=count, batch=1, threads=16)
         total = stack.sql("SELECT count(*) FROM messages")[0][0]
         stack.stop_process("worker0", signal.SIGINT, timeout=60)
-    summary = summarise(str(OUT / "profile-worker-0.json"), total)
+    summary = summarise(str(OUT / "profile-worker-0-drain.json"), total)
     results = {"machine": info, "run": {k: v for k, v in r.items() if k not in ("rows", "ok_mids")},
                "summary": summary}
     save_json(NAME, results)

@@ -197,7 +197,6 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, ret
     if not rows:
         return []
     table = model.__table__
-    columns = tuple(rows[0])
     if session.get_bind().dialect.name != "postgresql":
         stmt = insert_for(session, model)
         if conflict_on is not None:

@@ -23,6 +23,7 @@ INGEST = "ingest"
 SEND = "send"
 DEFAULT = "default"
 QUEUES = (INGEST, SEND, DEFAULT)
+NUDGE_TTL = 30  # seconds a nudge key outlives a consumer that died before clearing it (the reconciler covers it)
 
 
 class EmbeddedBackend:
@@ -121,7 +122,29 @@ class RQBackend:
 
         self.redis = Redis.from_url(redis_url)
         self.prefix = prefix
+        self._signal: Any = None
         self.queues = {name: Queue(prefix + name, connection=self.redis, default_timeout=600) for name in QUEUES}
+
+    # SET the nudge key unless it is set, and only then push one wake-up on the nudge list (kept short): one
+    # round trip, and no wake-up pushed by a nudge whose key could not be set
+    _SIGNAL = """
+    if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+        redis.call('LPUSH', KEYS[2], '1')
+        redis.call('LTRIM', KEYS[2], 0, 63)
+        return 1
+    end
+    return 0
+    """
+
+    def signal(self, func: Callable[..., Any]) -> bool:
+        """Wake one consumer of `func` (`consume_nudges`), unless a wake-up is already waiting (its nudge key
+        is set until the consumer's run clears it, or for NUDGE_TTL seconds). Returns whether it pushed one."""
+        if self._signal is None:
+            self._signal = self.redis.register_script(self._SIGNAL)
+        return bool(self._signal(keys=[self.nudge_key(func), self.nudge_list(func)], args=[NUDGE_TTL]))
+
+    def nudge_list(self, func: Callable[..., Any]) -> str:
+        return f"{self.prefix}nudges:{func.__module__}.{func.__qualname__}"
 
     def enqueue(self, queue: str, func: Callable[..., Any], args: tuple[Any, ...], delay: float) -> None:
         from datetime import timedelta
@@ -132,7 +155,7 @@ class RQBackend:
             return
         if not args:
             # a nudge without arguments: one waiting copy is enough (the worker clears the key when it starts)
-            if not self.redis.set(self.nudge_key(func), b"1", nx=True, ex=30):
+            if not self.redis.set(self.nudge_key(func), b"1", nx=True, ex=NUDGE_TTL):
                 return
         q.enqueue(func, *args, result_ttl=0, failure_ttl=86400)
 
@@ -175,8 +198,14 @@ def nudge(func: Callable[..., Any], *, queue: str = DEFAULT) -> None:
 
     Embedded, that is an in-memory enqueue, done at once. With Redis, the nudge goes through one background
     thread that coalesces the nudges waiting at that moment, so a caller never waits on Redis (the webhook
-    committer calls this between commits) and a burst costs one SET NX per coalesced round, not per call.
-    Every nudge is followed by at least one enqueue attempt made after it: none is lost, only merged."""
+    committer calls this between commits) and a burst costs one script call per coalesced round, not per call.
+    Every nudge is followed by at least one attempt made after it: none is lost, only merged.
+
+    With Redis a nudge is not an RQ job: it wakes a `consume_nudges` thread of a worker process (`make worker`
+    runs one for the drain), through a Redis list. An RQ job per drain cost the worker ~4 ms of CPU of its
+    own (the job's hash, its status, registries and heartbeats, written and read back), a quarter of the
+    worker's CPU at 50 webhooks/s where most drains carry one message (bench/RESULTS.md), and a few Redis
+    round trips before the drain could start."""
     if isinstance(_backend, RQBackend):
         _nudger.nudge(func, queue)
     else:
@@ -207,12 +236,51 @@ class _Nudger:
                 wanted, self._wanted = list(self._wanted), {}
             for func, queue in wanted:
                 try:
-                    enqueue(func, queue=queue)
+                    _send_nudge(func, queue)
                 except Exception:  # stored work is still picked up by the reconciler
-                    log.exception("could not enqueue %s; the reconciler will pick the work up", func.__qualname__)
+                    log.exception("could not nudge %s; the reconciler will pick the work up", func.__qualname__)
+
+
+def _send_nudge(func: Callable[..., Any], queue: str) -> None:
+    b = backend()
+    if isinstance(b, RQBackend):
+        b.signal(func)
+    else:
+        b.enqueue(queue, func, (), 0.0)
 
 
 _nudger = _Nudger()
+
+
+def consume_nudges(app: Flask, func: Callable[..., Any], stop: threading.Event, *, block: float = 1.0) -> None:
+    """Run the no-argument job `func` once per wake-up `nudge` sent it, in this thread, until `stop` is set.
+
+    Every worker process runs one (`inbox.jobs.worker`): a wake-up is taken by one of them, so two drains run
+    at once only when a nudge arrives while one is running (the job clears its nudge key before it claims), as
+    with the RQ job it replaces. A Redis outage is waited out (doubling waits up to 5 s); Redis losing the
+    list (a restart) loses only wake-ups: the stored events are drained by the reconciler."""
+    b = backend()
+    assert isinstance(b, RQBackend), "nudges are consumed from Redis; the embedded mode runs them as jobs"
+    key, delay = b.nudge_list(func), 0.2
+    while not stop.is_set():
+        try:
+            woken = b.redis.blpop([key], timeout=block)
+        except Exception:  # noqa: BLE001 - Redis down or restarting: wait, then listen again
+            log.exception("could not wait for %s nudges; retrying in %.1fs", func.__qualname__, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        delay = 0.2
+        if woken is not None:
+            run_job(app, func, ())
+
+
+def start_nudge_consumer(app: Flask, func: Callable[..., Any]) -> threading.Event:
+    """`consume_nudges` in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=consume_nudges, args=(app, func, stop), name=f"relais-nudged-{func.__name__}",
+                     daemon=True).start()
+    return stop
 
 
 def clear_nudge(func: Callable[..., Any]) -> None:

@@ -1,8 +1,9 @@
 """`python -m inbox.jobs.worker` (make worker): an RQ worker for Relais' queues, plus the reconciler.
 
 Runs RQ's SimpleWorker (jobs in this process, no fork per job: ~5x the throughput, and a drain job batches
-many events anyway) with the app context pushed once, and the scheduler for delayed retries. The
-reconciler thread re-processes whatever a lost job or a killed worker left behind.
+many events anyway) with the app context pushed once, and the scheduler for delayed retries. With the ingest
+queue, a thread takes the drain's nudges (`inbox.jobs.consume_nudges`: not RQ jobs). The reconciler thread
+re-processes whatever a lost job or a killed worker left behind.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import sys
 
 from inbox import create_app
-from inbox.jobs import QUEUES
+from inbox.jobs import INGEST, QUEUES
 
 log = logging.getLogger("inbox.worker")
 
@@ -31,13 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from rq import SimpleWorker
 
-    from inbox.jobs import backend
+    from inbox.jobs import backend, run_job, start_nudge_consumer
+    from inbox.jobs.tasks import drain_webhook_events
     from inbox.services.reconciler import start_reconciler_thread
     from inbox.services.sla_timer import start_sla_timer
 
     rq_backend = backend()
     queues = [rq_backend.queues[name] for name in args.queues]  # type: ignore[union-attr]
     app.app_context().push()
+    if INGEST in args.queues and args.burst:  # no thread to wait for nudges: drain what is stored, then the jobs
+        run_job(app, drain_webhook_events, ())
+    elif INGEST in args.queues:  # the drain runs on nudges, in a thread of its own (inbox.jobs.nudge)
+        start_nudge_consumer(app, drain_webhook_events)
     if not args.no_reconciler:
         start_reconciler_thread(app)
         start_sla_timer(app)

@@ -3,7 +3,7 @@
 
 Proves what the in-process pipeline test cannot: events cross processes through Redis (the RQ queue and the
 Socket.IO message queue), duplicates posted to different processes give one message, a worker killed -9 in
-the middle of a batch and a Redis that lost its queued jobs lose nothing (the stored event is the truth and
+the middle of a batch and a Redis that lost its queued nudges and jobs lose nothing (the stored event is the truth and
 the reconciler drains it), and a rate-limited send is retried by the worker and sent exactly once.
 """
 from __future__ import annotations
@@ -331,14 +331,12 @@ def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(live: Stack) 
 
 
 def test_redis_losing_queued_jobs_is_recovered_by_the_reconciler(live: Stack) -> None:
-    from rq import Queue
-
     live.stop_workers()
     event_ids, mids = _post_many(live, "lost", 10)
-    ingest = Queue(live.prefix + "ingest", connection=live.redis)
-    assert ingest.count >= 1, "posting with no worker should have left a drain job queued"
-    purge_redis_prefix(live.redis, live.prefix)  # Redis restarted without persistence: our jobs are gone
-    assert ingest.count == 0
+    wake_ups = live.prefix + "nudges:inbox.jobs.tasks.drain_webhook_events"
+    assert live.redis.llen(wake_ups) >= 1, "posting with no worker should have left a drain nudge waiting"
+    purge_redis_prefix(live.redis, live.prefix)  # Redis restarted without persistence: our nudges are gone
+    assert live.redis.llen(wake_ups) == 0
     assert set(live.event_statuses(event_ids).values()) == {"pending"}
 
     live.start_worker("worker-after-loss")

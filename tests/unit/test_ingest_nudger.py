@@ -19,11 +19,11 @@ def test_a_burst_of_nudges_is_merged_and_the_last_one_is_never_lost(monkeypatch:
     sent: list[tuple[Any, str, float]] = []
     release = threading.Event()
 
-    def enqueue(func: Any, *args: Any, queue: str = "default", delay: float = 0.0) -> None:
+    def send(func: Any, queue: str) -> None:
         release.wait(5)  # a slow Redis: the nudges meanwhile must pile up, not block their callers
         sent.append((func, queue, time.monotonic()))
 
-    monkeypatch.setattr(inbox.jobs, "enqueue", enqueue)
+    monkeypatch.setattr(inbox.jobs, "_send_nudge", send)
     nudger = _Nudger()
     started = time.monotonic()
     for _ in range(200):
@@ -41,12 +41,12 @@ def test_a_burst_of_nudges_is_merged_and_the_last_one_is_never_lost(monkeypatch:
 def test_a_failing_enqueue_does_not_stop_later_nudges(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
-    def enqueue(func: Any, *args: Any, queue: str = "default", delay: float = 0.0) -> None:
+    def send(func: Any, queue: str) -> None:
         calls.append(queue)
         if len(calls) == 1:
             raise ConnectionError("redis down")
 
-    monkeypatch.setattr(inbox.jobs, "enqueue", enqueue)
+    monkeypatch.setattr(inbox.jobs, "_send_nudge", send)
     nudger = _Nudger()
     nudger.nudge(drain, INGEST)
     deadline = time.monotonic() + 5
