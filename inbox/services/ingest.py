@@ -52,7 +52,7 @@ from adapters import meta as meta_adapter
 from adapters.base import InboundEvent, PayloadError
 from inbox import realtime
 from inbox.api.schemas import PageRefs, conversation_model_json, message_item_json
-from inbox.db import db, insert_for, insert_rows, utcnow
+from inbox.db import db, insert_for, insert_rows, update_rows, utcnow
 from inbox.jobs import enqueue_after_commit
 from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, Message,
                           Post, WebhookEvent)
@@ -190,21 +190,12 @@ def _claim(session: Session, batch_size: int) -> list[ClaimedEvent]:
     return [ClaimedEvent(*row) for row in session.execute(query, {"now": utcnow()})]
 
 
-@functools.cache
-def _outcome_update() -> Any:
-    events = WebhookEvent.__table__
-    return (update(events).where(events.c.id == bindparam("event_id"))
-            .values(status=bindparam("new_status"), error=bindparam("new_error"),
-                    attempts=bindparam("new_attempts"), next_attempt_at=bindparam("new_next_attempt_at"),
-                    processed_at=bindparam("new_processed_at"), stats=bindparam("new_stats")))
-
-
 def _record_outcomes(session: Session, events: list[ClaimedEvent]) -> None:
     """Every claimed event's new status, error, attempts, next attempt, processed time and stats: one UPDATE
-    executed for all of them (executemany)."""
-    session.execute(_outcome_update(), [
-        {"event_id": e.id, "new_status": e.status, "new_error": e.error, "new_attempts": e.attempts,
-         "new_next_attempt_at": e.next_attempt_at, "new_processed_at": e.processed_at, "new_stats": e.stats}
+    for all of them (`db.update_rows`)."""
+    update_rows(session, WebhookEvent, [
+        {"id": e.id, "status": e.status, "error": e.error, "attempts": e.attempts,
+         "next_attempt_at": e.next_attempt_at, "processed_at": e.processed_at, "stats": e.stats}
         for e in events])
 
 

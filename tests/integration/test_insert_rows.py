@@ -1,4 +1,4 @@
-"""`db.insert_rows`: one INSERT for many rows, whose text does not depend on the row count on PostgreSQL (an
+"""`db.insert_rows` (and `db.update_rows`): one INSERT (UPDATE) for many rows, whose text does not depend on the row count on PostgreSQL (an
 `unnest` of one binary array per column), and the live events written with it as their transaction commits.
 
 Runs on SQLite, and on PostgreSQL with RELAIS_TEST_DB=postgresql (the statement-text and prepared-statement checks
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from inbox import realtime
-from inbox.db import db, insert_rows
+from inbox.db import db, insert_rows, update_rows
 from inbox.models import Contact, Conversation, Message, RealtimeEvent
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, 123456, tzinfo=timezone.utc)
@@ -137,3 +137,37 @@ def test_live_events_are_written_at_the_commit_in_publish_order_and_not_for_a_ro
             assert [(r.id, r.name, r.payload, r.rooms) for r in rows] == [
                 (kept.id, "sla.warning", {"n": 1, "q": 'a "b"'}, ["admins"]),
                 (later.id, "sla.breached", {"n": 3}, ["brand:1", "admins"])]
+
+
+def test_update_rows_sets_each_rows_values_in_one_statement(app: Any, world: Any) -> None:
+    """Each row gets ITS values (NULLs, JSON with quotes, UTC times); rows not listed are untouched; on
+    PostgreSQL one statement text whatever the number of rows."""
+    with app.app_context():
+        conversation_id = _conversation_id(world)
+        with db.transaction() as session:
+            ids = sorted(id_ for id_, in insert_rows(session, Message, [_message(world, conversation_id, n)
+                                                                        for n in range(4)], returning=("id",)))
+        statements: list[str] = []
+        for size in (1, 3):
+            rows = [{"id": id_, "text": None if k == 0 else f'new "{size}" \\ {k}', "liked": size == 3,
+                     "extra": {"size": size, "quote": 'a "b"'}, "edited_at": T0 + timedelta(minutes=k)}
+                    for k, id_ in enumerate(ids[:size])]
+            with db.transaction() as session:
+                from sqlalchemy import event
+                connection = session.connection()
+
+                def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                    if statement.lstrip().upper().startswith("UPDATE"):
+                        statements.append(statement)
+                event.listen(connection, "before_cursor_execute", record)
+                update_rows(session, Message, rows)
+                event.remove(connection, "before_cursor_execute", record)
+        with db.transaction() as session:
+            got = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+            assert [got[i].text for i in ids] == [None, 'new "3" \\ 1', 'new "3" \\ 2', 'texte "3" \\ é']
+            assert [got[i].liked for i in ids] == [True, True, True, False]
+            assert got[ids[2]].extra == {"size": 3, "quote": 'a "b"'}
+            assert got[ids[1]].edited_at == T0 + timedelta(minutes=1)
+            assert got[ids[3]].edited_at is None
+        if db.engine.dialect.name == "postgresql":
+            assert len(statements) == 2 and len(set(statements)) == 1  # one text for 1 row and for 3
