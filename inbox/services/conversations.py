@@ -8,11 +8,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (Integer, String, and_, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
+from sqlalchemy import (Integer, String, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
                         update)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from inbox import realtime
 from inbox.api.schemas import (ConversationSchema, MessageSchema, PageRefs, RenderedConversation,
@@ -109,8 +109,8 @@ def _like_pattern(q: str) -> str:
 
 # What a list item shows, as plain columns of one statement: ORM objects for fifty conversations and their five
 # many-to-ones cost several times the SQL on a slow CPU, and the whole rows of channels and agents (credentials,
-# password hashes) travelled for a name. Every statement costs a round trip and a plan (nothing keeps plans between
-# requests: psycopg deallocates its prepared statements at each rollback, which ends every GET), so:
+# password hashes) travelled for a name. Every statement costs a round trip, and a plan until psycopg prepares it
+# (from its fifth run on a connection; read-only requests end in COMMIT so that those survive, db.end_request), so:
 #  * brand, channel and assignee names are scalar subqueries, not joins: a join of six tables took PostgreSQL ~4 ms
 #    to plan for 0.5 ms of execution;
 #  * labels and linked ids come as one list per row (they were two more statements);
@@ -261,6 +261,27 @@ def _ascending_run(session: Session, query: Any, column: Any, after: Any, after_
     return list(session.execute(query.order_by(column, Conversation.id).limit(limit + 1)))
 
 
+# Most recent activity first: last_message_at descending, NULLs first, then id descending. A NULL (a conversation
+# without any message) does not occur in practice, as a conversation gets its first message in the transaction that
+# opens it, but the order must not be left to the database: PostgreSQL puts NULLs first for DESC, SQLite last, and
+# the pages of one list would then differ by database. First, because it is PostgreSQL's own DESC: the order is
+# still the index (status, last_message_at, id) read backwards (ascending is NULLS LAST, so backwards is NULLS
+# FIRST); and it is the console's order (frontend conversationView.ts, byNewest), against which it places a live
+# row next to the cursor's. SQLite reads the same index in two passes for it, the NULLs, then the others.
+_NEWEST = (Conversation.last_message_at.desc().nulls_first(), Conversation.id.desc())
+
+
+def _after_newest(at: datetime | None, last_id: int) -> Any:
+    """The rows after the cursor's (at, last_id) in the _NEWEST order."""
+    if at is not None:
+        # a row comparison, so PostgreSQL seeks the index; it also leaves out every NULL row, as it should (they
+        # came first): a comparison with NULL is NULL
+        return tuple_(Conversation.last_message_at, Conversation.id) < tuple_(at, last_id)
+    # the cursor's row has no message: the other such rows of lower id, then every row with one. An index filter
+    # rather than a seek, for a cursor that does not occur in practice
+    return or_(Conversation.last_message_at.is_not(None), Conversation.id < last_id)
+
+
 def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
     """Waiting customers first (oldest waiting_since first), then the others (most recent activity first).
     The cursor says which of the two runs it stopped in: ["w", waiting_since, id] or ["n", last_message_at, id]."""
@@ -272,19 +293,12 @@ def _page_waiting(session: Session, base: Any, conditions: list[Any], cursor: st
         if len(rows) > limit:
             return rows
         last_at = last_id = None
-    # The others, most recent activity first: last_message_at descending, NULLs first (none in practice: a
-    # conversation gets its first message in the transaction that opens it; they came last before, which no index
-    # reads). So the order is the index (status, last_message_at, id) read backwards and the cursor a row
-    # comparison: a page stops after its rows instead of sorting every answered conversation of the view.
+    # The others, most recent activity first, as "newest" orders them (_NEWEST, _after_newest): a page stops after
+    # its rows instead of sorting every answered conversation of the view.
     query = query.where(Conversation.waiting_since.is_(None))
     if last_id is not None:
-        at = _when(last_at)
-        query = query.where(tuple_(Conversation.last_message_at, Conversation.id) < tuple_(at, last_id)
-                            if at is not None else
-                            or_(Conversation.last_message_at.is_not(None),
-                                and_(Conversation.last_message_at.is_(None), Conversation.id < last_id)))
-    rows += list(session.execute(query.order_by(Conversation.last_message_at.desc().nulls_first(),
-                                                Conversation.id.desc()).limit(limit + 1 - len(rows))))
+        query = query.where(_after_newest(_when(last_at), last_id))
+    rows += list(session.execute(query.order_by(*_NEWEST).limit(limit + 1 - len(rows))))
     return rows
 
 
@@ -312,12 +326,12 @@ def _waiting_key(conversation: Any) -> list[Any]:
 
 
 def _page_newest(session: Session, base: Any, conditions: list[Any], cursor: str | None, limit: int) -> list[Any]:
+    """Up to limit + 1 rows in the _NEWEST order, after the cursor [last_message_at, id]."""
     query = base.where(*conditions)
     if cursor:
-        last_at, last_id = decode_cursor(cursor, 2)
-        query = query.where(tuple_(Conversation.last_message_at, Conversation.id) < tuple_(_when(last_at), last_id))
-    return list(session.execute(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-                                .limit(limit + 1)))
+        last_at, last_id = decode_cursor(cursor, 2)  # last_at is null when the cursor's row has no message
+        query = query.where(_after_newest(_when(last_at), last_id))
+    return list(session.execute(query.order_by(*_NEWEST).limit(limit + 1)))
 
 
 # ---------------------------------------------------------------- text search
@@ -444,6 +458,30 @@ def _probe_statement() -> Any:
 _probe_statements: dict[int, Any] = {}
 
 
+def _rollback_keeping_prepared(raw: Any, savepoint: SessionTransaction) -> None:
+    """Roll back the probe's savepoint without psycopg forgetting the prepared statements of the connection `raw`.
+
+    psycopg clears its cache of prepared statements, and sends DEALLOCATE ALL, after a command whose status tag is
+    ROLLBACK, which ROLLBACK TO SAVEPOINT answers (psycopg/_preparing.py, _should_discard): each probe, cancelled
+    or not, made the rest of the request, and the requests after it on that connection, prepare every statement
+    again (inbox/db.py, end_request, ends read-only requests with COMMIT to keep them). That clearing guards
+    against a rollback that undid DDL; this one undoes a set_config and a SELECT. PostgreSQL's prepared statements
+    belong to the session, not to the transaction: one prepared inside the savepoint (the probe, once run often
+    enough) survives its rollback. A statement whose Parse failed there was never cached (psycopg raises first),
+    and nothing runs between the probe's failure and this rollback. With prepare_threshold None psycopg prepares
+    nothing and keeps no account of what it runs, status tags included: the rollback is sent so, and the
+    threshold restored."""
+    threshold = getattr(raw, "prepare_threshold", None)
+    if threshold is None:  # not psycopg, or a connection that prepares nothing: nothing to keep
+        savepoint.rollback()
+        return
+    raw.prepare_threshold = None
+    try:
+        savepoint.rollback()
+    finally:
+        raw.prepare_threshold = threshold
+
+
 def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] | None:
     """(ids of the contacts whose name or handle matches, ids of the conversations with a matching message), or
     None when either holds more than SEARCH_CANDIDATES or PostgreSQL needed more than SEARCH_PROBE_MS for them.
@@ -452,8 +490,13 @@ def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] |
     if session.get_bind().dialect.name != "postgresql":
         rows = session.execute(statement, params).all()
     else:
-        # A savepoint carries the timeout: rolling it back ends the SET LOCAL, and a cancelled probe with it.
+        # A savepoint carries the timeout: rolling it back ends the SET LOCAL, and a cancelled probe with it. A
+        # cancelled statement aborts its transaction, which only a ROLLBACK (TO SAVEPOINT) ends, so the probe would
+        # cost that rollback wherever it ran: on a connection of its own, to that connection's prepared statements
+        # (another request's: the pool hands out its hot ones first), plus a second connection held per search.
+        # Here, its rollback keeps them (_rollback_keeping_prepared).
         savepoint = session.begin_nested()
+        raw = session.connection().connection.dbapi_connection
         try:
             session.execute(select(func.set_config("statement_timeout", str(SEARCH_PROBE_MS), True)))
             rows = session.execute(statement, params).all()
@@ -462,7 +505,7 @@ def _search_probe(session: Session, pattern: str) -> tuple[set[int], set[int]] |
                 raise
             rows = None
         finally:
-            savepoint.rollback()
+            _rollback_keeping_prepared(raw, savepoint)
         if rows is None:
             _note_probe(pattern, 1)
             return None

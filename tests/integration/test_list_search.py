@@ -281,3 +281,93 @@ def test_a_cursor_of_the_previous_release_still_pages(app, client, world, token_
     assert [item["id"] for item in old["items"]] == [item["id"] for item in new["items"]] != []
     refused = get(q="lambert", status="open", cursor=service.encode_cursor(["x", at, last_id]))
     assert refused.status_code == 422 and "cursor" in refused.get_json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("slow", [True, False], ids=["cancelled", "answered"])
+def test_a_probe_keeps_the_connections_prepared_statements(app, world, monkeypatch, slow):
+    """PostgreSQL: psycopg forgets and deallocates every prepared statement of a connection when a command answers
+    with the tag ROLLBACK, as the ROLLBACK TO SAVEPOINT that ends the probe's savepoint does. A probe, cancelled by
+    its timeout or not, leaves the statements prepared before it prepared (on the server and in psycopg's cache),
+    and the request's transaction usable with its usual timeout."""
+    with app.app_context():
+        if db.session.get_bind().dialect.name != "postgresql":
+            pytest.skip("prepared statements and the probe's timeout are a PostgreSQL matter")
+        from psycopg.pq import TransactionStatus
+
+        ids = _world(world)
+        if slow:
+            monkeypatch.setattr(service, "SEARCH_PROBE_MS", 50)
+            monkeypatch.setattr(service, "_probe_statement",
+                                lambda: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.5)"))
+        monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+        agent = db.session.get(Agent, world.agent_ids[world.agent])
+        raw = db.session.connection().connection.dbapi_connection
+        canary = "SELECT 'canary' AS canary"
+        raw.execute(canary, prepare=True)
+
+        def prepared() -> set[tuple[str, str]]:
+            return {(row.name, row.statement) for row in
+                    db.session.execute(text("SELECT name, statement FROM pg_prepared_statements"))}
+        before = {entry for entry in prepared() if entry[1] == canary}
+        assert len(before) == 1
+        timeout = db.session.execute(text("SHOW statement_timeout")).scalar()
+        page = service.list_conversations(db.session, agent, {"q": "lambert", "status": "open", "limit": 2})
+        assert (service._failed_probes != {}) is slow  # the probe was cancelled (or not)
+        assert {entry for entry in prepared() if entry[1] == canary} == before
+        raw.execute(canary, prepare=True)  # psycopg still knows it: nothing is prepared again
+        assert {entry for entry in prepared() if entry[1] == canary} == before
+        assert raw.info.transaction_status == TransactionStatus.INTRANS
+        assert db.session.execute(text("SHOW statement_timeout")).scalar() == timeout
+        names = {cid: name for name, cid in ids.items()}
+        assert {names[item["id"]] for item in page["items"]} <= EXPECTED["lambert"] and page["next_cursor"]
+        db.session.rollback()
+
+
+def test_searches_whose_probe_is_cancelled_keep_the_pages_prepared(app, client, world, token_for, monkeypatch):
+    """PostgreSQL, request after request on the same pooled connection: a search whose probe is cancelled drops
+    none of the connection's prepared statements (as pg_prepared_statements shows at the start of each request),
+    and its own statements get prepared like those of any repeated page."""
+    if db.dialect != "postgresql":
+        pytest.skip("prepared statements and the probe's timeout are a PostgreSQL matter")
+    import threading
+    from collections import defaultdict
+
+    from sqlalchemy import event
+
+    from inbox.background import BACKGROUND_LOCK
+
+    with app.app_context():
+        _world(world)
+        engine = db.engine
+    monkeypatch.setattr(service, "SEARCH_PROBE_MS", 20)
+    monkeypatch.setattr(service, "_probe_statement",
+                        lambda: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.2)"))
+    token = token_for(world.agent)
+    me, starting = threading.get_ident(), [False]
+    at_start: dict[int, list[set[str]]] = defaultdict(list)  # connection -> prepared statements, per request
+
+    def first_statement(conn: Any, *_args: Any) -> None:
+        if threading.get_ident() == me and starting[0]:
+            starting[0] = False
+            raw = conn.connection.dbapi_connection
+            at_start[id(raw)].append({row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements")})
+
+    event.listen(engine, "before_cursor_execute", first_statement)
+    try:
+        with BACKGROUND_LOCK:  # the periodic loops stay off the pool meanwhile
+            for _ in range(60):
+                service._failed_probes.clear()  # probe every time (two failures would skip it)
+                starting[0] = True
+                response = client.get("/api/v1/conversations", query_string={"q": "lambert", "status": "open"},
+                                      headers=bearer(token))
+                assert response.status_code == 200
+                assert service._failed_probes  # cancelled
+                if max(len(requests) for requests in at_start.values()) >= 9:
+                    break
+    finally:
+        event.remove(engine, "before_cursor_execute", first_statement)
+    requests = max(at_start.values(), key=len)
+    assert len(requests) >= 9
+    for before, after in zip(requests, requests[1:]):
+        assert before <= after, before - after  # nothing prepared is dropped between requests
+    assert any("FROM conversations" in statement for statement in requests[-1]), requests[-1]
