@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 
 from inbox import create_app
+from inbox.concurrency import freeze_startup_heap
 from inbox.realtime import socketio
 
 
 def main() -> None:
     app = create_app()
+    freeze_startup_heap()
     settings = app.extensions["relais.settings"]
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"Relais is serving on http://{host}:{settings.port} "

@@ -1,0 +1,41 @@
+"""Serving processes freeze the objects alive once the app is built (`inbox.concurrency.freeze_startup_heap`),
+so a full garbage collection does not walk the whole app on the request path (190 ms at 500 webhooks/s on the
+benchmark box, bench/RESULTS.md). Checked in fresh interpreters: this test process must not freeze itself."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.procs import ROOT, app_environ
+
+PROBE = r"""
+import gc
+{setup}
+frozen = gc.get_freeze_count()
+gc.collect()
+print(frozen, len(gc.get_objects()))
+"""
+
+
+def _heap_after(setup: str, tmp_path: Path) -> tuple[int, int]:
+    env = app_environ({"RELAIS_ENV": "test", "SECRET_KEY": "gc-freeze-test-" + "x" * 24,
+                       "DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}", "REDIS_URL": "",
+                       "RELAIS_EMBEDDED_WORKER": "0"})
+    done = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    frozen, tracked = (int(x) for x in done.stdout.split()[-2:])
+    return frozen, tracked
+
+
+def test_the_web_entry_point_freezes_the_built_app(tmp_path: Path) -> None:
+    frozen, tracked = _heap_after("import wsgi", tmp_path)
+    assert frozen > 50_000  # the app's objects, out of the collector's reach
+    assert tracked < frozen / 5  # what a full collection still walks: a fraction of it
+
+
+def test_without_it_a_full_collection_walks_the_whole_app(tmp_path: Path) -> None:
+    frozen, tracked = _heap_after("from inbox import create_app\napp = create_app()", tmp_path)
+    assert frozen == 0
+    assert tracked > 50_000
