@@ -49,6 +49,12 @@ def _emit_local(name: str, data: Any, rooms: list[str] | None) -> None:
     socketio.emit(name, data, to=rooms, namespace="/")
 
 
+def _has_sockets() -> bool:
+    """Whether any Socket.IO client is connected to this process (the relay decodes nothing otherwise)."""
+    engine = getattr(socketio.server, "eio", None)
+    return engine is None or bool(getattr(engine, "sockets", True))
+
+
 def init_app(app: Flask, *, serve: bool = True) -> None:
     global _relay
     settings = app.extensions["relais.settings"]
@@ -59,7 +65,7 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
         from inbox.realtime.handlers import control_handler
         on_control = control_handler(app)
     _relay = Relay(redis_url=settings.redis_url, channel=settings.redis_prefix + "live",
-                   emit=_emit_local if serve else None, on_control=on_control)
+                   emit=_emit_local if serve else None, on_control=on_control, has_sockets=_has_sockets)
     app.extensions["relais.relay"] = _relay
     if serve:
         socketio.init_app(

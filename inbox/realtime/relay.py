@@ -11,6 +11,10 @@ each), not per byte. One frame per event made 500 agents x 200 msg/s x 2 events 
 write. With rounds, an idle system still sends each commit at once (a round of one), and a busy one sends
 bigger frames instead of more frames: a socket gets at most one frame per round however fast events arrive.
 
+A process with no socket connected (one that only takes webhooks) reads the channel but decodes nothing. The
+relay's CPU work (decoding a round, a frame to hundreds of sockets) is cut by yields, so that under gevent a
+webhook waiting for its ack is not held behind a whole round.
+
 The same channel carries control messages (a JSON object instead of a list): `{"control": "access",
 "agent_ids": [...]}` after a commit that changed who may see what (team membership, role, deactivation, revoked
 token), so every serving process re-checks those agents' open sockets at once, in order with the events.
@@ -25,11 +29,13 @@ import json
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
 FRAME_MAX = 250          # envelopes per frame: bounds a frame's size when a round is large
+DECODE_CHUNK = 25        # published messages decoded between two yields to the other greenlets / threads
 ROUND_MAX = 1000         # published messages (commits) taken in one round
 RECONNECT_DELAY = (0.2, 5.0)  # Redis subscription retry: first and longest wait, doubling in between
 
@@ -66,10 +72,11 @@ class Relay:
     """The publishing side (any process) and, in serving processes, the delivering thread."""
 
     def __init__(self, *, redis_url: str | None, channel: str, emit: Emit | None,
-                 on_control: OnControl | None = None) -> None:
+                 on_control: OnControl | None = None, has_sockets: Callable[[], bool] | None = None) -> None:
         self.channel = channel
         self._emit = emit
         self._on_control = on_control
+        self._has_sockets = has_sockets
         self._redis: Any = None
         self._local: queue.Queue[Message] | None = None
         if redis_url:
@@ -83,6 +90,7 @@ class Relay:
         self.rounds = 0      # delivered rounds, frames and envelopes: what bench and tests read
         self.frames = 0
         self.delivered = 0
+        self.skipped = 0     # published messages not decoded: no socket was connected to this process
 
     # -------------------------------------------------------------- publishing
     def publish(self, message: Message) -> None:
@@ -131,7 +139,9 @@ class Relay:
 
     def _send(self, batches: list[list[Envelope]]) -> None:
         assert self._emit is not None
-        for rooms, items in frames(batches):
+        for n, (rooms, items) in enumerate(frames(batches)):
+            if n:
+                _yield()  # a frame to a room of 500 sockets is CPU work: let a webhook's ack in between
             try:
                 self._emit("events", items, rooms)
             except Exception:  # one bad frame must not stop the relay
@@ -183,7 +193,10 @@ class Relay:
                         if more is None:
                             break
                         raw.append(more["data"])
-                    self.deliver([json.loads(data) for data in raw])
+                    if self._has_sockets is not None and not self._has_sockets():
+                        self.skipped += len(raw)  # nobody to tell here (e.g. a webhooks-only process)
+                        continue
+                    self.deliver(self._decode(raw))
             except Exception:
                 if self._stop.is_set():
                     break
@@ -196,6 +209,18 @@ class Relay:
                 except Exception:  # noqa: BLE001  (closing a dead connection)
                     pass
 
+    @staticmethod
+    def _decode(raw: list[bytes]) -> list[Message]:
+        """The round's messages, decoded a chunk at a time with a yield in between: a round can hold hundreds of
+        commits whose conversation JSON takes milliseconds to decode, during which, under gevent, no other
+        greenlet of the process (a webhook waiting for its ack) would run."""
+        messages: list[Message] = []
+        for start in range(0, len(raw), DECODE_CHUNK):
+            if start:
+                _yield()
+            messages.extend(json.loads(data) for data in raw[start:start + DECODE_CHUNK])
+        return messages
+
     def _emit_safely(self, name: str, data: Any, rooms: list[str] | None) -> None:
         try:
             assert self._emit is not None
@@ -203,3 +228,7 @@ class Relay:
         except Exception:
             log.exception("could not emit %s", name)
 
+
+def _yield() -> None:
+    """Let the process's other greenlets run (gevent patches time.sleep); with threads, a GIL hand-over."""
+    time.sleep(0)

@@ -81,6 +81,53 @@ def test_a_lost_subscription_comes_back_and_tells_the_sockets_to_resync(channel:
         r.close()
 
 
+def test_a_process_without_sockets_decodes_nothing_and_one_with_them_everything(channel: str) -> None:
+    """A web process no agent is connected to (e.g. one that only takes webhooks) drops the live messages unread
+    (decoding every conversation's JSON was 16% of its CPU at 700 webhooks/s); once a socket is there, it gets
+    every event again (one that connected meanwhile resumes by seq from the database)."""
+    import redis
+
+    got, emit = _recorder()
+    sockets: list[str] = []
+    web = Relay(redis_url=redis_url(), channel=channel, emit=emit, has_sockets=lambda: bool(sockets)).start()
+    r = redis.Redis.from_url(redis_url())
+    try:
+        _wait_subscribed(r, channel)
+        r.publish(channel, json.dumps([{"event": "message.created", "seq": 1, "data": {}, "rooms": ["admins"]}]))
+        deadline = time.monotonic() + 5
+        while web.skipped < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert web.skipped == 1 and got.empty()
+        sockets.append("agent")
+        r.publish(channel, json.dumps([{"event": "message.created", "seq": 2, "data": {}, "rooms": ["admins"]}]))
+        assert got.get(timeout=5) == ("events", [{"event": "message.created", "seq": 2, "data": {}}], ["admins"])
+    finally:
+        web.stop()
+        r.close()
+
+
+def test_a_large_round_is_decoded_and_sent_with_yields_in_between(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under gevent, the relay's CPU work holds every greenlet of the process (webhooks waiting for their ack):
+    it decodes a round DECODE_CHUNK messages at a time and sends it a frame at a time, yielding in between,
+    without changing what the sockets get."""
+    from inbox.realtime import relay as relay_module
+
+    yields: list[int] = []
+    monkeypatch.setattr(relay_module, "_yield", lambda: yields.append(1))
+    raw = [json.dumps([{"event": "conversation.updated", "seq": n, "data": {"n": n},
+                        "rooms": ["brand:1"] if n % 2 else [f"conversation:{n}"]}]).encode() for n in range(60)]
+    decoded = relay_module.Relay._decode(raw)
+    assert [m[0]["seq"] for m in decoded] == list(range(60))
+    assert len(yields) == -(-60 // relay_module.DECODE_CHUNK) - 1
+    got, emit = _recorder()
+    yields.clear()
+    Relay(redis_url=None, channel="unused", emit=emit).deliver(decoded)
+    frames = [got.get_nowait() for _ in range(got.qsize())]
+    assert len(frames) == 31 and len(yields) == 30  # brand:1 (30 events in one frame) + 30 conversation rooms
+    brand = [items for _name, items, rooms in frames if rooms == ["brand:1"]]
+    assert [e["seq"] for e in brand[0]] == list(range(1, 60, 2))
+
+
 def test_live_sockets_are_not_compressed_by_default(live_server: str) -> None:
     """permessage-deflate would compress every copy of a frame again for each socket of a room (bench figure 2):
     the handshake answers without it unless WEBSOCKET_COMPRESSION=1."""
