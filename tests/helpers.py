@@ -66,3 +66,39 @@ def poison_drain(monkeypatch: Any) -> None:
         real_note_inbound(conversation, at, preview)
 
     monkeypatch.setattr(ingest, "note_inbound", note_inbound)
+
+
+def prepared_at_each_request(engine: Any, request: Callable[[], None], *, tries: int = 200,
+                             enough: int = 9) -> list[set[str]]:
+    """PostgreSQL: calls `request` (one HTTP request from this thread) until one pooled connection has served
+    `enough` of them, and returns what that connection held prepared (pg_prepared_statements) at the start of
+    each of its requests, in order. The periodic loops are kept off the pool meanwhile."""
+    import threading
+    from collections import defaultdict
+
+    from sqlalchemy import event
+
+    from inbox.background import BACKGROUND_LOCK
+
+    me, starting = threading.get_ident(), [False]
+    at_start: dict[int, list[set[str]]] = defaultdict(list)  # connection -> prepared statements, per request
+
+    def first_statement(conn: Any, *_args: Any) -> None:
+        if threading.get_ident() == me and starting[0]:
+            starting[0] = False
+            raw = conn.connection.dbapi_connection
+            at_start[id(raw)].append({row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements")})
+
+    event.listen(engine, "before_cursor_execute", first_statement)
+    try:
+        with BACKGROUND_LOCK:
+            for _ in range(tries):
+                starting[0] = True
+                request()
+                if max(len(requests) for requests in at_start.values()) >= enough:
+                    break
+    finally:
+        event.remove(engine, "before_cursor_execute", first_statement)
+    requests = max(at_start.values(), key=len)
+    assert len(requests) >= enough, f"no connection served {enough} requests in {tries}"
+    return requests

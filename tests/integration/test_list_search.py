@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from inbox.db import db
 from inbox.models import Agent, Contact, Conversation, Message
 from inbox.services import conversations as service
-from tests.helpers import bearer
+from tests.helpers import bearer, prepared_at_each_request
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)
 
@@ -329,13 +329,6 @@ def test_searches_whose_probe_is_cancelled_keep_the_pages_prepared(app, client, 
     and its own statements get prepared like those of any repeated page."""
     if db.dialect != "postgresql":
         pytest.skip("prepared statements and the probe's timeout are a PostgreSQL matter")
-    import threading
-    from collections import defaultdict
-
-    from sqlalchemy import event
-
-    from inbox.background import BACKGROUND_LOCK
-
     with app.app_context():
         _world(world)
         engine = db.engine
@@ -343,31 +336,15 @@ def test_searches_whose_probe_is_cancelled_keep_the_pages_prepared(app, client, 
     monkeypatch.setattr(service, "_probe_statement",
                         lambda: text("SELECT 1 AS found, 0 AS id FROM pg_sleep(0.2)"))
     token = token_for(world.agent)
-    me, starting = threading.get_ident(), [False]
-    at_start: dict[int, list[set[str]]] = defaultdict(list)  # connection -> prepared statements, per request
 
-    def first_statement(conn: Any, *_args: Any) -> None:
-        if threading.get_ident() == me and starting[0]:
-            starting[0] = False
-            raw = conn.connection.dbapi_connection
-            at_start[id(raw)].append({row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements")})
+    def request() -> None:
+        service._failed_probes.clear()  # probe every time (two failures would skip it)
+        response = client.get("/api/v1/conversations", query_string={"q": "lambert", "status": "open"},
+                              headers=bearer(token))
+        assert response.status_code == 200
+        assert service._failed_probes  # cancelled
 
-    event.listen(engine, "before_cursor_execute", first_statement)
-    try:
-        with BACKGROUND_LOCK:  # the periodic loops stay off the pool meanwhile
-            for _ in range(60):
-                service._failed_probes.clear()  # probe every time (two failures would skip it)
-                starting[0] = True
-                response = client.get("/api/v1/conversations", query_string={"q": "lambert", "status": "open"},
-                                      headers=bearer(token))
-                assert response.status_code == 200
-                assert service._failed_probes  # cancelled
-                if max(len(requests) for requests in at_start.values()) >= 9:
-                    break
-    finally:
-        event.remove(engine, "before_cursor_execute", first_statement)
-    requests = max(at_start.values(), key=len)
-    assert len(requests) >= 9
+    requests = prepared_at_each_request(engine, request, tries=60)
     for before, after in zip(requests, requests[1:]):
         assert before <= after, before - after  # nothing prepared is dropped between requests
     assert any("FROM conversations" in statement for statement in requests[-1]), requests[-1]

@@ -10,18 +10,16 @@ prepared statements test is PostgreSQL's).
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import event, text, update
 
-from inbox.background import BACKGROUND_LOCK
 from inbox.db import db
 from inbox.errors import Conflict
 from inbox.models import Brand
 from inbox.services import admin
-from tests.helpers import bearer
+from tests.helpers import bearer, prepared_at_each_request
 
 
 @pytest.fixture
@@ -101,32 +99,13 @@ def test_list_pages_stay_prepared_across_requests(app: Any, client: Any, world: 
         pytest.skip("prepared statements are psycopg's (PostgreSQL)")
     token = token_for(world.agent)
     client.get("/api/v1/auth/me", headers=bearer(token))  # the token's use recorded beforehand
-    me = threading.get_ident()
-    at_start: dict[int, list[set[str]]] = defaultdict(list)  # connection -> prepared statements, per request
-    starting = [False]
-
-    def first_statement(conn: Any, *_args: Any) -> None:
-        if threading.get_ident() != me or not starting[0]:
-            return
-        starting[0] = False
-        raw = conn.connection.dbapi_connection
-        prepared = {row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()}
-        at_start[id(raw)].append(prepared)
-
     with app.app_context():
         engine = db.engine
-    event.listen(engine, "before_cursor_execute", first_statement)
-    try:
-        with BACKGROUND_LOCK:  # the periodic loops stay off the pool meanwhile
-            for _ in range(200):
-                starting[0] = True
-                assert client.get("/api/v1/conversations?sort=newest", headers=bearer(token)).status_code == 200
-                if max(len(requests) for requests in at_start.values()) >= 9:
-                    break
-    finally:
-        event.remove(engine, "before_cursor_execute", first_statement)
-    requests = max(at_start.values(), key=len)
-    assert len(requests) >= 9
+
+    def request() -> None:
+        assert client.get("/api/v1/conversations?sort=newest", headers=bearer(token)).status_code == 200
+
+    requests = prepared_at_each_request(engine, request)
     for before, after in zip(requests, requests[1:]):
         assert before <= after, before - after  # nothing prepared is dropped between requests
     page = requests[-1]
