@@ -214,8 +214,7 @@ def unnest_insert(dialect: Any, table: Any, rows: list[dict[str, Any]], *, retur
     column's type), for a caller holding a driver connection of its own (the webhook group commit)."""
     columns = tuple(rows[0])
     sql, processors = _unnest_insert(dialect, table, columns, returning, conflict_on)
-    return sql, tuple([process(row[name]) for row in rows] if process else [row[name] for row in rows]
-                      for name, process in zip(columns, processors))
+    return sql, _column_arrays(rows, columns, processors)
 
 
 def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key: str = "id") -> None:
@@ -237,7 +236,7 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
         session.execute(stmt, [{f"_{name}": value for name, value in row.items()} for row in rows])
         return
     cache_key = ("update", table.name, columns, key)
-    built = _UNNEST_INSERTS.get(cache_key)
+    built = _UNNEST_STATEMENTS.get(cache_key)
     if built is None:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
@@ -246,21 +245,26 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
         sql = (f"UPDATE {quote(table.name)} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
                f"WHERE t.{quote(key)} = v.{quote(key)}")
         processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
-        built = _UNNEST_INSERTS[cache_key] = (sql, processors)
+        built = _UNNEST_STATEMENTS[cache_key] = (sql, processors)
     sql, processors = built
-    params = tuple([process(row[name]) for row in rows] if process else [row[name] for row in rows]
-                   for name, process in zip(columns, processors))
-    connection.exec_driver_sql(sql, params)
+    connection.exec_driver_sql(sql, _column_arrays(rows, columns, processors))
 
 
-_UNNEST_INSERTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # and update_rows' statements
+_UNNEST_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # insert_rows' and update_rows'
+
+
+def _column_arrays(rows: list[dict[str, Any]], columns: tuple[str, ...], processors: tuple[Any, ...]
+                   ) -> tuple[list[Any], ...]:
+    """One list per column of the rows' values, each bound through its column's type (an unnest's arrays)."""
+    return tuple([process(row[name]) for row in rows] if process else [row[name] for row in rows]
+                 for name, process in zip(columns, processors))
 
 
 def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning: tuple[str, ...],
                    conflict_on: tuple[str, ...] | None) -> tuple[str, tuple[Any, ...]]:
     """`insert_rows`' PostgreSQL statement and each column's bind processor (built once per shape)."""
     key = (table.name, columns, returning, conflict_on)
-    built = _UNNEST_INSERTS.get(key)
+    built = _UNNEST_STATEMENTS.get(key)
     if built is None:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
@@ -273,7 +277,7 @@ def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning
             sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict_on)}) DO NOTHING"
         sql += " RETURNING " + ", ".join(quote(name) for name in returning)
         processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
-        built = _UNNEST_INSERTS[key] = (sql, processors)
+        built = _UNNEST_STATEMENTS[key] = (sql, processors)
     return built
 
 

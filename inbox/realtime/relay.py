@@ -29,8 +29,9 @@ import json
 import logging
 import queue
 import threading
-import time
 from typing import Any, Callable
+
+from inbox.concurrency import gevent_patched
 
 log = logging.getLogger(__name__)
 
@@ -230,5 +231,8 @@ class Relay:
 
 
 def _yield() -> None:
-    """Let the process's other greenlets run (gevent patches time.sleep); with threads, a GIL hand-over."""
-    time.sleep(0)
+    """Under gevent, let the process's other greenlets run; threads need nothing (the GIL switches by itself)."""
+    if gevent_patched():
+        import gevent
+
+        gevent.sleep(0)
