@@ -2,14 +2,11 @@ import { flushPromises, mount, type VueWrapper } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defineComponent, h, nextTick } from "vue";
-import { RouterView } from "vue-router";
-import { conversationsApi } from "@/api";
 import MessageItem from "@/components/MessageItem.vue";
 import { isModalOpen } from "@/composables/keyboard";
 import { createAppI18n } from "@/i18n";
-import { useAuthStore } from "@/stores/auth";
-import { inboxRouter } from "../inboxRouter";
-import { ME, conversation, message } from "../factories";
+import { mountInbox, type MountedInbox } from "../inboxRouter";
+import { conversation, message } from "../factories";
 
 function press(target: EventTarget, key: string, init: KeyboardEventInit = {}): KeyboardEvent {
   const event = new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true, ...init });
@@ -159,32 +156,21 @@ describe("the comment-delete confirmation is a modal alertdialog", () => {
 
 describe("conversation list shortcuts behind the comment-delete confirmation", () => {
   const items = [conversation({ id: 1 }), conversation({ id: 2 }), conversation({ id: 3 })];
+  let inbox: MountedInbox;
   let wrapper: VueWrapper;
 
   // The conversation pane, standing for ConversationView: one customer comment with its actions.
   const Pane = defineComponent({ render: () => h(MessageItem, { message: comment() }) });
 
   beforeEach(async () => {
-    setActivePinia(createPinia());
-    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.spyOn(conversationsApi, "list").mockResolvedValue({ items, next_cursor: null, counts: { mine: 0, unassigned: 3, all: 3 } });
-    const router = inboxRouter(Pane);
-    await router.push("/inbox/all?status=open");
-    wrapper = mount(defineComponent({ render: () => h(RouterView) }), {
-      global: { plugins: [createAppI18n("en"), router] },
-      attachTo: document.body,
-    });
-    await flushPromises();
+    inbox = await mountInbox(Pane, items);
+    wrapper = inbox.wrapper;
   });
 
-  afterEach(() => {
-    wrapper.unmount();
-    document.body.innerHTML = "";
-  });
+  afterEach(() => inbox.unmount());
 
-  const active = () =>
-    wrapper.findAll("[data-testid='conversation-row']").findIndex((row) => row.classes("conversation-row--active"));
-  const search = () => wrapper.get<HTMLInputElement>("[data-testid='conversation-search-input']").element;
+  const active = () => inbox.active();
+  const search = () => inbox.search();
 
   it("j, k, Enter and / do nothing while it is open; Escape closes it and the shortcuts come back", async () => {
     press(document.body, "j");

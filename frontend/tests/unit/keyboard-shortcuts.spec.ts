@@ -2,15 +2,13 @@ import { flushPromises, mount, type VueWrapper } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defineComponent, h, nextTick, ref } from "vue";
-import { RouterView } from "vue-router";
-import { conversationsApi, directoryApi, webhookEventsApi } from "@/api";
+import { directoryApi, webhookEventsApi } from "@/api";
 import HandoffDialog from "@/components/HandoffDialog.vue";
 import { isModalOpen, isShortcut } from "@/composables/keyboard";
 import { createAppI18n } from "@/i18n";
-import { useAuthStore } from "@/stores/auth";
 import WebhookEventDrawer from "@/views/settings/WebhookEventDrawer.vue";
-import { inboxRouter } from "../inboxRouter";
-import { ME, conversation, webhookEvent } from "../factories";
+import { mountInbox, type MountedInbox } from "../inboxRouter";
+import { conversation, webhookEvent } from "../factories";
 
 function press(target: EventTarget, key: string): KeyboardEvent {
   const event = new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true });
@@ -59,6 +57,7 @@ describe("global shortcuts and modal dialogs", () => {
 describe("conversation list shortcuts behind the handoff dialog", () => {
   const items = [conversation({ id: 1 }), conversation({ id: 2 }), conversation({ id: 3 })];
   const dialogOpen = ref(false);
+  let inbox: MountedInbox;
   let wrapper: VueWrapper;
 
   // The conversation pane, standing for ConversationView: it shows the handoff dialog while asked to.
@@ -68,28 +67,16 @@ describe("conversation list shortcuts behind the handoff dialog", () => {
   });
 
   beforeEach(async () => {
-    setActivePinia(createPinia());
-    useAuthStore().startSession({ agent: ME, csrf_token: "t" });
-    vi.spyOn(conversationsApi, "list").mockResolvedValue({ items, next_cursor: null, counts: { mine: 0, unassigned: 3, all: 3 } });
     vi.spyOn(directoryApi, "handoffTargets").mockResolvedValue([{ id: 4, name: "Support niveau 2" }]);
     dialogOpen.value = false;
-    const router = inboxRouter(Pane);
-    await router.push("/inbox/all?status=open");
-    wrapper = mount(defineComponent({ render: () => h(RouterView) }), {
-      global: { plugins: [createAppI18n("en"), router] },
-      attachTo: document.body,
-    });
-    await flushPromises();
+    inbox = await mountInbox(Pane, items);
+    wrapper = inbox.wrapper;
   });
 
-  afterEach(() => {
-    wrapper.unmount();
-    document.body.innerHTML = "";
-  });
+  afterEach(() => inbox.unmount());
 
-  const active = () =>
-    wrapper.findAll("[data-testid='conversation-row']").findIndex((row) => row.classes("conversation-row--active"));
-  const search = () => wrapper.get<HTMLInputElement>("[data-testid='conversation-search-input']").element;
+  const active = () => inbox.active();
+  const search = () => inbox.search();
 
   async function pressEverywhere(key: string) {
     const dialog = wrapper.get("[data-testid='handoff-dialog']");
