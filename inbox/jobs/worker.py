@@ -32,12 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from rq import SimpleWorker
 
+    from inbox.concurrency import freeze_startup_heap
     from inbox.jobs import backend, run_job, start_nudge_consumer
     from inbox.jobs.tasks import drain_webhook_events
     from inbox.services.reconciler import start_reconciler_thread
     from inbox.services.sla_timer import start_sla_timer
-
-    from inbox.concurrency import freeze_startup_heap
 
     rq_backend = backend()
     queues = [rq_backend.queues[name] for name in args.queues]  # type: ignore[union-attr]

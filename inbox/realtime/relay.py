@@ -36,7 +36,7 @@ from inbox.concurrency import gevent_patched
 log = logging.getLogger(__name__)
 
 FRAME_MAX = 250          # envelopes per frame: bounds a frame's size when a round is large
-DECODE_CHUNK = 25        # published messages decoded between two yields to the other greenlets / threads
+DECODE_CHUNK = 25        # published messages decoded between two yields to the other greenlets (gevent)
 ROUND_MAX = 1000         # published messages (commits) taken in one round
 RECONNECT_DELAY = (0.2, 5.0)  # Redis subscription retry: first and longest wait, doubling in between
 
