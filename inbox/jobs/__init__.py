@@ -317,7 +317,12 @@ _AFTER_COMMIT = "relais.enqueue_after_commit"
 def enqueue_after_commit(session: Any, func: Callable[..., Any], *args: Any, queue: str = DEFAULT,
                          delay: float = 0.0) -> None:
     """Enqueue once `session` commits (never for work that was rolled back)."""
-    session.info.setdefault(_AFTER_COMMIT, []).append((func, args, queue, delay))
+    session.info.setdefault(_AFTER_COMMIT, []).append((func, args, queue, delay, False))
+
+
+def nudge_after_commit(session: Any, func: Callable[..., Any], *, queue: str = DEFAULT) -> None:
+    """`nudge(func)` once `session` commits (e.g. the drain, after an admin put an event back in the queue)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append((func, (), queue, 0.0, True))
 
 
 def _install_session_hooks() -> None:
@@ -328,9 +333,12 @@ def _install_session_hooks() -> None:
     def _after_commit(session: Session) -> None:
         if session.in_nested_transaction():  # a savepoint committed: the real commit is still to come
             return
-        for func, args, queue, delay in session.info.pop(_AFTER_COMMIT, []):
+        for func, args, queue, delay, nudged in session.info.pop(_AFTER_COMMIT, []):
             try:
-                enqueue(func, *args, queue=queue, delay=delay)
+                if nudged:
+                    nudge(func, queue=queue)
+                else:
+                    enqueue(func, *args, queue=queue, delay=delay)
             except Exception:  # the reconciler re-enqueues what could not be enqueued now
                 log.exception("could not enqueue %s%r after commit", func.__qualname__, args)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from inbox.crypto import decrypt_json, encrypt_json, sha256_hex
 from inbox.db import utcnow
 from inbox.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from inbox.jobs import INGEST, enqueue_after_commit
+from inbox.jobs import INGEST, nudge_after_commit
 from inbox.models import Agent, ApiToken, Brand, Channel, Team, TeamBrand, TeamMember, WebhookEvent
 from inbox.realtime import access_changed, publish
 from inbox.services import channels as channel_service
@@ -526,7 +526,7 @@ def get_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookE
 
 def replay_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookEvent:
     """Puts an authentic event back in the queue: status pending, attempts 0, no error, due now (admins),
-    and enqueues `drain_webhook_events` (ingest queue) once the caller commits. Events that failed signature
+    and nudges `drain_webhook_events` (ingest queue) once the caller commits, as a stored webhook does. Events that failed signature
     verification are never processed (Conflict)."""
     from inbox.jobs.tasks import drain_webhook_events
 
@@ -539,5 +539,5 @@ def replay_webhook_event(session: Session, actor: Agent, event_id: int) -> Webho
     event.error = None
     event.next_attempt_at = None
     session.flush()
-    enqueue_after_commit(session, drain_webhook_events, queue=INGEST)
+    nudge_after_commit(session, drain_webhook_events, queue=INGEST)
     return event
