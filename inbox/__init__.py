@@ -40,7 +40,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, settings: Settings | 
     from inbox.extensions import limiter
     from inbox.webhooks import init_app as init_webhooks
 
-    db.init(settings.database_url)
+    db.init(settings.database_url, **({} if settings.is_sqlite else
+                                      {"pool_size": settings.database_pool_size,
+                                       "max_overflow": settings.database_max_overflow}))
     limiter.init_app(app)
     realtime.init_app(app, serve=(role == "web"))
     jobs.init_app(app, start_embedded=(role == "web"))

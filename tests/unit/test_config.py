@@ -163,3 +163,14 @@ def test_ingest_linger_is_bounded_milliseconds() -> None:
     for bad in ("-1", "101", "soon"):
         with pytest.raises(ConfigError, match="^INGEST_LINGER_MS:"):
             load_settings({"INGEST_LINGER_MS": bad})
+
+
+def test_database_pool_sizes_are_bounded_integers() -> None:
+    settings = load_settings({})
+    assert (settings.database_pool_size, settings.database_max_overflow) == (20, 10)
+    settings = load_settings({"DATABASE_POOL_SIZE": "5", "DATABASE_MAX_OVERFLOW": "0"})
+    assert (settings.database_pool_size, settings.database_max_overflow) == (5, 0)
+    for variable, bad in (("DATABASE_POOL_SIZE", "0"), ("DATABASE_POOL_SIZE", "many"),
+                          ("DATABASE_MAX_OVERFLOW", "-1"), ("DATABASE_MAX_OVERFLOW", "501")):
+        with pytest.raises(ConfigError, match=f"^{variable}:"):
+            load_settings({variable: bad})
