@@ -12,13 +12,15 @@
 // conversations: so each conversation has about one watcher among N agents.
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
-// {"connected", "connected_at_end", "failed", "frames", "watches",
+// {"connected", "connected_at_end", "failed", "frames", "watches", "gc": {"count", "total_ms", "max_ms"},
+//  "loop_delay_ms": {"p50", "p99", "max"} (this process's own stalls while connected: a frame arriving during one
+//  is timestamped late),
 //  "events": [[client (first-index + i: unique across processes), event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
 // where key is the message's external id: message.created carries it; a conversation event carries the
 // message as its last_message preview, whose bench text "bench message <n> from <prefix>-c<k>" gives it back.
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 
 const require = createRequire(new URL("../frontend/package.json", import.meta.url));
 const { io } = require("socket.io-client");
@@ -39,6 +41,19 @@ const BENCH_TEXT = /^bench message (\d+) from (.*)-c\d+$/;
 const now = () => (performance.timeOrigin + performance.now()) / 1000;
 
 const events = [];
+// the load generator's own stalls, reported so they are not mistaken for the server's: garbage-collection pauses
+// and the event loop's delay (a frame that arrives during either is timestamped late)
+const gc = { count: 0, total_ms: 0, max_ms: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gc.count += 1;
+    gc.total_ms += entry.duration;
+    gc.max_ms = Math.max(gc.max_ms, entry.duration);
+  }
+}).observe({ entryTypes: ["gc"] });
+const LOOP_RESOLUTION_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+const late = (ns) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
 const sockets = [];
 let failed = 0;
 let frames = 0;
@@ -80,11 +95,17 @@ for (let start = 0; start < tokens.length; start += WAVE) {
   await Promise.all(tokens.slice(start, start + WAVE).map((t, k) => connect(t, start + k)));
 }
 console.log(`READY ${sockets.length}`);
+loopDelay.enable();
 
 process.on("SIGTERM", () => {
   const connectedAtEnd = sockets.filter((s) => s.connected).length;
   writeFileSync(out, JSON.stringify({ connected: sockets.length, connected_at_end: connectedAtEnd, failed, frames,
-                                      watches, events }));
+                                      watches, gc,
+                                      // how late a 10 ms timer ran (its own 10 ms taken off)
+                                      loop_delay_ms: { p50: late(loopDelay.percentile(50)),
+                                                       p99: late(loopDelay.percentile(99)),
+                                                       max: late(loopDelay.max) },
+                                      events }));
   for (const s of sockets) s.close();
   process.exit(0);
 });

@@ -65,6 +65,7 @@ class Agents:
         self.outs: list[Path] = []
         self.connected = self.connected_at_end = self.frames = 0
         self.events: list[list[Any]] = []
+        self.stalls: list[dict[str, Any]] = []  # per process: its GC pauses and event-loop delay (agents.mjs)
 
     def __enter__(self) -> "Agents":
         for k, start in enumerate(range(0, len(self.tokens), self.per)):
@@ -105,6 +106,7 @@ class Agents:
                 self.connected_at_end += data["connected_at_end"]
                 self.frames += data["frames"]
                 self.watches += data.get("watches", 0)
+                self.stalls.append({"gc": data.get("gc"), "loop_delay_ms": data.get("loop_delay_ms")})
                 self.events.extend(data["events"])
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
@@ -129,6 +131,11 @@ def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook
 
 
 LIST_EVENTS = ("conversation.created", "conversation.updated")
+# The first seconds of a run are its start-up: with 200 customers per load process, the first 200 messages each
+# open a new conversation (a contact, its identity, a profile lookup, `conversation.created`) and its watching
+# agent asks to `watch` it at once, and the backlog this leaves takes a little longer to clear. The figure is the
+# whole run; "steady" is the messages sent from this many seconds on, reported beside it.
+STEADY_AFTER_S = 2
 
 
 def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: int, rate: float,
@@ -147,6 +154,11 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
         elif event == "message.created":
             thread.append(received - sent[key])
     latencies = [received - sent[key] for (_client, key), received in first_list.items()]
+    start = min(sent.values(), default=0.0)
+    by_second: dict[int, list[float]] = {}
+    for (_client, key), received in first_list.items():
+        by_second.setdefault(int(sent[key] - start), []).append(received - sent[key])
+    steady = [v for second, values in by_second.items() if second >= STEADY_AFTER_S for v in values]
     ack = [r[3] - r[1] for r in result["rows"]]
     return {"agents": n_agents, "connected": agents.connected, "connected_at_end": agents.connected_at_end,
             "rate": rate, "messages": count, "acked": len(sent), "statuses": result["statuses"],
@@ -154,7 +166,17 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
             "frames": agents.frames, "p50": pct(latencies, 50), "p99": pct(latencies, 99),
             "max": max(latencies) if latencies else None, "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
             "watches": agents.watches, "thread_delivered": len(thread), "thread_p50": pct(thread, 50),
-            "thread_p99": pct(thread, 99), "thread_max": max(thread) if thread else None}
+            "thread_p99": pct(thread, 99), "thread_max": max(thread) if thread else None,
+            "steady_p50": pct(steady, 50), "steady_p99": pct(steady, 99),
+            "timeline": [[second, len(values), pct(values, 50), pct(values, 99)]
+                         for second, values in sorted(by_second.items())],
+            "client_stalls": {
+                "gc_max_ms": max((s["gc"]["max_ms"] for s in agents.stalls if s.get("gc")), default=None),
+                "gc_total_ms": sum(s["gc"]["total_ms"] for s in agents.stalls if s.get("gc")),
+                "loop_delay_p99_ms": max((s["loop_delay_ms"]["p99"] for s in agents.stalls
+                                          if s.get("loop_delay_ms")), default=None),
+                "loop_delay_max_ms": max((s["loop_delay_ms"]["max"] for s in agents.stalls
+                                          if s.get("loop_delay_ms")), default=None)}}
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
@@ -250,11 +272,12 @@ def report(all_results: list[dict[str, Any]]) -> str:
              "class in the second column), 2 RQ workers. Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per "
              "commit, one `events` frame per room set per delivery round.", "",
              "| run | web worker | agents connected (end) | queue deliveries | frames per agent per s | queue p50 | "
-             "queue p99 | max | ratio p50 / p99 to Redis ref | thread events (p50 / p99) | ack p99 | CPU ms per "
-             "message (web / workers / PostgreSQL / agent clients) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|",
+             f"queue p99 | max | steady, from {STEADY_AFTER_S} s: p50 / p99 | ratio p50 / p99 to Redis ref | thread "
+             "events (p50 / p99) | ack p99 | CPU ms per message (web / workers / PostgreSQL / agent clients) | agents' "
+             "own stalls: GC max / event loop late p99, max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
              f"| reference: bare Redis PUBLISH -> subscriber | | 1 | {ref['received']}/{ref['count']} | | "
-             f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | 1 / 1 | | | |"]
+             f"{ms(ref['p50'])} | {ms(ref['p99'])} | {ms(ref['max'])} | | 1 / 1 | | | | |"]
     for res in all_results:
         ref = res["ref_redis"]
         for r in res["runs"]:
@@ -272,12 +295,29 @@ def report(all_results: list[dict[str, Any]]) -> str:
                       if "thread_delivered" in r else "(every agent got every message.created: the old protocol)")
             worker = (f"gthread x{res['threads']}" if res.get("worker_class", "gthread") == "gthread"
                       else res["worker_class"])
+            steady = (f"{ms(r['steady_p50'])} / {ms(r['steady_p99'])}" if r.get("steady_p50") is not None
+                      else "n/a")
+            stalls = r.get("client_stalls") or {}
+            stall = (f"{stalls['gc_max_ms']:.0f} / {stalls['loop_delay_p99_ms']:.0f}, "
+                     f"{stalls['loop_delay_max_ms']:.0f} ms" if stalls.get("gc_max_ms") is not None
+                     and stalls.get("loop_delay_p99_ms") is not None else "n/a")
             lines.append(f"| {label} | {worker} | {r['connected']} "
                          f"({r['connected_at_end']}) | {r['delivered']}/{r['expected_deliveries']} | {fps:.1f} | "
-                         f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {ratio} | {thread} | "
+                         f"**{ms(r['p50'])}** | **{ms(r['p99'])}** | {ms(r['max'])} | {steady} | {ratio} | {thread} | "
                          f"{ms(r['ack_p99'])} | "
                          f"{cpu.get('web', 'n/a')} / {cpu.get('workers', 'n/a')} / {cpu.get('postgres_total', 'n/a')} "
-                         f"/ {cpu.get('agents', 'n/a')} |")
+                         f"/ {cpu.get('agents', 'n/a')} | {stall} |")
+    timelines = [(res, r) for res in all_results for r in res["runs"] if r.get("timeline")
+                 and r["agents"] == max(x["agents"] for x in res["runs"]) and not res.get("profiled")]
+    if timelines:
+        lines += ["", "Queue latency by the second the message was sent (largest agent count of each stack): the "
+                  f"start-up, then the steady state (\"steady\" above counts from second {STEADY_AFTER_S}).", "",
+                  "| run | " + " | ".join(f"s{t}" for t in range(max(len(r["timeline"]) for _res, r in timelines)))
+                  + " |",
+                  "|---|" + "---|" * max(len(r["timeline"]) for _res, r in timelines)]
+        for res, r in timelines:
+            cells = [f"{ms(p50)} / {ms(p99)}" for _second, _n, p50, p99 in r["timeline"]]
+            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s (p50 / p99) | " + " | ".join(cells) + " |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
