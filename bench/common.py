@@ -175,7 +175,10 @@ class Stack:
     threads: int = 64
     worker_class: str = "gevent"    # gunicorn -k: gevent (the README's production web worker) or gthread
     agents: int = 0                 # extra agents (with API tokens) in the brand's team
-    fake_meta: bool = False         # run bench.fake_graph in its own process (META_GRAPH_BASE_URL)
+    # bench.fake_graph in its own process (META_GRAPH_BASE_URL): the Graph API a production page talks to, so new
+    # Messenger contacts get their names looked up (a job, a GET, a conversation.updated) as in production.
+    # False points META_GRAPH_BASE_URL at a closed port: every lookup fails at once and is retried 15 s later.
+    fake_meta: bool = True
     worker_profile: bool = False    # workers under pyinstrument (bench.profiled_worker)
     web_profile: str = ""           # a path: the web worker under yappi (bench/gunicorn_yappi.py) writes it at exit
     root: Path = ROOT               # the checkout whose app runs (migrations, seed, web, workers): bench.ab's baseline

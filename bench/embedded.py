@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (ALEMBIC, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json, wait_http,
-                          write_section)
+from bench.common import (ALEMBIC, APP_SECRET, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json,
+                          wait_http, write_section)
 from bench.ingest import RELAIS_COUNT, load
 from bench.live_latency import Agents, collect
 
@@ -71,6 +71,8 @@ class Embedded:
         self.tmp = ""
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.fake_port = 0
+        self.fake: subprocess.Popen | None = None
         self.world: dict[str, Any] = {}
         self._log = None
 
@@ -82,10 +84,14 @@ class Embedded:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def fake_url(self) -> str:
+        return f"http://127.0.0.1:{self.fake_port}"
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_"))}
         env.update(DATABASE_URL=f"sqlite:///{self.db_path}", SECRET_KEY="bench-" + secrets.token_hex(16),
-                   RELAIS_ENV="test", PYTHONUNBUFFERED="1", META_GRAPH_BASE_URL="http://127.0.0.1:9/v21.0",
+                   RELAIS_ENV="test", PYTHONUNBUFFERED="1", META_GRAPH_BASE_URL=f"{self.fake_url}/v21.0",
                    PORT=str(self.port), HOST="127.0.0.1", PUBLIC_BASE_URL=self.base_url)
         return env
 
@@ -95,8 +101,15 @@ class Embedded:
         signal.signal(signal.SIGTERM, _terminate)
         self.tmp = tempfile.mkdtemp(prefix="relais-bench-embedded-")
         self.port = free_port()
+        self.fake_port = free_port()
         try:
             env = self.env()
+            OUT.mkdir(parents=True, exist_ok=True)
+            # the Graph API new Messenger contacts' names are looked up from (bench.common.Stack does the same)
+            self.fake = subprocess.Popen([PY, "-m", "bench.fake_graph", "--port", str(self.fake_port),
+                                          "--app-secret", APP_SECRET], cwd=ROOT, env=env,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_http(self.fake_url + "/_fake/requests")
             log(f"embedded: {self.db_path}, port {self.port}")
             subprocess.run([ALEMBIC, "upgrade", "head"], cwd=ROOT, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -134,6 +147,9 @@ class Embedded:
             conn.close()
 
     def __exit__(self, *exc: object) -> None:
+        if self.fake is not None and self.fake.poll() is None:
+            self.fake.terminate()
+            self.fake.wait(20)
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: only what we started
             try:
