@@ -8,9 +8,9 @@ written or leaves for a rolled-back one. The relay
 `brand:<id>`, `admins` (joined at connect, from the agent's access), and `conversation:<id>` (joined through a
 `watch` request, after the same access check as the REST route).
 
-Who gets what: list-level events (`conversation.*`, `sla.*`) go to the brand's agents and the admins, so every
-queue view stays live; a conversation's thread events (`message.*`) go only to the sockets that have that
-conversation open. A thread event is the bulky one (full text, attachments, author) and only the open thread
+Who gets what: list-level events (`conversation.*`, `sla.*`, `contact.updated`) go to the brand's agents and the
+admins, so every queue view stays live; a conversation's thread events (`message.*`) go only to the sockets that
+have that conversation open. A thread event is the bulky one (full text, attachments, author) and only the open thread
 uses it: sending it to every agent of a brand multiplied a busy brand's live bytes by its agent count.
 """
 from __future__ import annotations

@@ -319,6 +319,28 @@ def test_messenger_contact_name_is_fetched_from_the_profile_api(app, client, wor
     assert any(r.method == "GET" and r.path == "/psid-profile" for r in fake_meta.requests)
 
 
+def test_a_looked_up_name_is_pushed_as_contact_updated_to_the_brand_not_as_whole_conversations(
+        app, client, world, token_for, fake_meta, jobs_done):
+    from inbox.models import RealtimeEvent
+
+    with app.app_context():
+        before = db.session.scalar(select(func.max(RealtimeEvent.id))) or 0
+    post_meta(client, messenger_message_payload(PAGE_ID, "psid-pushed-name", "coucou"))
+    jobs_done()
+    conversation = _list(client, token_for(world.agent))["items"][0]
+    contact = conversation["contact"]
+    assert contact["name"]  # looked up by the job
+    with app.app_context():
+        events = [(e.name, e.rooms, e.payload) for e in db.session.scalars(
+            select(RealtimeEvent).where(RealtimeEvent.id > before).order_by(RealtimeEvent.id))]
+    rooms = [f"brand:{conversation['brand']['id']}", "admins"]
+    assert [(name, payload["last_message"]["text"]) for name, _rooms, payload in events
+            if name.startswith("conversation.")] == [("conversation.created", "coucou")]  # the lookup sent none
+    assert [(name, event_rooms, payload) for name, event_rooms, payload in events if name == "contact.updated"] == [
+        ("contact.updated", rooms, {"id": contact["id"], "name": contact["name"], "handle": contact["handle"],
+                                    "avatar_url": contact["avatar_url"]})]
+
+
 def test_a_rate_limited_profile_lookup_is_tried_again_after_the_platforms_delay(app, client, world, token_for,
                                                                               fake_meta, jobs_done, monkeypatch):
     import inbox.jobs as jobs_module

@@ -1,4 +1,4 @@
-import type { Conversation, Id, IsoDateTime, Message } from "@/api/types";
+import type { ContactRef, Conversation, Id, IsoDateTime, Message } from "@/api/types";
 
 /** Every server event arrives wrapped with its sequence number. */
 export interface Envelope<T> {
@@ -15,6 +15,8 @@ export interface SlaAlert {
 export interface ServerEvents {
   "conversation.created": Conversation;
   "conversation.updated": Conversation;
+  /** A contact's name or picture was looked up: how its conversations show it, nothing else about them. */
+  "contact.updated": ContactRef;
   "message.created": Message;
   "message.updated": Message;
   "sla.warning": SlaAlert;
@@ -26,6 +28,7 @@ export type ServerEventName = keyof ServerEvents;
 export const SERVER_EVENTS: readonly ServerEventName[] = [
   "conversation.created",
   "conversation.updated",
+  "contact.updated",
   "message.created",
   "message.updated",
   "sla.warning",

@@ -67,6 +67,9 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
         case "conversation.updated":
           conversations.applyConversation(received.data, received.seq, "updated");
           break;
+        case "contact.updated":
+          conversations.applyContact(received.data, received.seq);
+          break;
         case "message.created":
         case "message.updated":
           messages.applyEvent(received.data, received.seq);

@@ -22,6 +22,16 @@ export class BoundedMap<K, V> {
     }
   }
 
+  /** Replaces the value of a key already held, without making it more recent; a key not held is left out. */
+  replace(key: K, value: V): void {
+    if (this.map.has(key)) this.map.set(key, value);
+  }
+
+  /** The entries, least recently written first. */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
+
   delete(key: K): void {
     this.map.delete(key);
   }

@@ -4,6 +4,7 @@ import {
   conversationsApi,
   isApiError,
   type ApiError,
+  type ContactRef,
   type Conversation,
   type ConversationCounts,
   type ConversationPage,
@@ -88,6 +89,12 @@ export const useConversationStore = defineStore("conversations", () => {
   const known = new BoundedMap<string, Conversation>(5000);
   /** Highest event seq applied per conversation: a replayed older event never overwrites a newer one. */
   const seqById = new BoundedMap<string, number>(5000);
+  /**
+   * The latest facts of the contacts a contact.updated event named, per contact id, with its seq. A conversation
+   * read before the lookup stored the name (an event or API answer with the same updated_at) still carries none:
+   * names are only ever filled in, never cleared, so the remembered name wins over a missing one.
+   */
+  const contactFacts = new BoundedMap<string, { contact: ContactRef; seq: number | null }>(5000);
 
   let loadToken = 0;
   let loadController: AbortController | null = null;
@@ -121,6 +128,22 @@ export const useConversationStore = defineStore("conversations", () => {
     known.set(String(conversation.id), conversation);
   }
 
+  /** The conversation with the remembered facts of its contact when it carries no name but they do (contactFacts). */
+  function withKnownContact(conversation: Conversation): Conversation {
+    const key = String(conversation.contact.id);
+    const remembered = contactFacts.get(key);
+    if (!remembered) return conversation;
+    if (conversation.contact.name) {
+      // A name from the server wins, and is what a later snapshot without one must keep.
+      if (!sameContact(conversation.contact, remembered.contact)) {
+        contactFacts.set(key, { contact: conversation.contact, seq: remembered.seq });
+      }
+      return conversation;
+    }
+    if (!remembered.contact.name || sameContact(conversation.contact, remembered.contact)) return conversation;
+    return { ...conversation, contact: remembered.contact };
+  }
+
   function sortItems(): void {
     items.value = [...items.value].sort(compareConversations(listOrder(filters.value)));
   }
@@ -144,10 +167,11 @@ export const useConversationStore = defineStore("conversations", () => {
       if (token !== loadToken) return;
       const seen = new Set<string>();
       const fresh: Conversation[] = [];
-      for (const conversation of page.items) {
-        const key = String(conversation.id);
+      for (const served of page.items) {
+        const key = String(served.id);
         if (seen.has(key)) continue;
         seen.add(key);
+        const conversation = withKnownContact(served);
         // A live event may have brought a newer version while the page was in flight.
         const newer = known.get(key);
         const version = newer && isStale(conversation, newer) ? newer : conversation;
@@ -226,8 +250,9 @@ export const useConversationStore = defineStore("conversations", () => {
     const byKey = new Map(items.value.map((conversation, index) => [String(conversation.id), index]));
     const next = [...items.value];
     let added = 0;
-    for (const conversation of page.items) {
-      const key = String(conversation.id);
+    for (const served of page.items) {
+      const key = String(served.id);
+      const conversation = withKnownContact(served);
       const newer = known.get(key);
       const version = newer && isStale(conversation, newer) ? newer : conversation;
       remember(version);
@@ -264,13 +289,14 @@ export const useConversationStore = defineStore("conversations", () => {
    * Idempotent: applying the same version twice, or an older version after a newer one, changes nothing.
    * Returns whether anything was applied.
    */
-  function applyConversation(conversation: Conversation, seq?: number, change: ConversationChange = "updated"): boolean {
-    const key = String(conversation.id);
+  function applyConversation(received: Conversation, seq?: number, change: ConversationChange = "updated"): boolean {
+    const key = String(received.id);
     if (seq !== undefined) {
       const lastSeq = seqById.get(key);
       if (lastSeq !== undefined && seq <= lastSeq) return false;
       seqById.set(key, seq);
     }
+    const conversation = withKnownContact(received);
     const previous = known.get(key) ?? null;
     if (isStale(conversation, previous)) return false;
     remember(conversation);
@@ -284,6 +310,39 @@ export const useConversationStore = defineStore("conversations", () => {
     const racing = countsPending > 0 || Date.now() < countsSettleUntil;
     if (counted === "unknown" || (counted === "moved" && racing)) doubtCounts();
     place(conversation);
+    return true;
+  }
+
+  /**
+   * Applies a contact.updated event: the contact's new name, handle and picture replace the contact of every
+   * conversation held (known versions, list rows, the open one, those buffered during a load). Only how the
+   * contact is shown changes: updated_at, seqs, counts, order and the rows held stay as they were, and a
+   * contact none of them has is only remembered (contactFacts). A replayed older event changes nothing.
+   */
+  function applyContact(contact: ContactRef, seq?: number): boolean {
+    const contactKey = String(contact.id);
+    const lastSeq = contactFacts.get(contactKey)?.seq;
+    if (seq !== undefined && lastSeq != null && seq <= lastSeq) return false;
+    contactFacts.set(contactKey, { contact, seq: seq ?? lastSeq ?? null });
+
+    const patch = (conversation: Conversation): Conversation =>
+      sameId(conversation.contact.id, contact.id) && !sameContact(conversation.contact, contact)
+        ? { ...conversation, contact }
+        : conversation;
+    const patchedKnown: [string, Conversation][] = [];
+    for (const [key, conversation] of known.entries()) {
+      const next = patch(conversation);
+      if (next !== conversation) patchedKnown.push([key, next]);
+    }
+    for (const [key, next] of patchedKnown) known.replace(key, next);
+
+    const rows = items.value.map(patch);
+    if (rows.some((row, index) => row !== items.value[index])) items.value = rows;
+    if (current.value) {
+      const open = patch(current.value);
+      if (open !== current.value) current.value = open;
+    }
+    if (bufferedDuringLoad) bufferedDuringLoad = bufferedDuringLoad.map(patch);
     return true;
   }
 
@@ -501,6 +560,7 @@ export const useConversationStore = defineStore("conversations", () => {
     currentError.value = null;
     known.clear();
     seqById.clear();
+    contactFacts.clear();
     slaAlerts.value = {};
   }
 
@@ -522,6 +582,7 @@ export const useConversationStore = defineStore("conversations", () => {
     loadMore,
     setFilters,
     applyConversation,
+    applyContact,
     refreshCounts,
     open,
     close,
@@ -536,6 +597,9 @@ export const useConversationStore = defineStore("conversations", () => {
 function lastOf(page: ConversationPage): Conversation | null {
   return page.next_cursor === null ? null : (page.items[page.items.length - 1] ?? null);
 }
+
+const sameContact = (a: ContactRef, b: ContactRef): boolean =>
+  sameId(a.id, b.id) && a.name === b.name && a.handle === b.handle && a.avatar_url === b.avatar_url;
 
 function isAbort(error: unknown): boolean {
   return error instanceof DOMException && error.name === "AbortError";

@@ -474,3 +474,144 @@ describe("conversation store: sidebar counts", () => {
     expect(session.list).toHaveBeenCalledTimes(1);
   });
 });
+
+describe("conversation store: contact.updated", () => {
+  const session = storeSession();
+  const UNNAMED = { id: 500, name: null, handle: null, avatar_url: null };
+  const LOOKED_UP = { id: 500, name: "Léa Martin", handle: "lea.martin", avatar_url: "https://cdn.example/lea.jpg" };
+  const OTHER_CONTACT = { id: 600, name: null, handle: "paul", avatar_url: null };
+
+  /** Unassigned view: #1 and #2 of contact 500 (no name yet), #3 of contact 600; #1 open. */
+  async function heldView() {
+    session.list.mockResolvedValueOnce(
+      page(
+        [
+          conversation({ id: 1, contact: UNNAMED, waiting_since: "2026-11-23T10:00:00Z", updated_at: "2026-11-23T10:00:00Z" }),
+          conversation({ id: 2, contact: UNNAMED, waiting_since: "2026-11-23T12:00:00Z", updated_at: "2026-11-23T12:00:00Z" }),
+          conversation({ id: 3, contact: OTHER_CONTACT, waiting_since: "2026-11-23T11:00:00Z", updated_at: "2026-11-23T11:00:00Z" }),
+        ],
+        { counts: { mine: 2, unassigned: 3, all: 9 } },
+      ),
+    );
+    const store = useConversationStore();
+    await store.setFilters({ view: "unassigned", status: "open" });
+    vi.spyOn(conversationsApi, "get").mockResolvedValueOnce(
+      conversation({ id: 1, contact: UNNAMED, waiting_since: "2026-11-23T10:00:00Z", updated_at: "2026-11-23T10:00:00Z" }),
+    );
+    await store.open(1);
+    return store;
+  }
+
+  const row = (store: ReturnType<typeof useConversationStore>, id: number) => store.items.find((c) => c.id === id);
+
+  it("shows the new name and picture in the list rows and the open conversation", async () => {
+    const store = await heldView();
+    expect(store.applyContact(LOOKED_UP, 20)).toBe(true);
+    expect(row(store, 1)?.contact).toEqual(LOOKED_UP);
+    expect(row(store, 2)?.contact).toEqual(LOOKED_UP);
+    expect(store.current?.contact).toEqual(LOOKED_UP);
+    expect(store.get(2)?.contact).toEqual(LOOKED_UP);
+  });
+
+  it("leaves the rows of other contacts as they were", async () => {
+    const store = await heldView();
+    const before = row(store, 3);
+    store.applyContact(LOOKED_UP, 20);
+    expect(row(store, 3)).toBe(before);
+    expect(row(store, 3)?.contact).toEqual(OTHER_CONTACT);
+  });
+
+  it("creates nothing for a contact none of the held conversations has", async () => {
+    const store = await heldView();
+    const items = store.items;
+    const current = store.current;
+    store.applyContact({ id: 999, name: "Inconnu", handle: null, avatar_url: null }, 20);
+    expect(store.items).toBe(items);
+    expect(store.current).toBe(current);
+    expect(store.get(999)).toBeNull();
+    expect(ids(store)).toEqual([1, 3, 2]);
+  });
+
+  it("keeps updated_at, the order and the counts, and asks the server for nothing", async () => {
+    const store = await heldView();
+    const calls = session.list.mock.calls.length;
+    store.applyContact(LOOKED_UP, 20);
+    expect(ids(store)).toEqual([1, 3, 2]);
+    expect(store.items.map((c) => c.updated_at)).toEqual([
+      "2026-11-23T10:00:00Z",
+      "2026-11-23T11:00:00Z",
+      "2026-11-23T12:00:00Z",
+    ]);
+    expect(store.current?.updated_at).toBe("2026-11-23T10:00:00Z");
+    expect(store.counts).toEqual({ mine: 2, unassigned: 3, all: 9 });
+    await vi.advanceTimersByTimeAsync(COUNTS_MIN_INTERVAL_MS + COUNTS_JITTER_MS);
+    expect(session.list).toHaveBeenCalledTimes(calls);
+    // The conversation events that follow are still applied by their own seq.
+    expect(store.applyConversation(conversation({ id: 2, contact: LOOKED_UP, priority: "high", updated_at: "2026-11-23T14:00:00Z" }), 1)).toBe(true);
+    expect(row(store, 2)?.priority).toBe("high");
+  });
+
+  it("is not undone by a later snapshot with the same updated_at and no name", async () => {
+    const store = await heldView();
+    store.applyContact(LOOKED_UP, 20);
+    // An event written before the lookup stored the name, delivered after it.
+    expect(
+      store.applyConversation(
+        conversation({ id: 1, contact: UNNAMED, priority: "high", waiting_since: "2026-11-23T10:00:00Z", updated_at: "2026-11-23T10:00:00Z" }),
+        21,
+      ),
+    ).toBe(true);
+    expect(row(store, 1)?.priority).toBe("high");
+    expect(row(store, 1)?.contact).toEqual(LOOKED_UP);
+    expect(store.current?.contact).toEqual(LOOKED_UP);
+    // An API answer read before the lookup, and a list page, neither.
+    store.applyConversation(conversation({ id: 2, contact: UNNAMED, waiting_since: "2026-11-23T12:00:00Z", updated_at: "2026-11-23T12:00:00Z" }));
+    expect(row(store, 2)?.contact).toEqual(LOOKED_UP);
+    session.list.mockResolvedValueOnce(
+      page([conversation({ id: 2, contact: UNNAMED, waiting_since: "2026-11-23T12:00:00Z", updated_at: "2026-11-23T12:00:00Z" })]),
+    );
+    await store.load();
+    expect(row(store, 2)?.contact).toEqual(LOOKED_UP);
+  });
+
+  it("keeps the looked-up name for a page that was in flight when the event came", async () => {
+    let resolve!: (value: ConversationPage) => void;
+    session.list.mockReturnValueOnce(new Promise((r) => (resolve = r)));
+    const store = useConversationStore();
+    const loading = store.setFilters({ view: "unassigned" });
+    store.applyContact(LOOKED_UP, 20);
+    resolve(page([conversation({ id: 1, contact: UNNAMED })]));
+    await loading;
+    expect(row(store, 1)?.contact).toEqual(LOOKED_UP);
+  });
+
+  it("gives way to a later snapshot that carries another name", async () => {
+    const store = await heldView();
+    store.applyContact(LOOKED_UP, 20);
+    const renamed = { ...LOOKED_UP, name: "Léa M." };
+    store.applyConversation(
+      conversation({ id: 1, contact: renamed, waiting_since: "2026-11-23T10:00:00Z", updated_at: "2026-11-23T10:00:00Z" }),
+      21,
+    );
+    expect(row(store, 1)?.contact).toEqual(renamed);
+    expect(store.current?.contact).toEqual(renamed);
+    // ...and what a snapshot without a name then keeps is that name.
+    store.applyConversation(conversation({ id: 1, contact: UNNAMED, waiting_since: "2026-11-23T10:00:00Z", updated_at: "2026-11-23T10:00:00Z" }), 22);
+    expect(row(store, 1)?.contact.name).toBe("Léa M.");
+  });
+
+  it("ignores a replayed older contact.updated", async () => {
+    const store = await heldView();
+    store.applyContact(LOOKED_UP, 20);
+    expect(store.applyContact({ ...LOOKED_UP, name: "Ancien nom" }, 19)).toBe(false);
+    expect(row(store, 1)?.contact).toEqual(LOOKED_UP);
+  });
+
+  it("forgets the looked-up facts on sign-out", async () => {
+    const store = await heldView();
+    store.applyContact(LOOKED_UP, 20);
+    store.reset();
+    store.applyConversation(conversation({ id: 1, contact: UNNAMED }));
+    expect(store.get(1)?.contact).toEqual(UNNAMED);
+  });
+});

@@ -1,10 +1,11 @@
 import { createPinia, setActivePinia } from "pinia";
 import { describe, expect, it, vi } from "vitest";
-import { messagesApi } from "@/api";
+import { conversationsApi, messagesApi } from "@/api";
 import { RealtimeClient, WATCH_ACK_TIMEOUT_MS, type SocketLike } from "@/socket/client";
 import type { ServerEvent } from "@/socket/events";
 import { startRealtime } from "@/socket/realtime";
 import { SeqTracker } from "@/socket/seq";
+import { useConversationStore } from "@/stores/conversations";
 import { useMessageStore } from "@/stores/messages";
 import { conversation, message } from "../factories";
 
@@ -404,6 +405,35 @@ describe("the open conversation's live thread", () => {
     } finally {
       realtime.stop();
       messages.close();
+    }
+  });
+});
+
+describe("contact.updated", () => {
+  it("is applied to the conversations store: list rows and the open conversation show the new name", async () => {
+    setActivePinia(createPinia());
+    const unnamed = { id: 500, name: null, handle: null, avatar_url: null };
+    const lookedUp = { id: 500, name: "Léa Martin", handle: "lea.martin", avatar_url: "https://cdn.example/lea.jpg" };
+    vi.spyOn(conversationsApi, "list").mockResolvedValue({
+      items: [conversation({ id: 1, contact: unnamed }), conversation({ id: 2, contact: { ...unnamed, id: 600 } })],
+      next_cursor: null,
+    });
+    vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1, contact: unnamed }));
+    const conversations = useConversationStore();
+    await conversations.setFilters({ view: "all", status: "open" });
+    await conversations.open(1);
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    try {
+      expect(conversations.items).toHaveLength(2);
+      socket.emit("events", [{ event: "contact.updated", seq: 3, data: lookedUp }]);
+      expect(realtime.client.tracker.lastSeq).toBe(3);
+      expect(conversations.items.find((c) => c.id === 1)?.contact).toEqual(lookedUp);
+      expect(conversations.items.find((c) => c.id === 2)?.contact.name).toBeNull();
+      expect(conversations.current?.contact).toEqual(lookedUp);
+    } finally {
+      realtime.stop();
+      vi.restoreAllMocks();
     }
   });
 });
