@@ -15,11 +15,12 @@ delivered, read) is never put back in the queue or marked failed.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from adapters import api as api_adapter
 from adapters import meta
@@ -61,6 +62,7 @@ def deliver_message(message_id: int) -> str | None:
             .values(delivery_status="sending", delivery_attempts=Message.delivery_attempts + 1, sending_since=now)
         ).rowcount
         if claimed != 1:
+            _retry_when_due(session, message_id, now)
             return None
         message = session.get(Message, message_id)
         assert message is not None
@@ -119,6 +121,19 @@ def _send(request: dict[str, Any]) -> SendResult:
             raise PlatformError("this API channel has no webhook_url to deliver replies to", retryable=False)
         return api_adapter.send(None, request["url"], request["secret"], request["payload"])
     raise PlatformError(f"sending is not supported for {request['channel_kind']}", retryable=False)
+
+
+def _retry_when_due(session: Session, message_id: int, now: datetime) -> None:
+    """A send job that ran before its message's retry time (a scheduler on another host whose clock runs ahead)
+    schedules itself again for that time, instead of leaving the retry to the reconciler's next pass."""
+    row = session.execute(select(Message.delivery_status, Message.next_attempt_at)
+                          .where(Message.id == message_id)).first()
+    if row is None or row.delivery_status != "queued" or row.next_attempt_at is None or row.next_attempt_at <= now:
+        return
+    from inbox.jobs import SEND, enqueue_after_commit
+    from inbox.jobs.tasks import send_message
+    enqueue_after_commit(session, send_message, message_id, queue=SEND,
+                         delay=(row.next_attempt_at - now).total_seconds())
 
 
 # statuses the platform itself reported (our send's answer, its echo, a receipt): an outcome never lowers them

@@ -430,3 +430,39 @@ def test_a_send_claimed_again_after_the_reconciler_looked_is_left_sending(app: A
         assert not _mark_interrupted(message_id, conversation_id, utcnow() - STUCK_SENDING_AFTER)
         db.session.remove()
     assert _stored(app, message_id).delivery_status == "sending"
+
+
+def test_a_send_job_run_before_its_retry_time_schedules_itself_for_that_time(app: Any, reply: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduler can run a delayed job early (another host's clock ahead; RQ's whole seconds before
+    `jobs.scheduled_at`): the job does not send, and it is enqueued again for the time left, instead of the retry
+    waiting for the reconciler's next pass (~10 s)."""
+    message_id, _at = reply
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id)
+                           .values(next_attempt_at=utcnow() + timedelta(seconds=3)))
+        db.session.commit()
+        db.session.remove()
+    monkeypatch.setattr(delivery, "_send", lambda _request: pytest.fail("sent before its retry time"))
+    enqueued: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr("inbox.jobs.enqueue", lambda func, *args, **kwargs: enqueued.append((func, args, kwargs)))
+    assert _deliver(app, message_id) is None
+    assert _stored(app, message_id).delivery_status == "queued"
+    ((func, args, kwargs),) = enqueued
+    from inbox.jobs.tasks import send_message
+    assert func is send_message and args == (message_id,) and kwargs["queue"] == "send"
+    assert 2.0 < kwargs["delay"] <= 3.0
+
+
+def test_a_send_job_for_a_message_no_longer_queued_schedules_nothing(app: Any, reply: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    message_id, _at = reply
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id)
+                           .values(delivery_status="sent", next_attempt_at=utcnow() + timedelta(seconds=3)))
+        db.session.commit()
+        db.session.remove()
+    enqueued: list[Any] = []
+    monkeypatch.setattr("inbox.jobs.enqueue", lambda *args, **kwargs: enqueued.append(args))
+    assert _deliver(app, message_id) is None
+    assert enqueued == []
