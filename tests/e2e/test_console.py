@@ -39,6 +39,8 @@ def test_sign_in_see_a_dm_arrive_live_and_reply(page, live_server, world, fake_m
     _post_webhook(live_server, messenger_message_payload(PAGE_ID, "psid-e2e", first, mid="m_e2e_1"))
     expect(rows).to_have_count(1)  # pushed live: no reload
     expect(rows.first).to_contain_text(first)
+    # the fake Graph API names this new customer "Client -e2e" a moment later: pushed as contact.updated
+    expect(rows.first).to_contain_text("Client -e2e")
     rows.first.click()
     texts = page.get_by_test_id("message-list").get_by_test_id("message-text")
     expect(texts.filter(has_text="FR000123")).to_have_text(first)
