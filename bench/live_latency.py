@@ -317,7 +317,8 @@ def report(all_results: list[dict[str, Any]]) -> str:
                   "|---|" + "---|" * max(len(r["timeline"]) for _res, r in timelines)]
         for res, r in timelines:
             cells = [f"{ms(p50)} / {ms(p99)}" for _second, _n, p50, p99 in r["timeline"]]
-            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s (p50 / p99) | " + " | ".join(cells) + " |")
+            note = f", {res['note']}" if res.get("note") else ""
+            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s{note} (p50 / p99) | " + " | ".join(cells) + " |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
