@@ -53,7 +53,7 @@ from adapters.base import InboundEvent, PayloadError
 from inbox import realtime
 from inbox.api.schemas import PageRefs, conversation_model_json, message_item_json
 from inbox.db import db, insert_for, insert_rows, update_rows, utcnow
-from inbox.jobs import enqueue_after_commit
+from inbox.jobs import gather_after_commit
 from inbox.models import (Agent, Brand, Channel, Contact, ContactIdentity, Conversation, Message,
                           Post, WebhookEvent)
 from inbox.models.assignment import ConversationLink
@@ -318,9 +318,7 @@ def _apply_batch(ctx: BatchContext, batch: list[tuple[ClaimedEvent, Routed]]) ->
     ctx.profile_fetches = []
     stats = _apply_customer_batch(ctx, [(routed, {}) for _event, routed in batch])
     if ctx.profile_fetches:
-        from inbox.jobs.tasks import fetch_contact_profiles
-        # one job for the batch's new contacts: a job per contact cost an enqueue round trip each
-        enqueue_after_commit(session, fetch_contact_profiles, [list(pair) for pair in ctx.profile_fetches])
+        _look_up_profiles(session, [list(pair) for pair in ctx.profile_fetches])
     now = utcnow()
     for (event, routed), event_stats in zip(batch, stats):
         ctx.stats = event_stats
@@ -835,6 +833,14 @@ def customer_time(item: InboundEvent, received_at: datetime) -> datetime:
     return min(item.platform_time, received_at)
 
 
+def _look_up_profiles(session: Session, pairs: list[list[int]]) -> None:
+    """Once `session` commits, look up these new customers' names ([identity id, channel id] pairs): gathered
+    with the other drains' for PROFILE_LOOKUP_BATCH_MS into one job (`jobs.gather`), not a job per drain."""
+    from inbox.jobs.tasks import fetch_contact_profiles
+    gather_after_commit(session, fetch_contact_profiles, pairs,
+                        window=get_settings().profile_lookup_batch_ms / 1000)
+
+
 def _identity_kind(channel: Channel) -> str:
     # API channel ids are the integrator's own: scope them to the channel so two integrators never collide
     return f"api:{channel.id}" if channel.kind == "api" else channel.kind
@@ -860,8 +866,7 @@ def upsert_contact(session: Session, channel: Channel, item: InboundEvent) -> Co
                 session.add(identity)
                 session.flush()
                 if not item.author.name and channel.kind == "facebook_page" and item.conversation_kind == "dm":
-                    from inbox.jobs.tasks import fetch_contact_profiles
-                    enqueue_after_commit(session, fetch_contact_profiles, [[identity.id, channel.id]])
+                    _look_up_profiles(session, [[identity.id, channel.id]])
                 return contact
         except IntegrityError:  # another worker created it between our read and our insert
             identity = session.execute(query).scalar_one()

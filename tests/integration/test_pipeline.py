@@ -429,3 +429,37 @@ def test_database_down_before_verification_is_503_too(app, client, world, monkey
         webhook_store.db.session.remove()
         broken.dispose()
     assert response.status_code == 503, response.get_json()
+
+
+def test_new_customers_of_separate_drains_are_looked_up_by_one_job(app, world, monkeypatch):
+    """PROFILE_LOOKUP_BATCH_MS (50 ms in tests): the name lookups of drains within the window share one job."""
+    import inbox.jobs as jobs_module
+    from inbox.background import BACKGROUND_LOCK
+    from inbox.demo.fake_meta import meta_json
+    from inbox.jobs import tasks
+    from inbox.services import ingest
+    from inbox.services.webhook_store import store_webhook_event
+    from inbox.webhooks import app_secret_fingerprint
+    from tests.factories import APP_SECRET
+
+    lookups: list[Any] = []
+    original = jobs_module.enqueue
+
+    def capture(func: Any, *args: Any, **kwargs: Any) -> None:
+        if func is tasks.fetch_contact_profiles:
+            lookups.append(args[0])
+        else:
+            original(func, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "enqueue", capture)
+    with BACKGROUND_LOCK:  # the embedded drain waits: each webhook below is drained on its own
+        for psid in ("psid-gathered-1", "psid-gathered-2"):
+            store_webhook_event(source="meta", body=meta_json(messenger_message_payload(PAGE_ID, psid, "allo")),
+                                headers={}, verification="valid", status="pending",
+                                detail=app_secret_fingerprint(APP_SECRET))
+            with app.app_context():
+                assert ingest.drain_webhook_events(linger=0) == 1
+                db.session.remove()
+    wait_until(lambda: lookups, timeout=5)
+    time.sleep(0.1)
+    assert len(lookups) == 1 and len(lookups[0]) == 2, lookups  # one job, both customers
