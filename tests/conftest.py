@@ -117,6 +117,15 @@ def wait_for_jobs(app: Any, timeout: float = 10.0) -> None:
     raise AssertionError("background jobs did not finish in time")
 
 
+@pytest.fixture(autouse=True)
+def _gathered_jobs_stay_in_their_test() -> Iterator[None]:
+    """Name lookups gathered during a test (`jobs.gather`, a 50 ms window) are enqueued when it ends, not in the
+    middle of the next test."""
+    yield
+    from inbox.jobs import flush_gathered
+    flush_gathered()
+
+
 @pytest.fixture
 def jobs_done(app: Any) -> Callable[[], None]:
     return lambda: wait_for_jobs(app)

@@ -231,6 +231,8 @@ class _Gatherer:
 
     def flush(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()  # a flush before the window ends (flush_gathered): the timer has nothing left
             items, self._items, self._timer = self._items, [], None
         for start in range(0, len(items), self.chunk):
             part = items[start:start + self.chunk]
@@ -263,6 +265,14 @@ def gather(func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT, 
         if gatherer is None or gatherer.window != window or gatherer.chunk != chunk:
             gatherer = _gatherers[(func, queue)] = _Gatherer(func, queue, window, chunk)
     gatherer.add(items)
+
+
+def flush_gathered() -> None:
+    """Enqueue every gathered item now (tests; a process that stops)."""
+    with _gatherers_lock:
+        gatherers = list(_gatherers.values())
+    for gatherer in gatherers:
+        gatherer.flush()
 
 
 def gathering() -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy import event, select, text, update
 from adapters.base import PlatformError, SendResult
 from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
+from inbox.jobs import flush_gathered
 from inbox.demo.fake_meta import (messaging_echo, messaging_read, messenger_message_payload, meta_json, page_entry,
                                   page_payload)
 from inbox.models import Conversation, Message
@@ -55,6 +56,7 @@ def _drain(app: Any, *payloads: dict[str, Any]) -> None:
     with app.app_context():
         ingest.drain_webhook_events(linger=0)
         db.session.remove()
+    flush_gathered()  # a new customer's name lookup now, not in the middle of a test that watches the queue
 
 
 @pytest.fixture

@@ -62,3 +62,11 @@ def test_the_embedded_backend_is_not_idle_while_items_wait(monkeypatch: pytest.M
     jobs.gather(looked_up, [[1, 1]], window=0.1)
     assert not backend.idle()
     _wait(backend.idle)
+
+
+def test_flush_gathered_enqueues_at_once(enqueued: list[Any]) -> None:
+    jobs.gather(looked_up, [[7, 1]], window=10.0)
+    jobs.flush_gathered()
+    assert enqueued == [(looked_up, ([[7, 1]],), {"queue": "default"})] and not jobs.gathering()
+    time.sleep(0.05)
+    assert len(enqueued) == 1  # the cancelled window enqueues nothing more
