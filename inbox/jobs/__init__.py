@@ -268,7 +268,7 @@ def gather(func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT, 
 
 
 def flush_gathered() -> None:
-    """Enqueue every gathered item now (tests; a process that stops)."""
+    """Enqueue every gathered item now (tests: a lookup gathered by one test must not fire inside the next)."""
     with _gatherers_lock:
         gatherers = list(_gatherers.values())
     for gatherer in gatherers:
