@@ -234,20 +234,23 @@ class _Gatherer:
             if self._timer is not None:
                 self._timer.cancel()  # a flush before the window ends (flush_gathered): the timer has nothing left
             items, self._items, self._timer = self._items, [], None
-        for start in range(0, len(items), self.chunk):
-            part = items[start:start + self.chunk]
-            try:
-                enqueue(self.func, part, queue=self.queue)
-            except Exception:  # best effort by design (see the class)
-                log.exception("could not enqueue %s for %d gathered item(s)", self.func.__qualname__, len(part))
+        try:
+            _enqueue_chunks(self.func, items, self.queue, self.chunk)
+        except Exception:  # best effort by design (see the class)
+            log.exception("could not enqueue %s for %d gathered item(s)", self.func.__qualname__, len(items))
 
     def pending(self) -> bool:
         with self._lock:
             return bool(self._items)
 
 
-_gatherers: dict[tuple[Callable[..., Any], str], _Gatherer] = {}
+_gatherers: dict[tuple[Callable[..., Any], str, float, int], _Gatherer] = {}
 _gatherers_lock = threading.Lock()
+
+
+def _enqueue_chunks(func: Callable[..., Any], items: list[Any], queue: str, chunk: int) -> None:
+    for start in range(0, len(items), chunk):
+        enqueue(func, items[start:start + chunk], queue=queue)
 
 
 def gather(func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT, window: float,
@@ -257,13 +260,12 @@ def gather(func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT, 
     if not items:
         return
     if window <= 0:
-        for start in range(0, len(items), chunk):
-            enqueue(func, items[start:start + chunk], queue=queue)
+        _enqueue_chunks(func, items, queue, chunk)
         return
     with _gatherers_lock:
-        gatherer = _gatherers.get((func, queue))
-        if gatherer is None or gatherer.window != window or gatherer.chunk != chunk:
-            gatherer = _gatherers[(func, queue)] = _Gatherer(func, queue, window, chunk)
+        gatherer = _gatherers.get((func, queue, window, chunk))
+        if gatherer is None:
+            gatherer = _gatherers[(func, queue, window, chunk)] = _Gatherer(func, queue, window, chunk)
     gatherer.add(items)
 
 
