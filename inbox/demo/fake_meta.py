@@ -359,6 +359,11 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default backlog of 5 refuses connections when many senders call at once (benchmarks,
     # concurrent tests on a loaded machine); Graph itself never does
     request_queue_size = 256
+    connections = 0  # TCP connections accepted (HTTP/1.1 keep-alive: one carries many calls, as with Graph)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # the serving thread alone accepts
+        super().process_request(request, client_address)
 
 
 class FakeMeta:
@@ -400,6 +405,11 @@ class FakeMeta:
     @property
     def base_url(self) -> str:
         return f"{self.root_url}/{self.graph_version}"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a client that keeps its connection alive opens one)."""
+        return self._server.connections
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -593,6 +603,10 @@ def _failure_answer(failure: _Failure) -> Answer:
 def _handler_class(fake: FakeMeta) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "FakeMeta/1"
+        # Graph keeps connections alive (HTTP/1.1): every answer has a Content-Length, so a client's next call
+        # can reuse the connection; an idle one is closed after `timeout` seconds
+        protocol_version = "HTTP/1.1"
+        timeout = 30
 
         def do_GET(self) -> None:
             self._answer("GET")

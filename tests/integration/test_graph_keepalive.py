@@ -1,0 +1,76 @@
+"""Graph API calls keep their connection alive (inbox.services.delivery.meta_client): a worker's sends and a batch
+of name lookups reuse one TCP connection (one TLS handshake with the real Graph) instead of one per call, and a
+connection idle longer than GRAPH_KEEPALIVE_IDLE_S is not reused."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapters import meta
+from inbox.services import delivery
+
+
+@pytest.fixture(autouse=True)
+def _fresh_graph_session() -> None:
+    """This thread's kept session may hold a connection from an earlier test: start without one."""
+    session = getattr(delivery._graph, "session", None)
+    if session is not None:
+        session.close()
+    delivery._graph.__dict__.clear()
+
+
+def _creds() -> meta.MetaCredentials:
+    return meta.MetaCredentials(page_id="1000", access_token="page-token", app_secret="secret")
+
+
+def test_consecutive_calls_share_one_connection(app, fake_meta):
+    before = fake_meta.connections
+    with app.app_context():
+        for psid in ("psid-keep-1", "psid-keep-2", "psid-keep-3"):
+            assert meta.get_user_profile(delivery.meta_client(), _creds(), psid).name
+    assert fake_meta.connections - before == 1
+    assert [r.path for r in fake_meta.requests] == ["/psid-keep-1", "/psid-keep-2", "/psid-keep-3"]
+
+
+def test_a_connection_idle_too_long_is_not_reused(app, fake_meta, monkeypatch):
+    monkeypatch.setattr(delivery, "GRAPH_KEEPALIVE_IDLE_S", -1.0)  # every previous client counts as idle
+    before = fake_meta.connections
+    with app.app_context():
+        for psid in ("psid-idle-1", "psid-idle-2"):
+            assert meta.get_user_profile(delivery.meta_client(), _creds(), psid).name
+    assert fake_meta.connections - before == 2
+
+
+def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, monkeypatch):
+    """Two gathered lookup jobs one after the other in a worker thread (three new customers): three Graph GETs
+    over one connection."""
+    import inbox.jobs as jobs_module
+    from inbox.demo.fake_meta import messenger_message_payload
+    from inbox.jobs import tasks
+    from tests.factories import PAGE_ID
+    from tests.helpers import post_meta, wait_until
+
+    lookups: list[Any] = []
+    original = jobs_module.enqueue
+
+    def capture(func: Any, *args: Any, **kwargs: Any) -> None:
+        if func is tasks.fetch_contact_profiles:
+            lookups.extend(args[0])
+        else:
+            original(func, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "enqueue", capture)
+    client = app.test_client()
+    psids = ("psid-batch-1", "psid-batch-2", "psid-batch-3")
+    for psid in psids:
+        post_meta(client, messenger_message_payload(PAGE_ID, psid, "bonjour"))
+    wait_until(lambda: len(lookups) == 3, timeout=10)
+    fake_meta.reset()
+    before = fake_meta.connections
+    with app.app_context():
+        assert tasks.fetch_contact_profiles(lookups[:2]) == 2
+        assert tasks.fetch_contact_profiles(lookups[2:]) == 1
+    assert sorted(r.path for r in fake_meta.requests) == sorted(f"/{p}" for p in psids)
+    assert fake_meta.connections - before == 1
+
