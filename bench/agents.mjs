@@ -40,7 +40,16 @@ const WATCH_MAX = 20;
 const BENCH_TEXT = /^bench message (\d+) from (.*)-c\d+$/;
 const now = () => (performance.timeOrigin + performance.now()) / 1000;
 
-const events = [];
+// What each client received, recorded column by column in flat number arrays while the figure runs (one push
+// per column, no object per event): the 500 simulated agents share the 2 cores with the server, so the recorder's
+// allocations and the garbage they leave would be counted against the server. Keys and event names are numbered
+// once per distinct string (a conversation event's key is parsed once per message text, not once per client).
+// Expanded into the output's [client, event, key, seq, recv, t] rows at SIGTERM, after the measured window.
+const rec = { client: [], event: [], key: [], seq: [], recv: [], t: [] };
+const eventNames = [...wanted];
+const eventCode = new Map(eventNames.map((name, k) => [name, k]));
+const keyNames = [null];
+const keyByText = new Map();  // last-message text or external id -> index in keyNames
 // the load generator's own stalls, reported so they are not mistaken for the server's: garbage-collection pauses
 // and the event loop's delay (a frame that arrives during either is timestamped late)
 const gc = { count: 0, total_ms: 0, max_ms: 0 };
@@ -59,10 +68,35 @@ let failed = 0;
 let frames = 0;
 let watches = 0;
 
+// the index in keyNames of the event's message key (0: none)
 function keyOf(e) {
-  if (e.data?.external_id) return e.data.external_id;
-  const m = BENCH_TEXT.exec(e.data?.last_message?.text ?? "");
-  return m ? `${m[2]}-${m[1]}` : null;
+  const external = e.data?.external_id;
+  const text = external || e.data?.last_message?.text;
+  if (!text) return 0;
+  let k = keyByText.get(text);
+  if (k === undefined) {
+    const m = external ? null : BENCH_TEXT.exec(text);
+    k = keyNames.push(external || (m ? `${m[2]}-${m[1]}` : null)) - 1;
+    keyByText.set(text, k);
+  }
+  return k;
+}
+
+function record(client, e, t) {
+  const code = eventCode.get(e.event);
+  if (code === undefined) return;
+  const sent = e.data?.t;
+  rec.client.push(client); rec.event.push(code); rec.key.push(keyOf(e)); rec.seq.push(e.seq ?? -1);
+  rec.recv.push(t); rec.t.push(typeof sent === "number" ? sent : NaN);
+}
+
+function recorded() {
+  const rows = new Array(rec.client.length);
+  for (let j = 0; j < rows.length; j++) {
+    rows[j] = [rec.client[j], eventNames[rec.event[j]], keyNames[rec.key[j]], rec.seq[j] === -1 ? null : rec.seq[j],
+               rec.recv[j], Number.isNaN(rec.t[j]) ? null : rec.t[j]];
+  }
+  return rows;
 }
 
 function connect(token, i) {
@@ -74,7 +108,7 @@ function connect(token, i) {
       const t = now();
       frames += 1;
       for (const e of frame) {
-        if (wanted.has(e.event)) events.push([firstIndex + i, e.event, keyOf(e), e.seq, t, e.data?.t ?? null]);
+        record(firstIndex + i, e, t);
         const id = e.event.startsWith("conversation.") ? e.data?.id : null;
         if (watchMod > 0 && Number.isInteger(id) && id % watchMod === (firstIndex + i) % watchMod
             && watching.length < WATCH_MAX && !watching.includes(id)) {
@@ -105,7 +139,7 @@ process.on("SIGTERM", () => {
                                       loop_delay_ms: { p50: late(loopDelay.percentile(50)),
                                                        p99: late(loopDelay.percentile(99)),
                                                        max: late(loopDelay.max) },
-                                      events }));
+                                      events: recorded() }));
   for (const s of sockets) s.close();
   process.exit(0);
 });

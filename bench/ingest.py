@@ -54,10 +54,11 @@ def load(url: str, *, prefix: str, count: int, batch: int = 1, rate: float = 0.0
                  "--psids", str(psids), "--prefix", f"{prefix}p{i}", "--start-at", str(start_at),
                  "--out", str(outs[i])] for i in range(procs)]
     run_procs(commands, env=env, timeout=600)
-    rows, mids = [], []
+    rows, mids, cpu_s = [], [], 0.0
     for i, path in enumerate(outs):
         data = json.loads(path.read_text())
         path.unlink()
+        cpu_s += data.get("cpu_s", 0.0)
         for row in data["rows"]:
             first, status = int(row[0]), row[4]
             n_msgs = min(batch, per - first)
@@ -70,7 +71,8 @@ def load(url: str, *, prefix: str, count: int, batch: int = 1, rate: float = 0.0
     for r in rows:
         statuses[str(r[4])] = statuses.get(str(r[4]), 0) + 1
     return {"prefix": prefix, "messages": per * procs, "posts": len(rows), "batch": batch, "rate": rate,
-            "started": started, "answered": answered, "statuses": statuses, "ok_mids": mids, "rows": rows}
+            "started": started, "answered": answered, "statuses": statuses, "ok_mids": mids, "rows": rows,
+            "loadgen_cpu_s": cpu_s}
 
 
 class CountWatcher:
@@ -113,7 +115,8 @@ def measured_run(stack: Stack, url: str, count_query: str, *, prefix: str, count
     n = result["messages"]
     result["listed_at"] = done_at
     result["listed_count"] = watcher.last
-    result["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / n, 3) for k in cpu0}
+    result["cpu_ms_per_msg"] = {**{k: round((cpu1[k] - cpu0[k]) * 1000 / n, 3) for k in cpu0},
+                                "loadgen": round(result["loadgen_cpu_s"] * 1000 / n, 3)}
     if done_at is not None:
         result["msgs_per_s"] = n / (done_at - result["started"])
     result["ack_msgs_per_s"] = n / (result["answered"] - result["started"])
@@ -222,7 +225,7 @@ def report(res: dict[str, Any]) -> str:
              "127.0.0.1 (keep-alive HTTP/1.1, signed Messenger webhooks, 200 customers per process).", "",
              "| run | messages | msgs/s until listed | ratio to (a1) raw INSERT, serial | ratio to (a4) raw INSERT, "
              "4 threads | ratio to (b) naive | ack msgs/s | ack p50 | ack p99 | lost / dup | "
-             "CPU ms/msg web / workers / all postgres |",
+             "CPU ms/msg web / workers / all postgres / load generators |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     if a1:
         lines.append(f"| (a1) raw single-row INSERT tx, psycopg autocommit, serial on 1 connection | "
@@ -235,7 +238,8 @@ def report(res: dict[str, Any]) -> str:
                      f"{16 if mode == 'single' else 8} | {n['messages']} | {n['msgs_per_s']:.0f} | "
                      f"{_ratio(n['msgs_per_s'], a1)} | {_ratio(n['msgs_per_s'], a)} | 1.00 | "
                      f"{n['ack_msgs_per_s']:.0f} | {ms(n['ack_p50'])} | "
-                     f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: {n['cpu_ms_per_msg']['postgres_total']:.2f} |")
+                     f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: {n['cpu_ms_per_msg']['postgres_total']:.2f}, "
+                     f"load generators {n['cpu_ms_per_msg'].get('loadgen', 0):.2f} |")
     for mode in ("single", "batch10"):
         r, n = res[f"relais_{mode}"], res[f"naive_{mode}"]
         rate = r.get("msgs_per_s")
@@ -282,7 +286,8 @@ def _ratio(x: float | None, ref: float | None) -> str:
 
 def _cpu(r: dict[str, Any]) -> str:
     c = r["cpu_ms_per_msg"]
-    return f"{c['web']:.2f} / {c['workers']:.2f} / {c['postgres_total']:.2f}"
+    loadgen = f"{c['loadgen']:.2f}" if "loadgen" in c else "n/a"
+    return f"{c['web']:.2f} / {c['workers']:.2f} / {c['postgres_total']:.2f} / {loadgen}"
 
 
 def main() -> None:

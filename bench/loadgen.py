@@ -9,7 +9,8 @@ conversations continue as in real traffic. Bodies are built and signed before th
 loop: POST n is scheduled at start + n / (R / batch) whatever happened before, and its latency is counted from
 that scheduled time (so a stalled server cannot hide queueing: no coordinated omission).
 `--start-at` (epoch seconds) lines several processes up on the same start.
-Output JSON: one row per POST [first message index, scheduled, started, answered (epoch s), HTTP status].
+Output JSON: one row per POST [first message index, scheduled, started, answered (epoch s), HTTP status], and
+`cpu_s`, the process's CPU seconds while it sent (reported beside the server's: it shares the cores).
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def main() -> None:
         t.start()
     if args.start_at:
         time.sleep(max(0.0, args.start_at - time.time()))
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     if args.rate <= 0:
         for index in range(len(bodies)):
             work.put((index, 0.0))
@@ -125,9 +126,10 @@ def main() -> None:
         work.put(None)
     for t in threads:
         t.join()
+    cpu_s = time.process_time() - cpu0  # this process's own CPU while it sent (the bodies were built before)
     with open(args.out, "w") as f:
         json.dump({"prefix": args.prefix, "count": args.count, "batch": args.batch, "rate": args.rate,
-                   "threads": args.threads, "t0": t0, "rows": rows}, f)
+                   "threads": args.threads, "t0": t0, "cpu_s": cpu_s, "rows": rows}, f)
 
 
 if __name__ == "__main__":
