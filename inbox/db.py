@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import JSON, DateTime, String, bindparam, create_engine, event
+from sqlalchemy import JSON, DateTime, Integer, String, any_, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -293,6 +293,15 @@ def _array_element_type(column: Any, dialect: Any) -> str:
     if isinstance(column.type.dialect_impl(dialect), String):
         return "text"
     return column.type.compile(dialect=dialect)
+
+
+def among(dialect: str, column: Any, ids: Any = None, *, name: str | None = None) -> Any:
+    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter: one statement text whatever the
+    number of ids (prepared once by psycopg) and not that many parameters to render and bind. Either the ids, or
+    `name`: a parameter given when the statement runs (a statement built once)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, None if name else sorted(ids), type_=postgresql.ARRAY(Integer)))
+    return column.in_(bindparam(name, expanding=True)) if name else column.in_(sorted(ids))
 
 
 def only_for_other_dialect(obj: Any, dialect_name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError, emit
@@ -92,7 +92,8 @@ def _connect(auth: Any) -> None:
         raise ConnectionRefusedError("unauthorized")
     rooms = access.rooms_for(db.session, agent)
     _move(request.sid, set(), set(rooms))
-    watched = _watch(agent, auth.get("watch") if isinstance(auth, dict) else None)
+    requested = _requested_ids(auth.get("watch")) if isinstance(auth, dict) else None
+    watched = _watch(access.visible_conversation_ids(db.session, agent, requested or []))
     presence.socket_connected(db.session, agent, request.sid)
     db.session.commit()
     socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
@@ -118,14 +119,24 @@ def _requested_ids(value: Any) -> list[int] | None:
     return sorted(set(value))
 
 
-def _watch(agent: Agent, value: Any) -> list[int]:
-    """Make this socket watch exactly the requested conversations it may see; returns those ids."""
-    ids = _requested_ids(value) if value is not None else []
-    allowed = sorted(access.visible_conversation_ids(db.session, agent, ids or []))
-    wanted = {_CONVERSATION_ROOM + str(c) for c in allowed}
+def _watch(allowed: Iterable[int]) -> list[int]:
+    """Make this socket watch exactly the conversations `allowed` (those it asked for and may see); returns
+    their ids in order."""
+    ids = sorted(allowed)
+    wanted = {_CONVERSATION_ROOM + str(c) for c in ids}
     current = _watched(request.sid)
     _move(request.sid, current - wanted, wanted - current)
-    return allowed
+    return ids
+
+
+def _outside_a_transaction() -> None:
+    """Start this thread's session in autocommit on PostgreSQL, for a handler that runs one SELECT: psycopg sends
+    no BEGIN before it, and the session's end no ROLLBACK after it, which would also make psycopg forget the
+    connection's prepared statements (see db.end_request). SQLAlchemy sets the connection back to its isolation
+    level when it returns to the pool, so no connection is handed out in autocommit. SQLite's transactions are
+    begun by the engine itself (inbox/db.py) and cost no round trip: left as they are."""
+    if db.dialect == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 @socketio.on("watch")
@@ -133,17 +144,23 @@ def on_watch(data: Any = None) -> dict[str, Any]:
     """The conversations this socket shows: {"conversation_ids": [ids]} (replaces the previous set; [] for none).
 
     Acknowledged with {"watching": [ids]} (the ones it may see; the others are left out, as a 404 would) or
-    {"error": "..."}. The console fetches the thread after the acknowledgement, so nothing falls in between."""
+    {"error": "..."}. The console fetches the thread after the acknowledgement, so nothing falls in between.
+    Answered with one SELECT (access.watchable_conversation_ids), which checks the agent too: a malformed request
+    runs it with no ids, so an agent deactivated since connecting is told "unauthorized" first, as before."""
+    agent_id = socketio.server.get_session(request.sid, namespace="/").get("agent_id")
+    if agent_id is None:
+        return {"error": "unauthorized"}
+    ids = _requested_ids(data.get("conversation_ids")) if isinstance(data, dict) else None
     try:
-        agent = _socket_agent()
-        if agent is None:
-            return {"error": "unauthorized"}
-        ids = _requested_ids(data.get("conversation_ids")) if isinstance(data, dict) else None
-        if ids is None:
-            return {"error": f"conversation_ids must be a list of at most {WATCH_MAX} conversation ids"}
-        return {"watching": _watch(agent, ids)}
+        _outside_a_transaction()
+        allowed = access.watchable_conversation_ids(db.session, agent_id, ids or [])
     finally:
         db.session.remove()
+    if allowed is None:
+        return {"error": "unauthorized"}
+    if ids is None:
+        return {"error": f"conversation_ids must be a list of at most {WATCH_MAX} conversation ids"}
+    return {"watching": _watch(allowed)}
 
 
 @socketio.on("resume")

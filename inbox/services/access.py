@@ -5,11 +5,12 @@ agent: conversations of the brands their teams serve; may claim, and assign/unas
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
+from inbox.db import among
 from inbox.errors import Forbidden, NotFound
 from inbox.models import Agent, Conversation, TeamBrand, TeamMember
 
@@ -86,6 +87,37 @@ def visible_conversation_ids(session: Session, agent: Agent, conversation_ids: I
     rows = session.execute(select(Conversation.id, Conversation.brand_id).where(Conversation.id.in_(ids))).all()
     allowed = brand_ids_for(session, agent)
     return {cid for cid, brand_id in rows if allowed is None or brand_id in allowed}
+
+
+def watchable_conversation_ids(session: Session, agent_id: int, conversation_ids: Iterable[int]) -> set[int] | None:
+    """`visible_conversation_ids` for an agent known by its id only, in ONE statement that checks the agent too:
+    None if the agent no longer exists or is inactive, else those of `conversation_ids` it may see.
+
+    A socket's `watch` (the console opening a conversation) asks this on every call: loading the agent, the
+    conversations' brands and the agent's brands were three round trips each time, the web process's main
+    database cost when hundreds of agents open new conversations at once. The agent's row is outer joined to
+    the visible conversations, so an active agent that may see none still yields a row (NULL)."""
+    dialect = session.get_bind().dialect.name
+    statement = _watchable_statements.get(dialect)
+    if statement is None:
+        statement = _watchable_statements[dialect] = _watchable_statement(dialect)
+    rows = session.execute(statement, {"agent_id": agent_id, "ids": sorted({int(i) for i in conversation_ids})})
+    found = rows.scalars().all()
+    return {cid for cid in found if cid is not None} if found else None
+
+
+_watchable_statements: dict[str, Any] = {}  # watchable_conversation_ids', per dialect
+
+
+def _watchable_statement(dialect: str) -> Any:
+    """watchable_conversation_ids' SELECT, built once: on PostgreSQL the ids are one array parameter (db.among),
+    one text whatever their number, so psycopg prepares it once per connection."""
+    requested = among(dialect, Conversation.id, name="ids")
+    served = exists().where(TeamMember.agent_id == Agent.id, TeamBrand.team_id == TeamMember.team_id,
+                            TeamBrand.brand_id == Conversation.brand_id)  # brand_ids_for's rule
+    return (select(Conversation.id).select_from(Agent)
+            .outerjoin(Conversation, and_(requested, or_(Agent.role == "admin", served)))
+            .where(Agent.id == bindparam("agent_id"), Agent.is_active))
 
 
 def event_visible_to(rooms: list[str], agent_rooms: set[str]) -> bool:

@@ -8,16 +8,16 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (Integer, String, any_, bindparam, exists, func, literal, or_, select, tuple_, union_all,
+from sqlalchemy import (String, bindparam, exists, func, literal, or_, select, tuple_, union_all,
                         update)
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from inbox import realtime
 from inbox.api.schemas import (ConversationSchema, MessageSchema, PageRefs, RenderedConversation,
                                conversation_item_json, message_item_json)
-from inbox.db import utcnow
+from inbox.db import among, utcnow
 from inbox.errors import Conflict, NotFound, ValidationFailed
 from inbox.models import (Agent, Brand, Channel, Contact, Conversation, ConversationLabel, ConversationLink, Message,
                           Post, SlaClock, Team)
@@ -95,11 +95,8 @@ def _filters(session: Session, agent: Agent, params: dict[str, Any], *, include_
 
 
 def _among(session: Session, column: Any, ids: Any) -> Any:
-    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter: a page's fifty ids (or a search's
-    thousand) are not that many parameters to render and bind at every request."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, sorted(ids), type_=ARRAY(Integer)))
-    return column.in_(sorted(ids))
+    """`column IN ids` (db.among): a page's fifty ids, or a search's thousand, as one array on PostgreSQL."""
+    return among(session.get_bind().dialect.name, column, ids)
 
 
 def _like_pattern(q: str) -> str:
