@@ -50,11 +50,12 @@ _graph = threading.local()
 GRAPH_KEEPALIVE_IDLE_S = 5.0
 
 
-def meta_client() -> PlatformClient:
+def meta_client(base_url: str | None = None) -> PlatformClient:
     """A Graph API client over this thread's HTTP session: the sends of a busy worker and a batch of name lookups
     reuse its kept-alive connections instead of a new TCP connection and TLS handshake per call. Connections
     are dropped when the thread's previous client was made more than GRAPH_KEEPALIVE_IDLE_S ago (requests'
-    sessions are not shared between threads)."""
+    sessions are not shared between threads). `base_url`: META_GRAPH_BASE_URL, read from the app when not given
+    (a thread without the app's context passes it)."""
     now = time.monotonic()
     session = getattr(_graph, "session", None)
     if session is None:
@@ -62,7 +63,7 @@ def meta_client() -> PlatformClient:
     elif now - _graph.used_at > GRAPH_KEEPALIVE_IDLE_S:
         session.close()  # its connection pools are emptied; the next call connects afresh
     _graph.used_at = now
-    return PlatformClient(get_settings().meta_graph_base_url, timeout=15, session=session)
+    return PlatformClient(base_url or get_settings().meta_graph_base_url, timeout=15, session=session)
 
 
 def meta_credentials(channel: Channel) -> meta.MetaCredentials:

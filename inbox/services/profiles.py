@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import select
 
@@ -10,17 +13,21 @@ from adapters.base import PlatformError
 from inbox import realtime
 from inbox.db import db
 from inbox.models import Channel, Contact, ContactIdentity, Conversation
+from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6  # a rate-limited lookup is tried again this many times, with backoff (about 15 minutes in all)
+# Graph GETs of one batch in flight at once: a gathered batch holds up to 200 new customers, and one after the
+# other at Graph's ~100-300 ms a call the last name of a burst would show a minute late
+LOOKUP_CONCURRENCY = 8
 
 
 def fetch_contact_profiles(pairs: list[list[int]]) -> tuple[int, list[list[int]], float | None]:
     """Look up [[identity_id, channel_id], ...] for the identities still without a name, with one read
-    transaction, one Graph client and one write transaction for the batch (not three of each per contact).
-    Stops at the first rate limit (the next calls would be refused too): returns (found, the pairs still to
-    look up, the platform's Retry-After if it gave one)."""
-    from inbox.services.delivery import meta_client, meta_credentials
+    transaction and one write transaction for the batch (not three per contact) and the Graph GETs
+    LOOKUP_CONCURRENCY at a time. Stops at the first rate limit (the next calls would be refused too): returns
+    (found, the pairs still to look up, the platform's Retry-After if it gave one)."""
+    from inbox.services.delivery import meta_credentials
 
     with db.transaction() as session:  # two reads for the batch (it gathers many drains' new customers)
         identities = {i.id: i for i in session.scalars(
@@ -37,24 +44,52 @@ def fetch_contact_profiles(pairs: list[list[int]]) -> tuple[int, list[list[int]]
             if channel_id not in creds_of:
                 creds_of[channel_id] = meta_credentials(channel)
             todo.append((identity_id, channel_id, creds_of[channel_id], identity.external_id))
-    client = meta_client()
-    names: dict[int, tuple[str, str | None]] = {}
-    rest: list[list[int]] = []
-    retry_after: float | None = None
-    for index, (identity_id, _channel_id, creds, psid) in enumerate(todo):
-        try:
-            author = meta.get_user_profile(client, creds, psid)
-        except PlatformError as exc:
-            if exc.retryable:
-                rest, retry_after = [[i, c] for i, c, _creds, _psid in todo[index:]], exc.retry_after
-                break
-            log.info("no profile for %s: %s", psid, exc)
-            continue
-        if author.name:
-            names[identity_id] = (author.name, author.avatar_url)
+    names, rest, retry_after = _look_up(todo, get_settings().meta_graph_base_url)
     if names:
         _store_names(names)
     return len(names), rest, retry_after
+
+
+_lookups: ThreadPoolExecutor | None = None
+_lookups_lock = threading.Lock()
+
+
+def _look_up(todo: list[tuple[int, int, Any, str]], base_url: str
+             ) -> tuple[dict[int, tuple[str, str | None]], list[list[int]], float | None]:
+    """The Graph GETs of a batch, LOOKUP_CONCURRENCY at a time (each pool thread over its own kept-alive
+    connection: delivery.meta_client). A rate limit stops the calls not started yet: they and the limited ones
+    are returned to be looked up again, with the largest Retry-After given."""
+    global _lookups
+    with _lookups_lock:
+        if _lookups is None:
+            _lookups = ThreadPoolExecutor(LOOKUP_CONCURRENCY, thread_name_prefix="profile-lookup")
+    from inbox.services.delivery import meta_client
+    limited = threading.Event()
+
+    def one(item: tuple[int, int, Any, str]) -> tuple[Any, PlatformError | None]:
+        if limited.is_set():
+            return None, None  # not tried: the platform said to wait
+        try:
+            return meta.get_user_profile(meta_client(base_url), item[2], item[3]), None
+        except PlatformError as exc:
+            if exc.retryable:
+                limited.set()
+            return None, exc
+
+    names: dict[int, tuple[str, str | None]] = {}
+    rest: list[list[int]] = []
+    waits: list[float] = []
+    for (identity_id, channel_id, _creds, psid), (author, exc) in zip(todo, _lookups.map(one, todo)):
+        if author is not None:
+            if author.name:
+                names[identity_id] = (author.name, author.avatar_url)
+        elif exc is None or exc.retryable:
+            rest.append([identity_id, channel_id])
+            if exc is not None and exc.retry_after is not None:
+                waits.append(exc.retry_after)
+        else:
+            log.info("no profile for %s: %s", psid, exc)
+    return names, rest, max(waits, default=None)
 
 
 def _store_names(names: dict[int, tuple[str, str | None]]) -> None:

@@ -43,8 +43,12 @@ def test_a_connection_idle_too_long_is_not_reused(app, fake_meta, monkeypatch):
 
 
 def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, monkeypatch):
-    """Two gathered lookup jobs one after the other in a worker thread (three new customers): three Graph GETs
-    over one connection."""
+    """Two gathered lookup jobs one after the other (three new customers), their GETs made by one lookup thread
+    (LOOKUP_CONCURRENCY 1 here): three Graph GETs over one connection."""
+    from inbox.services import profiles
+
+    monkeypatch.setattr(profiles, "LOOKUP_CONCURRENCY", 1)
+    monkeypatch.setattr(profiles, "_lookups", None)  # a pool of one thread for this test
     import inbox.jobs as jobs_module
     from inbox.demo.fake_meta import messenger_message_payload
     from inbox.jobs import tasks
@@ -72,5 +76,6 @@ def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, m
         assert tasks.fetch_contact_profiles(lookups[:2]) == 2
         assert tasks.fetch_contact_profiles(lookups[2:]) == 1
     assert sorted(r.path for r in fake_meta.requests) == sorted(f"/{p}" for p in psids)
+    profiles._lookups.shutdown()
     assert fake_meta.connections - before == 1
 
