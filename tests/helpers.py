@@ -102,3 +102,22 @@ def prepared_at_each_request(engine: Any, request: Callable[[], None], *, tries:
     requests = max(at_start.values(), key=len)
     assert len(requests) >= enough, f"no connection served {enough} requests in {tries}"
     return requests
+
+
+def captured_lookups(monkeypatch: Any) -> list[list[list[int]]]:
+    """The name-lookup jobs enqueued from now on (each one's [[identity_id, channel_id], ...]), kept here instead
+    of run; every other job is enqueued as usual."""
+    import inbox.jobs as jobs_module
+    from inbox.jobs import tasks
+
+    jobs: list[list[list[int]]] = []
+    original = jobs_module.enqueue
+
+    def capture(func: Any, *args: Any, **kwargs: Any) -> None:
+        if func is tasks.fetch_contact_profiles:
+            jobs.append(args[0])
+        else:
+            original(func, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "enqueue", capture)
+    return jobs

@@ -3,8 +3,6 @@ of name lookups reuse one TCP connection (one TLS handshake with the real Graph)
 connection idle longer than GRAPH_KEEPALIVE_IDLE_S is not reused."""
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from adapters import meta
@@ -49,27 +47,18 @@ def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, m
 
     monkeypatch.setattr(profiles, "LOOKUP_CONCURRENCY", 1)
     monkeypatch.setattr(profiles, "_lookups", None)  # a pool of one thread for this test
-    import inbox.jobs as jobs_module
     from inbox.demo.fake_meta import messenger_message_payload
     from inbox.jobs import tasks
     from tests.factories import PAGE_ID
-    from tests.helpers import post_meta, wait_until
+    from tests.helpers import captured_lookups, post_meta, wait_until
 
-    lookups: list[Any] = []
-    original = jobs_module.enqueue
-
-    def capture(func: Any, *args: Any, **kwargs: Any) -> None:
-        if func is tasks.fetch_contact_profiles:
-            lookups.extend(args[0])
-        else:
-            original(func, *args, **kwargs)
-
-    monkeypatch.setattr(jobs_module, "enqueue", capture)
+    jobs = captured_lookups(monkeypatch)
     client = app.test_client()
     psids = ("psid-batch-1", "psid-batch-2", "psid-batch-3")
     for psid in psids:
         post_meta(client, messenger_message_payload(PAGE_ID, psid, "bonjour"))
-    wait_until(lambda: len(lookups) == 3, timeout=10)
+    wait_until(lambda: sum(map(len, jobs)) == 3, timeout=10)
+    lookups = [pair for job in jobs for pair in job]
     fake_meta.reset()
     before = fake_meta.connections
     with app.app_context():
