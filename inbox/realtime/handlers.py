@@ -103,9 +103,14 @@ def _connect(auth: Any) -> None:
         replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in watched}, last_seq)
 
 
+def _socket_agent_id() -> int | None:
+    """The id of the agent this socket authenticated as at connect (cookie or token)."""
+    return socketio.server.get_session(request.sid, namespace="/").get("agent_id")
+
+
 def _socket_agent() -> Agent | None:
-    """The agent this socket authenticated as at connect (cookie or token), if still active."""
-    agent_id = socketio.server.get_session(request.sid, namespace="/").get("agent_id")
+    """The agent this socket authenticated as at connect, if still active."""
+    agent_id = _socket_agent_id()
     agent = db.session.get(Agent, agent_id) if agent_id is not None else None
     return agent if agent is not None and agent.is_active else None
 
@@ -147,7 +152,7 @@ def on_watch(data: Any = None) -> dict[str, Any]:
     {"error": "..."}. The console fetches the thread after the acknowledgement, so nothing falls in between.
     Answered with one SELECT (access.watchable_conversation_ids), which checks the agent too: a malformed request
     runs it with no ids, so an agent deactivated since connecting is told "unauthorized" first, as before."""
-    agent_id = socketio.server.get_session(request.sid, namespace="/").get("agent_id")
+    agent_id = _socket_agent_id()
     if agent_id is None:
         return {"error": "unauthorized"}
     ids = _requested_ids(data.get("conversation_ids")) if isinstance(data, dict) else None
