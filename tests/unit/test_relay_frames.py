@@ -79,3 +79,23 @@ def test_a_failing_emit_does_not_stop_the_relay() -> None:
 
 def test_a_process_without_sockets_or_redis_publishes_nowhere() -> None:
     Relay(redis_url=None, channel="unused", emit=None).publish([env(1, ["admins"])])  # no error, no thread
+
+
+def test_events_frames_are_sent_as_text_without_searching_them_for_bytes(monkeypatch) -> None:
+    """The server's packet class skips python-socketio's walk of every value of an `events` frame (they are JSON
+    from the database or Redis); anything else is still searched, so bytes would still go as attachments. (test_live_wire checks that the
+    app's server uses it.)"""
+    from socketio import packet
+
+    from inbox.realtime import _Packet
+
+    walked: list[Any] = []
+    original = packet.Packet.data_is_binary.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(packet.Packet, "data_is_binary",
+                        classmethod(lambda cls, data: walked.append(data) or original(cls, data)))
+    frame = ["events", [{"event": "conversation.updated", "seq": 1, "data": {"id": 1, "labels": ["vip"]}}]]
+    sent = _Packet(packet.EVENT, data=frame, namespace="/")
+    assert sent.packet_type == packet.EVENT and walked == []
+    assert sent.encode() == '2["events",[{"event":"conversation.updated","seq":1,"data":{"id":1,"labels":["vip"]}}]]'
+    assert _Packet(packet.EVENT, data=["other", {"blob": b"\x00"}], namespace="/").packet_type == packet.BINARY_EVENT
+    assert walked  # searched as before

@@ -61,7 +61,6 @@ export interface ReplyWindow {
   open: boolean;
   closes_at: IsoDateTime | null;
   human_agent_until: IsoDateTime | null;
-  /** Announced by the triage contract; not sent by the backend yet (derived from the fields above). */
   mode?: ReplyWindowMode;
 }
 

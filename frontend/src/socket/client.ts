@@ -1,6 +1,7 @@
 import { io, type ManagerOptions, type SocketOptions } from "socket.io-client";
 import type { Id } from "@/api/types";
 import { SERVER_EVENTS, type Envelope, type ServerEvent, type ServerEventName, type ServerEvents } from "./events";
+import { expandConversation } from "./wire";
 import { SeqTracker } from "./seq";
 
 export type ConnectionState = "connected" | "reconnecting" | "offline";
@@ -60,6 +61,11 @@ const sameIds = (a: readonly number[], b: readonly number[]) =>
 /** One entry of an `events` frame: the envelope plus the event's name. */
 type FrameItem = Envelope<unknown> & { event?: string; replay?: boolean };
 const KNOWN_EVENTS: ReadonlySet<ServerEventName> = new Set(SERVER_EVENTS);
+/** Events whose data travels in a wire form (wire.ts), restored before the application sees it. */
+const DECODERS: Partial<Record<ServerEventName, (data: unknown) => unknown>> = {
+  "conversation.created": expandConversation,
+  "conversation.updated": expandConversation,
+};
 
 const defaultFactory: SocketFactory = (options) => io(options) as unknown as SocketLike;
 
@@ -237,7 +243,9 @@ export class RealtimeClient {
   receive<E extends ServerEventName>(event: E, envelope: Envelope<ServerEvents[E]> | undefined): boolean {
     if (!envelope || typeof envelope.seq !== "number" || envelope.data === undefined) return false;
     if (!this.tracker.accept(envelope.seq)) return false;
-    this.options.onEvent({ event, data: envelope.data, seq: envelope.seq } as ServerEvent);
+    const decode = DECODERS[event];
+    const data = decode ? decode(envelope.data) : envelope.data;
+    this.options.onEvent({ event, data, seq: envelope.seq } as ServerEvent);
     return true;
   }
 
