@@ -5,9 +5,10 @@ that brand (the whole row: a console that does not hold it yet must be able to p
 a row's members are usually null or empty (no assignee, no post, no labels, no SLA clock, no language...), and
 `last_message.at` is always `last_message_at`. The wire form leaves those out: members whose value is null (in
 the conversation and in its nested objects and SLA clocks), the empty lists (`labels`, `sla`,
-`linked_conversation_ids`) and `last_message.at`. A new customer's DM goes from ~910 to ~560 bytes; at 500
-agents that is what each console parses (bench figure 2: JSON parsing was most of the simulated consoles' CPU),
-what the web process writes to each socket, and what `realtime_events` stores.
+`linked_conversation_ids`) and `last_message.at`. A new customer's first DM goes from 908 to 651 bytes (955 to
+743 once its name is looked up and it has a team); at 500 agents that is what each console parses (bench figure
+2: JSON parsing was most of the simulated consoles' CPU), what the web process writes to each socket, and what
+`realtime_events` stores.
 
 `compact_conversation` is applied by `realtime.publish` to the events in `COMPACTED`, so the live frames and
 the replay (`resume`, from `realtime_events`) carry the same form. Clients restore the full JSON before using
@@ -41,8 +42,8 @@ def compact_conversation(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# (key, shape) in ConversationSchema's order; shape: None (a value), "list", or (nested keys, nullable object,
-# list of objects). Built from the schemas at first use, so a field added to them is restored without a change
+# (key, shape) in ConversationSchema's order; shape: None (a value), "list", or (nested keys, list of objects).
+# Built from the schemas at first use, so a field added to them is restored without a change
 # here (inbox.api imports the services, which import this package: hence not at import time).
 _Shape = tuple[tuple[str, Any], ...]
 _shape: _Shape | None = None
@@ -55,17 +56,17 @@ def _conversation_shape() -> _Shape:
 
         from inbox.api.schemas import ConversationSchema, LastMessageSchema, ReplyWindowSchema
         from inbox.api.sla import SlaClockSchema
-        by_method = {"last_message": (LastMessageSchema, True, False), "reply_window": (ReplyWindowSchema, False, False),
-                     "sla": (SlaClockSchema, False, True)}
+        by_method = {"last_message": (LastMessageSchema, False), "reply_window": (ReplyWindowSchema, False),
+                     "sla": (SlaClockSchema, True)}
         shape: list[tuple[str, Any]] = []
         for key, field in ConversationSchema._declared_fields.items():
             if key in by_method:
-                schema, nullable, many = by_method[key]
-                shape.append((key, (tuple(schema._declared_fields), nullable, many)))
+                schema, many = by_method[key]
+                shape.append((key, (tuple(schema._declared_fields), many)))
             elif isinstance(field, fields.Nested):
                 nested = field.nested
                 assert isinstance(nested, type)
-                shape.append((key, (tuple(nested._declared_fields), field.allow_none, False)))
+                shape.append((key, (tuple(nested._declared_fields), False)))
             elif key in LISTS:
                 shape.append((key, "list"))
             else:
@@ -82,8 +83,8 @@ def expand_conversation(wire: dict[str, Any]) -> dict[str, Any]:
         value = wire.get(key)
         if shape == "list":
             value = list(value) if value is not None else []
-        elif shape is not None and (value is not None or shape[2]):
-            keys, _nullable, many = shape
+        elif shape is not None and (value is not None or shape[1]):  # a missing list of objects is []
+            keys, many = shape
             if many:
                 value = [{k: clock.get(k) for k in keys} for clock in value or ()]
             else:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from sqlalchemy import select
 
 from inbox import realtime
@@ -23,7 +24,7 @@ from inbox.models import RealtimeEvent
 from inbox.realtime.wire import compact_conversation, expand_conversation
 from tests.factories import PAGE_ID
 from tests.helpers import bearer, post_meta
-from tests.integration.test_list_items import (  # noqa: F401  (fixtures used by name)
+from tests.integration.test_list_items import (  # noqa: F401  (fixtures, used by name)
     _expected,
     _fresh_policies,
     _no_policies_left_cached,
@@ -61,7 +62,8 @@ def _fixture() -> list[dict[str, Any]]:
     return json.loads(FIXTURE.read_text(encoding="utf-8"))["pairs"]
 
 
-def test_every_shape_of_a_conversation_comes_back_from_its_wire_form(app, world, frozen):
+@pytest.mark.usefixtures("frozen")
+def test_every_shape_of_a_conversation_comes_back_from_its_wire_form(app, world):
     with app.app_context():
         dumps = _expected(_shapes(world))
     for full in dumps.values():
@@ -74,7 +76,8 @@ def test_every_shape_of_a_conversation_comes_back_from_its_wire_form(app, world,
         assert _dumps(full) == _dumps(dumps[full["id"]])  # the compaction left the full JSON alone
 
 
-def test_the_consoles_fixture_stands_for_every_member_the_schema_may_leave_out(app, world, frozen):
+@pytest.mark.usefixtures("frozen")
+def test_the_consoles_fixture_stands_for_every_member_the_schema_may_leave_out(app, world):
     with app.app_context():
         dumps = list(_expected(_shapes(world)).values())
     if os.environ.get("RELAIS_WRITE_LIVE_FIXTURE") == "1":
