@@ -14,7 +14,8 @@ the conversation and in its nested objects and SLA clocks), the empty lists (`la
 the replay (`resume`, from `realtime_events`) carry the same form. Clients restore the full JSON before using
 it: the console in frontend/src/socket/wire.ts (`expandConversation`), Python clients with
 `expand_conversation` here (the REST API's ConversationSchema JSON, key order included).
-tests/unit/test_live_wire.py checks both against the schema, through tests/fixtures/live_conversations.json.
+tests/integration/test_live_wire.py and frontend/tests/unit/live-wire.spec.ts check both against the schema,
+through tests/fixtures/live_conversations.json.
 """
 from __future__ import annotations
 
