@@ -156,6 +156,16 @@ def login(app: Any) -> Callable[..., Any]:
     return _login
 
 
+@pytest.fixture
+def background_held(app: Any) -> Iterator[None]:
+    """The app's periodic loops (reconciler, SLA timer) held off for the test: nothing drains, wakes a snoozed
+    conversation or compacts counters behind its back (inbox.background.BACKGROUND_LOCK, re-entrant)."""
+    from inbox.background import BACKGROUND_LOCK
+
+    with BACKGROUND_LOCK:
+        yield
+
+
 @pytest.fixture(scope="session")
 def live_server(app: Any) -> Iterator[str]:
     """The app served over real HTTP + WebSocket on a free loopback port (threaded werkzeug)."""

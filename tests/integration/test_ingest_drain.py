@@ -13,7 +13,6 @@ from typing import Any, Callable
 import pytest
 from sqlalchemy import event, select, text
 
-from inbox.background import BACKGROUND_LOCK
 from inbox.db import db
 from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, meta_json, page_entry, page_payload
 from inbox.models import Agent, Channel, Conversation, Message, RealtimeEvent, WebhookEvent
@@ -32,10 +31,9 @@ def _store(payload: dict[str, Any], fingerprint: str | None = None) -> int:
 
 
 @pytest.fixture
-def held(app: Any, world: Any) -> Any:
+def held(background_held: None, world: Any) -> Any:
     """The periodic reconciler held off: each test drains exactly what it stored, when it says so."""
-    with BACKGROUND_LOCK:
-        yield world
+    return world
 
 
 @pytest.fixture

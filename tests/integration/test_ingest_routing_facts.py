@@ -19,7 +19,6 @@ from sqlalchemy import event, select
 
 from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
-from inbox.background import BACKGROUND_LOCK
 from inbox.db import db
 from inbox.demo.fake_meta import (feed_comment_change, feed_comment_payload, messaging_echo, messaging_edit,
                                   messaging_message, messenger_message_payload, meta_json, page_entry, page_payload)
@@ -37,12 +36,11 @@ T0 = int((NOW - timedelta(minutes=30)).timestamp() * 1000)  # customers' message
 
 
 @pytest.fixture
-def held(app: Any, world: Any) -> Iterator[Any]:
+def held(background_held: None, world: Any) -> Iterator[Any]:
     """The periodic reconciler held off (each test drains exactly what it stored), SLA policies not cached from
     another test."""
     sla.invalidate_policy_cache()
-    with BACKGROUND_LOCK:
-        yield world
+    yield world
     sla.invalidate_policy_cache()
 
 

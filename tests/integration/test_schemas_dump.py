@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
 
 from inbox.api.conversations import ConversationPageSchema, MessagePageSchema
 from inbox.api.schemas import ConversationSchema, MessageSchema
-from inbox.background import BACKGROUND_LOCK
 from inbox.db import db
 from inbox.models import Contact, Conversation, ConversationLabel, Message, SlaClock
 from inbox.models.assignment import ConversationLink
@@ -20,12 +19,9 @@ from inbox.models.conversation import Post
 T0 = datetime(2025, 3, 10, 14, 30, 5, 123456, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def _reconciler_held(app: Any) -> Iterator[None]:
-    """The app's periodic reconciler held off: it wakes snoozed conversations by the wall clock, and these are
-    snoozed until 2025 (a clean-clone CI run saw one woken between its commit and its dump)."""
-    with BACKGROUND_LOCK:
-        yield
+# the app's reconciler wakes snoozed conversations by the wall clock, and these are snoozed until 2025 (a clean-clone
+# CI run saw one woken between its commit and its dump)
+pytestmark = pytest.mark.usefixtures("background_held")
 
 
 def _conversation(world: Any, i: int = 0, *, post: bool = True, assigned: bool = True) -> Conversation:
