@@ -377,7 +377,8 @@ def test_heartbeat_updates_last_seen(app, live_server, world, token_for):
         sio.disconnect()
 
 
-def test_silent_agents_go_offline_after_the_heartbeat_timeout(app, world):
+def test_silent_agents_go_offline_after_the_heartbeat_timeout(app, world, background_held):
+    """The reconciler's loop is held off: it would take the silent agent offline itself, and expire() find 0."""
     me = world.agent_ids[world.agent]
     with app.app_context():
         db.session.add(AgentState(agent_id=me, connections=1, languages=[]))

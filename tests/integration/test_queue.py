@@ -96,9 +96,10 @@ def test_a_snoozed_conversation_reopens_when_its_time_comes(app, client, world, 
     token = token_for(world.agent)
     conversation = client.get("/api/v1/conversations", headers=bearer(token)).get_json()["items"][0]
     url = f"/api/v1/conversations/{conversation['id']}"
-    until = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+    # 3 s ahead: the PATCH must still find it in the future on a slow, busy box
+    until = (datetime.now(timezone.utc) + timedelta(seconds=3)).isoformat()
     snoozed = client.patch(url, json={"status": "snoozed", "snoozed_until": until}, headers=bearer(token))
     assert snoozed.status_code == 200 and snoozed.get_json()["status"] == "snoozed"
-    wait_until(lambda: client.get(url, headers=bearer(token)).get_json()["status"] == "open", timeout=10)
+    wait_until(lambda: client.get(url, headers=bearer(token)).get_json()["status"] == "open", timeout=15)
     history = client.get(f"{url}/messages", headers=bearer(token)).get_json()["items"]
     assert any(m["kind"] == "activity" and "snooze" in m["text"].lower() for m in history)
