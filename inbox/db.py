@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import JSON, DateTime, Integer, String, any_, bindparam, create_engine, event
+from sqlalchemy import JSON, DateTime, Integer, String, Text, any_, bindparam, create_engine, event, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -40,6 +40,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is timezone.utc:  # PostgreSQL sessions run in UTC (make_engine): every value, as read
+            return value
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
@@ -81,7 +83,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # reaches psycopg's prepare threshold (5 executions of a statement) quickly and keeps its plans, instead of
     # every request rotating through all of them
     kwargs.setdefault("pool_use_lifo", True)
-    return create_engine(url, **kwargs)
+    # Sessions in UTC, whatever the server's default (e.g. Europe/Paris): timestamptz values then arrive in
+    # `datetime.timezone.utc` itself (psycopg maps "UTC" to it, "Etc/UTC" or any other name to a ZoneInfo), which
+    # UTCDateTime returns as read instead of converting every datetime of every row (the drain's lock query reads
+    # dozens per conversation); SQL date arithmetic never depends on the server's setting either.
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args["options"] = " ".join(filter(None, (connect_args.get("options"), "-c TimeZone=UTC")))
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 _WROTE = "relais.wrote"  # in a connection's info: a statement of its current transaction may have written
@@ -302,6 +310,33 @@ def among(dialect: str, column: Any, ids: Any = None, *, name: str | None = None
     if dialect == "postgresql":
         return column == any_(bindparam(name, None if name else sorted(ids), type_=postgresql.ARRAY(Integer)))
     return column.in_(bindparam(name, expanding=True)) if name else column.in_(sorted(ids))
+
+
+def pairs_among(dialect: str, first: Any, second: Any, name: str) -> Any:
+    """`(first, second) IN <pairs>`, the pairs given when the statement runs (`pairs_params(dialect, name, ...)`), so
+    the statement is built once. On PostgreSQL `IN (SELECT unnest(:name_1), unnest(:name_2))`: two array
+    parameters, one statement text whatever the number of pairs (prepared once by psycopg), where a row-value
+    list renders and binds two parameters per pair and is a new text for every count (the drain's lock query is
+    long: psycopg parsed its text again at every execution). Elsewhere an expanding IN of tuples."""
+    if dialect == "postgresql":
+        return tuple_(first, second).in_(select(
+            func.unnest(bindparam(f"{name}_1", type_=postgresql.ARRAY(_element_type(first)))),
+            func.unnest(bindparam(f"{name}_2", type_=postgresql.ARRAY(_element_type(second))))).scalar_subquery())
+    return tuple_(first, second).in_(bindparam(name, expanding=True))
+
+
+def _element_type(column: Any) -> Any:
+    """A column's type as an array element: a string column's without its length (a cast to varchar(n) would
+    silently cut a longer value, which could then equal a stored one)."""
+    return Text() if isinstance(column.type, String) else column.type
+
+
+def pairs_params(dialect: str, name: str, pairs: Any) -> dict[str, Any]:
+    """The parameters of `pairs_among(dialect, ..., name)` for these pairs."""
+    pairs = list(pairs)
+    if dialect == "postgresql":
+        return {f"{name}_1": [a for a, _b in pairs], f"{name}_2": [b for _a, b in pairs]}
+    return {name: pairs}
 
 
 def only_for_other_dialect(obj: Any, dialect_name: str) -> bool:

@@ -274,3 +274,50 @@ def test_routing_a_known_conversation_costs_no_statement_of_its_own(app: Any, he
                                      "SELECT conversation_links")) for s in sent), sent
         counts.append(len(sent))
     assert counts == [6, 7], counts  # + the live events' INSERT: one per drain on PostgreSQL
+
+
+def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_stored(
+        app: Any, held: Any, statements: Callable[[], list[str]]) -> None:
+    """Known conversations changed differently by one drain (one answered, so its waiting clock restarts; one
+    still waiting): ONE `UPDATE conversations` (`ingest._write_conversations`, where the unit of work sent one
+    per group of conversations with the same changed columns), nothing of them left for the flush, and the
+    rows read back hold what the live events showed, with `updated_at` moved as the column's onupdate moves it."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from inbox.db import utcnow
+
+    for k in range(2):
+        _store(messenger_message_payload(PAGE_ID, f"psid-{k}", f"first {k}", mid=f"f_{k}"))
+    _drain(app)
+    with app.app_context():
+        ids = {c.thread_key: c.id for c in db.session.execute(select(Conversation)).scalars()}
+        answered = next(i for key, i in ids.items() if key.endswith("psid-0"))
+        before = utcnow() - timedelta(minutes=5)
+        db.session.execute(update(Conversation).values(updated_at=before))
+        db.session.execute(update(Conversation).where(Conversation.id == answered)
+                           .values(waiting_since=None, last_outbound_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        db.session.remove()
+    for k in range(2):
+        _store(messenger_message_payload(PAGE_ID, f"psid-{k}", f"again {k}", mid=f"a_{k}"))
+    sent = statements()
+    assert _drain(app) == 2
+    updates = [s for s in sent if s.startswith("UPDATE conversations")]
+    assert len(updates) == 1, updates
+    with app.app_context():
+        live = {e.payload["id"]: e.payload for e in db.session.execute(
+            select(RealtimeEvent).where(RealtimeEvent.name == "conversation.updated")
+            .order_by(RealtimeEvent.id)).scalars()}
+        for conversation in db.session.execute(select(Conversation)).scalars():
+            shown = live[conversation.id]
+            assert conversation.updated_at > before
+            assert conversation.last_message_preview == shown["last_message"]["text"]
+            assert conversation.last_message_at.isoformat() == shown["last_message_at"]
+            assert conversation.last_inbound_at.isoformat() == shown["last_inbound_at"]
+            assert conversation.waiting_since is not None
+            assert conversation.waiting_since.isoformat() == shown["waiting_since"]
+            assert conversation.language == shown.get("language")
+        assert db.session.get(Conversation, answered).waiting_since == \
+            db.session.get(Conversation, answered).last_inbound_at  # waiting again since the new message

@@ -1,0 +1,71 @@
+"""inbox.db's query helpers and types on the test database (SQLite; PostgreSQL with RELAIS_TEST_DB=postgresql):
+`pairs_among` (a statement built once for any number of key pairs) and UTC datetimes read as they are stored."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from inbox.db import UTCDateTime, db, make_engine, pairs_among, pairs_params
+from inbox.models import Conversation
+from inbox.services import ingest
+from tests.factories import PAGE_ID
+
+
+@pytest.fixture
+def threads(app: Any, world: Any, background_held: None) -> dict[str, int]:
+    """Three conversations of the page's channel (drained from webhooks), by thread key."""
+    from inbox.demo.fake_meta import messenger_message_payload, meta_json
+    from inbox.services.webhook_store import store_webhook_event
+    from inbox.webhooks import app_secret_fingerprint
+    from tests.factories import APP_SECRET
+
+    for k in range(3):
+        store_webhook_event(source="meta", body=meta_json(messenger_message_payload(PAGE_ID, f"pairs-{k}", "hi")),
+                            headers={}, verification="valid", status="pending",
+                            detail=app_secret_fingerprint(APP_SECRET))
+    with app.app_context():
+        ingest.drain_webhook_events(linger=0)
+        found = {c.thread_key: c.channel_id for c in db.session.execute(select(Conversation)).scalars()}
+        db.session.remove()
+    return found
+
+
+def test_pairs_among_finds_exactly_the_pairs_given(app: Any, threads: dict[str, int]) -> None:
+    keys = sorted(threads)
+    channel_id = threads[keys[0]]
+    query = select(Conversation.thread_key).where(
+        pairs_among(db.dialect, Conversation.channel_id, Conversation.thread_key, "keys"))
+    with app.app_context():
+        def among(pairs: list[tuple[int, str]]) -> list[str]:
+            return sorted(db.session.execute(query, pairs_params(db.dialect, "keys", pairs)).scalars())
+        assert among([(channel_id, keys[0]), (channel_id, keys[2])]) == [keys[0], keys[2]]
+        assert among([(channel_id, key) for key in keys]) == keys  # the same statement, another count
+        assert among([(channel_id + 1000, keys[0]), (channel_id, "nobody")]) == []
+        # a key longer than the column is compared whole, never cut to the column's length
+        assert among([(channel_id, keys[1] + "x" * 600)]) == []
+        db.session.remove()
+
+
+def test_datetimes_are_read_in_utc_whatever_the_session_asked(app: Any) -> None:
+    """PostgreSQL sessions run in UTC (make_engine), so timestamptz values arrive in `timezone.utc` itself and
+    UTCDateTime returns them as read; values in another zone are converted, naive ones (SQLite) taken as UTC."""
+    at = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)
+    if db.dialect == "postgresql":
+        url = db.engine.url.render_as_string(hide_password=False)
+        engine = make_engine(url, connect_args={"options": "-c TimeZone=Europe/Paris"}, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
+                read = conn.execute(select(text(":at ::timestamptz")), {"at": at}).scalar()
+                assert read == at and read.tzinfo is timezone.utc
+        finally:
+            engine.dispose()
+    column = UTCDateTime()
+    assert column.process_result_value(at, db.engine.dialect) is at
+    paris = at.astimezone(timezone(timedelta(hours=2)))
+    assert column.process_result_value(paris, db.engine.dialect).tzinfo is timezone.utc
+    assert column.process_result_value(paris, db.engine.dialect) == at
+    assert column.process_result_value(at.replace(tzinfo=None), db.engine.dialect) == at
