@@ -324,13 +324,13 @@ class _ConversationColumns:
     __slots__ = ("_conversation", "brand_name", "channel_name", "channel_kind", "assignee_name", "contact_name",
                  "contact_handle", "contact_avatar_url", "post_external_id", "post_text", "post_permalink")
 
-    def __init__(self, conversation: Any) -> None:
+    def __init__(self, conversation: Any, channel: Any = None, contact: Any = None) -> None:
         self._conversation = conversation
         self.brand_name = conversation.brand.name
-        channel = conversation.channel
+        channel = channel or conversation.channel
         self.channel_name, self.channel_kind = channel.name, channel.kind
         self.assignee_name = conversation.assignee.name if conversation.assignee_id is not None else None
-        contact = conversation.contact
+        contact = contact or conversation.contact
         self.contact_name, self.contact_handle, self.contact_avatar_url = contact.name, contact.handle, \
             contact.avatar_url
         post = conversation.post if conversation.post_id is not None else None
@@ -341,11 +341,14 @@ class _ConversationColumns:
         return getattr(self._conversation, name)
 
 
-def conversation_model_json(conversation: Any, links: list[int], refs: PageRefs, now: Any) -> RenderedConversation:
+def conversation_model_json(conversation: Any, links: list[int], refs: PageRefs, now: Any, *, channel: Any = None,
+                            contact: Any = None) -> RenderedConversation:
     """ConversationSchema's JSON of a loaded Conversation (ingest's live events), given its linked ids: the list
-    items' conversation_item_json over its attributes, a fraction of marshmallow's cost per conversation."""
+    items' conversation_item_json over its attributes, a fraction of marshmallow's cost per conversation.
+    `channel` / `contact`: the conversation's, when the caller holds them (else read through the relationships:
+    a lazy load, answered from the session's identity map at best, per conversation)."""
     from inbox.services.sla import current_clocks
-    return conversation_item_json(_ConversationColumns(conversation), conversation.labels,
+    return conversation_item_json(_ConversationColumns(conversation, channel, contact), conversation.labels,
                                   current_clocks(conversation, now), links, refs, now)
 
 

@@ -1281,11 +1281,13 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
         sla.refresh_conversation(session, conversation, "ingest", locked=conversation.id in ctx.locked)
     related = _related_for_dump(session, touched)  # referenced until the JSON is built
     read = handoff.links_of(session, [c.id for c in touched if c.id not in ctx.links])
-    now, refs = utcnow(), PageRefs()
+    now, refs, held = utcnow(), PageRefs(), session.identity_map
     for conversation, created in conversations:
         links = ctx.links[conversation.id] if conversation.id in ctx.links else read.get(conversation.id, [])
+        channel = _channel_by_id(ctx, conversation.channel_id)  # the process's cached copy: no lazy load
+        contact = held.get(identity_key(Contact, conversation.contact_id))  # loaded by the batch or just above
         realtime.publish(session, "conversation.created" if created else "conversation.updated",
-                         conversation_model_json(conversation, links, refs, now),
+                         conversation_model_json(conversation, links, refs, now, channel=channel, contact=contact),
                          realtime.conversation_rooms(conversation.brand_id))
     del related
 
