@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, any_, bindparam, create_engine, event, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -87,8 +87,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # `datetime.timezone.utc` itself (psycopg maps "UTC" to it, "Etc/UTC" or any other name to a ZoneInfo), which
     # UTCDateTime returns as read instead of converting every datetime of every row (the drain's lock query reads
     # dozens per conversation); SQL date arithmetic never depends on the server's setting either.
-    connect_args = kwargs.pop("connect_args", {})
-    connect_args["options"] = " ".join(filter(None, (connect_args.get("options"), "-c TimeZone=UTC")))
+    # (connect_args replace the URL's own parameters: an `?options=...` of DATABASE_URL is kept in front)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    given = connect_args.get("options") or make_url(url).query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    connect_args["options"] = " ".join(filter(None, (given, "-c TimeZone=UTC")))
     return create_engine(url, connect_args=connect_args, **kwargs)
 
 

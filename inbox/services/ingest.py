@@ -1271,7 +1271,7 @@ def _publish_touched_conversations(ctx: BatchContext) -> None:
         return
     touched = [c for c, _created in conversations]
     assignment.apply_known_routing(touched, ctx.routing)  # in the UPDATE the batch's changes are written in now
-    _write_conversations(session, touched)
+    _write_conversations(session, [c for c in touched if c.id in ctx.locked])  # the others: the flush
     session.flush()
     if any(c.status == "open" and c.assignee_id is None for c in touched):
         _release_thread_events(ctx)
@@ -1305,9 +1305,10 @@ def _write_conversations(session: Session, conversations: list[Conversation]) ->
     psycopg's pipeline mode, one statement per group of conversations with the same changed columns, after
     sorting its dependencies: the largest part of the drain's flush (bench figure 4).
 
-    Only the columns: a conversation whose relationships changed too (labels, SLA clocks) is left to the flush.
-    The drain holds every conversation it changes locked (`_locked_conversations`), so writing a column that the
-    batch set to the value it had is the same as leaving it."""
+    Only conversations whose row lock this transaction holds (`ctx.locked`: read fresh under the lock, and nobody
+    else writes them until the commit), so writing a column with the value it already had (a column another
+    conversation of the batch changed) is the same as leaving it; only columns: a conversation whose
+    relationships changed too (labels, SLA clocks) is left to the flush."""
     columns = _conversation_columns()
     changed: set[str] = set()
     dirty = []

@@ -55,14 +55,22 @@ def test_datetimes_are_read_in_utc_whatever_the_session_asked(app: Any) -> None:
     at = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)
     if db.dialect == "postgresql":
         url = db.engine.url.render_as_string(hide_password=False)
-        engine = make_engine(url, connect_args={"options": "-c TimeZone=Europe/Paris"}, pool_size=1)
-        try:
-            with engine.connect() as conn:
-                assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
-                read = conn.execute(select(text(":at ::timestamptz")), {"at": at}).scalar()
-                assert read == at and read.tzinfo is timezone.utc
-        finally:
-            engine.dispose()
+        asked = (make_engine(url, connect_args={"options": "-c TimeZone=Europe/Paris"}, pool_size=1),
+                 # options in DATABASE_URL itself are kept (connect_args would replace them)
+                 make_engine(db.engine.url.update_query_dict(
+                     {"options": "-c TimeZone=Europe/Paris -c statement_timeout=4321"}).render_as_string(
+                     hide_password=False), pool_size=1))
+        for engine in asked:
+            try:
+                with engine.connect() as conn:
+                    assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
+                    read = conn.execute(select(text(":at ::timestamptz")), {"at": at}).scalar()
+                    assert read == at and read.tzinfo is timezone.utc
+            finally:
+                engine.dispose()
+        with asked[1].connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "4321ms"
+        asked[1].dispose()
     column = UTCDateTime()
     assert column.process_result_value(at, db.engine.dialect) is at
     paris = at.astimezone(timezone(timedelta(hours=2)))
