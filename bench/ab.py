@@ -14,22 +14,15 @@ prepared statements and caches are warm by then). Writes bench/out/ab.json and t
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Stack, log, machine_info, machine_line, save_json, write_section
+from bench.common import (ROOT, Stack, baseline_worktree, log, machine_info, machine_line, revision, save_json,
+                          write_section)
 from bench.ingest import RELAIS_COUNT, integrity, load, measured_run
 
 NAME = "ab"
-
-
-def _revision(rev: str) -> str:
-    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def measure(root: Path, label: str, count: int, batch: int) -> list[dict[str, Any]]:
@@ -54,19 +47,13 @@ def measure(root: Path, label: str, count: int, batch: int) -> list[dict[str, An
 
 def run(baseline: str, rounds: int = 2, count: int = 3000, batch: int = 1) -> dict[str, Any]:
     info = machine_info()
-    base_rev, this_rev = _revision(baseline), _revision("HEAD")
-    tree = Path(tempfile.mkdtemp(prefix="relais-ab-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), base_rev], cwd=ROOT, check=True,
-                   capture_output=True)
+    base_rev, this_rev = revision(baseline), revision("HEAD")
     results: dict[str, Any] = {"machine": info, "baseline": base_rev, "this": f"{this_rev} (working tree)",
                                "count": count, "batch": batch, "rounds": []}
-    try:
+    with baseline_worktree(base_rev) as tree:
         for _ in range(rounds):
             results["rounds"].append({"baseline": measure(tree, "baseline", count, batch),
                                       "this": measure(ROOT, "this", count, batch)})
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
-        shutil.rmtree(tree, ignore_errors=True)
     save_json(NAME, results)
     write_section(NAME, report(results))
     return results

@@ -8,21 +8,24 @@ Everything listens on 127.0.0.1 only.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import psycopg
 
@@ -105,6 +108,25 @@ def machine_line(info: dict[str, Any]) -> str:
             f"PostgreSQL {info['postgresql']} (fsync={info['pg_fsync']}, synchronous_commit="
             f"{info['pg_synchronous_commit']}), Redis {info['redis']}, Python {info['python']}; "
             f"{info['date']}; command: `{info['command']}`")
+
+
+def revision(rev: str) -> str:
+    """A commit's short hash (`git rev-parse --short`)."""
+    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def baseline_worktree(rev: str) -> Iterator[Path]:
+    """`rev` checked out with `git worktree` in a temporary directory, removed on exit (the A/B benchmarks: it runs
+    with this checkout's virtualenv)."""
+    tree = Path(tempfile.mkdtemp(prefix="relais-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def save_json(name: str, data: dict[str, Any]) -> Path:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -85,27 +83,19 @@ def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
 
 
 def run(baseline: str, pairs: int = 4, count: int = 400, rounds: int = 4) -> dict[str, Any]:
-    from bench.common import ROOT, log, machine_info, save_json, write_section
+    from bench.common import ROOT, baseline_worktree, log, machine_info, revision, save_json, write_section
 
     info = machine_info()
-    rev = subprocess.run(["git", "rev-parse", "--short", baseline], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    this = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    tree = Path(tempfile.mkdtemp(prefix="relais-drain-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
-    results: dict[str, Any] = {"machine": info, "baseline": rev, "this": f"{this} (working tree)", "count": count,
-                               "rounds": rounds, "pairs": []}
-    try:
+    rev = revision(baseline)
+    results: dict[str, Any] = {"machine": info, "baseline": rev, "this": f"{revision('HEAD')} (working tree)",
+                               "count": count, "rounds": rounds, "pairs": []}
+    with baseline_worktree(rev) as tree:
         for i in range(pairs):
             pair = {}
             for label, root in (("baseline", tree), ("this", ROOT)):
                 pair[label] = _side(root, label, count, rounds)
                 log(f"pair {i + 1} {label}: CPU ms per message by round {[round(x, 3) for x in pair[label]]}")
             results["pairs"].append(pair)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
-        shutil.rmtree(tree, ignore_errors=True)
     save_json(NAME, results)
     write_section(NAME, report(results))
     return results
