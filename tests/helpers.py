@@ -18,6 +18,17 @@ def post_meta(client: Any, payload: dict[str, Any] | bytes, secret: str = APP_SE
     return client.post("/webhooks/meta", data=raw, headers=headers)
 
 
+def store_verified(payload: dict[str, Any], fingerprint: str | None = None) -> int:
+    """Stores a verified Meta webhook as the ack path does (group-committed, status pending, the app secret's
+    fingerprint unless `fingerprint`), without nudging a drain; returns the raw event's id."""
+    from inbox.demo.fake_meta import meta_json
+    from inbox.services.webhook_store import store_webhook_event
+    from inbox.webhooks import app_secret_fingerprint
+
+    return store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid",
+                               status="pending", detail=fingerprint or app_secret_fingerprint(APP_SECRET))
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     from tests.procs import wait_for
 

@@ -22,13 +22,12 @@ from inbox.api.schemas import ChannelSchema
 from inbox.background import BACKGROUND_LOCK
 from inbox.crypto import decrypt_json, encrypt_json
 from inbox.db import db
-from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, meta_json, page_entry, page_payload
+from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, page_entry, page_payload
 from inbox.models import Agent, Channel, Message
 from inbox.services import admin, ingest
 from inbox.services.channels import credentials
-from inbox.services.webhook_store import store_webhook_event
-from inbox.webhooks import app_secret_fingerprint
 from tests.factories import ACCESS_TOKEN, APP_SECRET, PAGE_ID
+from tests.helpers import store_verified
 
 
 def _signed_api(secret: str) -> tuple[bytes, dict[str, str]]:
@@ -42,12 +41,6 @@ def _signed_api(secret: str) -> tuple[bytes, dict[str, str]]:
 def _api_webhook(app: Any, world: Any, secret: str) -> int:
     raw, headers = _signed_api(secret)
     return app.test_client().post(f"/webhooks/api/{world.api_channel_id}", data=raw, headers=headers).status_code
-
-
-def _store_meta(payload: dict[str, Any]) -> None:
-    """Stores a verified Messenger webhook as the ack path does, without nudging a drain."""
-    store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid", status="pending",
-                        detail=app_secret_fingerprint(APP_SECRET))
 
 
 def _admin(world: Any) -> Agent:
@@ -95,13 +88,13 @@ def test_a_renamed_page_is_seen_by_the_next_drain(app: Any, world: Any) -> None:
                 db.session.remove()
 
     with BACKGROUND_LOCK:
-        _store_meta(messenger_message_payload(PAGE_ID, "psid-rename", "Bonjour"))
+        store_verified(messenger_message_payload(PAGE_ID, "psid-rename", "Bonjour"))
         with app.app_context():
             admin.update_channel(db.session, _admin(world), world.page_channel_id, name="Maison Lune (SAV)")
             assert _meanwhile(drain) >= 1
             db.session.commit()
             db.session.remove()
-        _store_meta(page_payload(page_entry(PAGE_ID, messaging=[
+        store_verified(page_payload(page_entry(PAGE_ID, messaging=[
             messaging_echo(PAGE_ID, "psid-rename", "Réponse depuis la page", mid="m_native")])))
         assert drain() == 1
     with app.app_context():

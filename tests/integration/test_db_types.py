@@ -12,20 +12,16 @@ from inbox.db import UTCDateTime, db, make_engine, pairs_among, pairs_params
 from inbox.models import Conversation
 from inbox.services import ingest
 from tests.factories import PAGE_ID
+from tests.helpers import store_verified
 
 
 @pytest.fixture
 def threads(app: Any, world: Any, background_held: None) -> dict[str, int]:
     """Three conversations of the page's channel (drained from webhooks), by thread key."""
-    from inbox.demo.fake_meta import messenger_message_payload, meta_json
-    from inbox.services.webhook_store import store_webhook_event
-    from inbox.webhooks import app_secret_fingerprint
-    from tests.factories import APP_SECRET
+    from inbox.demo.fake_meta import messenger_message_payload
 
     for k in range(3):
-        store_webhook_event(source="meta", body=meta_json(messenger_message_payload(PAGE_ID, f"pairs-{k}", "hi")),
-                            headers={}, verification="valid", status="pending",
-                            detail=app_secret_fingerprint(APP_SECRET))
+        store_verified(messenger_message_payload(PAGE_ID, f"pairs-{k}", "hi"))
     with app.app_context():
         ingest.drain_webhook_events(linger=0)
         found = {c.thread_key: c.channel_id for c in db.session.execute(select(Conversation)).scalars()}

@@ -21,15 +21,13 @@ from sqlalchemy import event, select, text, update
 from adapters.base import PlatformError, SendResult
 from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
+from inbox.demo.fake_meta import messaging_echo, messaging_read, messenger_message_payload, page_entry, page_payload
 from inbox.jobs import flush_gathered
-from inbox.demo.fake_meta import (messaging_echo, messaging_read, messenger_message_payload, meta_json, page_entry,
-                                  page_payload)
 from inbox.models import Conversation, Message
 from inbox.services import delivery, ingest
 from inbox.services.reconciler import STUCK_SENDING_AFTER, _mark_interrupted, reconcile_once
-from inbox.services.webhook_store import store_webhook_event
-from inbox.webhooks import app_secret_fingerprint
-from tests.factories import APP_SECRET, PAGE_ID
+from tests.factories import PAGE_ID
+from tests.helpers import store_verified
 
 PSID = "psid-delivery"
 KEY = "key-delivery"
@@ -40,19 +38,13 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _store(payload: dict[str, Any]) -> int:
-    """Stores a verified Messenger webhook as the ack path does, without nudging a drain."""
-    return store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid",
-                               status="pending", detail=app_secret_fingerprint(APP_SECRET))
-
-
 def _messaging(item: dict[str, Any]) -> dict[str, Any]:
     return page_payload(page_entry(PAGE_ID, messaging=[item]))
 
 
 def _drain(app: Any, *payloads: dict[str, Any]) -> None:
     for payload in payloads:
-        _store(payload)
+        store_verified(payload)
     with app.app_context():
         ingest.drain_webhook_events(linger=0)
         db.session.remove()
@@ -174,9 +166,9 @@ def test_echo_and_read_receipt_committed_while_the_send_is_recorded(app: Any, re
 
     def take_external_id(session: Any, message: Message, external_id: str) -> None:
         if not drain.is_alive() and not waited:  # inside the recording transaction, once
-            _store(_messaging(messaging_echo(PAGE_ID, PSID, "On s'en occupe", mid=MID, metadata=KEY,
+            store_verified(_messaging(messaging_echo(PAGE_ID, PSID, "On s'en occupe", mid=MID, metadata=KEY,
                                              ts_ms=_ms(at))))
-            _store(_messaging(messaging_read(PAGE_ID, PSID, _ms(at + timedelta(seconds=10)))))
+            store_verified(_messaging(messaging_read(PAGE_ID, PSID, _ms(at + timedelta(seconds=10)))))
             drain.start()
             waited.append(_lock_wait_or_done(drain))
         original(session, message, external_id)
@@ -265,7 +257,7 @@ def test_echo_applied_while_the_send_outcome_is_recorded(app: Any, reply: Any, m
         sends.append(True)
         held.armed.set()
         if first == "echo":  # the echo is applied (and its drain held open) before the answer comes back
-            _store(_echo_of_ours(at))
+            store_verified(_echo_of_ours(at))
             drain.start()
             assert held.holding.wait(10), done
 
@@ -275,7 +267,7 @@ def test_echo_applied_while_the_send_outcome_is_recorded(app: Any, reply: Any, m
         send.start()
         if first == "send":  # the outcome is written (its transaction held open) when the echo is drained
             assert held.holding.wait(10), done
-            _store(_echo_of_ours(at))
+            store_verified(_echo_of_ours(at))
             drain.start()
         waited = _lock_wait_or_done(drain if first == "send" else send)
         held.release.set()
@@ -351,11 +343,11 @@ def test_reconciler_and_a_send_proved_at_the_same_moment(app: Any, reply: Any, o
     with app.app_context(), _HeldAtMessageWrite(threads[0].name) as held:
         held.armed.set()
         if other == "echo-drain" and first == "other":
-            _store(_echo_of_ours(at))
+            store_verified(_echo_of_ours(at))
         threads[0].start()
         assert held.holding.wait(10), done
         if other == "echo-drain" and first == "reconciler":  # stored now: the reconciler's own drain missed it
-            _store(_echo_of_ours(at))
+            store_verified(_echo_of_ours(at))
         threads[1].start()
         waited = _lock_wait_or_done(threads[1])
         held.release.set()

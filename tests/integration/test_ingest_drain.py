@@ -14,20 +14,13 @@ import pytest
 from sqlalchemy import event, select, text
 
 from inbox.db import db
-from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, meta_json, page_entry, page_payload
+from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, page_entry, page_payload
 from inbox.models import Agent, Channel, Conversation, Message, RealtimeEvent, WebhookEvent
 from inbox.services import admin, ingest
 from inbox.services import channels as channel_service
-from inbox.services.webhook_store import store_webhook_event
 from inbox.webhooks import app_secret_fingerprint
-from tests.factories import APP_SECRET, PAGE_ID
-from tests.helpers import poison_drain
-
-
-def _store(payload: dict[str, Any], fingerprint: str | None = None) -> int:
-    """Stores a verified Messenger webhook as the ack path does, without nudging the drain."""
-    return store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid",
-                               status="pending", detail=fingerprint or app_secret_fingerprint(APP_SECRET))
+from tests.factories import PAGE_ID
+from tests.helpers import poison_drain, store_verified
 
 
 @pytest.fixture
@@ -84,12 +77,12 @@ def test_a_drains_statements_do_not_grow_with_its_size(app: Any, held: Any, stat
     monkeypatch.setattr(ingest._ChannelCache, "ttl", 3600.0)
     monkeypatch.setattr(channel_service._CredentialCache, "ttl", 3600.0)
     for payload in _messages(5):
-        _store(payload)
+        store_verified(payload)
     _drain(app)
     counts = []
     for size, start in ((1, 5), (10, 6), (1, 16)):
         for payload in _messages(size, start):
-            _store(payload)
+            store_verified(payload)
         sent = statements()
         assert _drain(app) == size
         if db.dialect == "sqlite":
@@ -106,7 +99,7 @@ def test_a_failed_set_based_pass_is_rolled_back_and_applied_one_event_at_a_time(
     messages, conversation changes and live events with it) and the batch is applied one event at a time;
     only the bad event fails (to be retried), nothing is doubled, each live event is published once."""
     poison_drain(monkeypatch)
-    ids = [_store(messenger_message_payload(PAGE_ID, f"psid-{k}", text, mid=f"m_{k}"))
+    ids = [store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", text, mid=f"m_{k}"))
            for k, text in enumerate(("first", "poison", "third"))]
     assert _drain(app) == 3
     with app.app_context():
@@ -125,7 +118,7 @@ def test_a_drain_publishes_its_live_events_once_in_order(app: Any, held: Any) ->
     """A batch's message.created events (recorded by the set-based pass, published after the routing) come
     before the conversation events, once each, with increasing seq."""
     for payload in _messages(4, psids=2):
-        _store(payload)
+        store_verified(payload)
     assert _drain(app) == 4
     with app.app_context():
         rows = db.session.execute(select(RealtimeEvent).order_by(RealtimeEvent.id)).scalars().all()
@@ -141,8 +134,8 @@ def test_a_drain_publishes_its_live_events_once_in_order(app: Any, held: Any) ->
 def test_each_event_is_checked_against_its_pages_app(app: Any, held: Any) -> None:
     """The page's channel is looked up once per batch (and cached), but the app that signed each event is
     compared for each event: one signed by another Meta app is not routed, even after a valid one."""
-    valid = _store(messenger_message_payload(PAGE_ID, "psid-a", "valid", mid="m_valid"))
-    foreign = _store(messenger_message_payload(PAGE_ID, "psid-b", "foreign", mid="m_foreign"),
+    valid = store_verified(messenger_message_payload(PAGE_ID, "psid-a", "valid", mid="m_valid"))
+    foreign = store_verified(messenger_message_payload(PAGE_ID, "psid-b", "foreign", mid="m_foreign"),
                      fingerprint=app_secret_fingerprint("another-app-secret"))
     assert _drain(app) == 2
     with app.app_context():
@@ -153,7 +146,7 @@ def test_each_event_is_checked_against_its_pages_app(app: Any, held: Any) -> Non
 
 
 def _echo_author(app: Any, mid: str) -> str | None:
-    _store(page_payload(page_entry(PAGE_ID, messaging=[messaging_echo(PAGE_ID, "psid-echo", "Réponse", mid=mid)])))
+    store_verified(page_payload(page_entry(PAGE_ID, messaging=[messaging_echo(PAGE_ID, "psid-echo", "Réponse", mid=mid)])))
     _drain(app)
     with app.app_context():
         name = db.session.execute(select(Message.author_name).where(Message.external_id == mid)) \
@@ -171,7 +164,7 @@ def test_a_channel_changed_in_this_process_is_seen_at_once(app: Any, held: Any) 
         db.session.commit()
         db.session.remove()
     assert _echo_author(app, "m_echo_2") is None  # signed with the old secret: not routed any more
-    _store(page_payload(page_entry(PAGE_ID, messaging=[messaging_echo(PAGE_ID, "psid-echo", "Réponse",
+    store_verified(page_payload(page_entry(PAGE_ID, messaging=[messaging_echo(PAGE_ID, "psid-echo", "Réponse",
                                                                       mid="m_echo_3")])),
            fingerprint=app_secret_fingerprint("a-rotated-app-secret"))
     _drain(app)
@@ -200,12 +193,12 @@ def test_the_drain_lingers_before_a_small_batch_only(app: Any, held: Any, monkey
     monkeypatch.setattr(ingest.time, "sleep", slept.append)
     monkeypatch.setattr(ingest, "_backlog", False)
     with app.app_context():
-        _store(_messages(1)[0])
+        store_verified(_messages(1)[0])
         assert ingest.drain_webhook_events(linger=0.004) == 1
         assert slept == [0.004]
         assert ingest.drain_webhook_events(linger=0) == 0 and slept == [0.004]
         for payload in _messages(3, start=1):
-            _store(payload)
+            store_verified(payload)
         assert ingest.drain_webhook_events(linger=0.004, batch_size=2, time_budget=0) == 2  # stopped with a backlog
         assert ingest.drain_webhook_events(linger=0.004, batch_size=2) == 1  # at once: events were waiting
         assert slept == [0.004, 0.004]
@@ -219,9 +212,9 @@ def test_the_drain_lingers_before_a_small_batch_only(app: Any, held: Any, monkey
 
 def test_channels_cache_merges_without_a_query(app: Any, held: Any, statements: Callable[[], list[str]]) -> None:
     """A cached channel joins the batch's session without a SELECT, and conversation dumps find it there."""
-    _store(_messages(1)[0])
+    store_verified(_messages(1)[0])
     _drain(app)
-    _store(_messages(1, start=1)[0])
+    store_verified(_messages(1, start=1)[0])
     sent = statements()
     _drain(app)
     assert not [s for s in sent if "FROM channels" in s], sent
@@ -260,11 +253,11 @@ def test_routing_a_known_conversation_costs_no_statement_of_its_own(app: Any, he
     event's outcome. No savepoint and no routing query (they were a third of a one-message drain); the language
     guess adds one query only while the conversation's first texts have not told its language."""
     for k, body in enumerate(("bonjour, où est ma commande ?", "ok")):
-        _store(messenger_message_payload(PAGE_ID, f"psid-{k}", body, mid=f"w_{k}"))
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", body, mid=f"w_{k}"))
     _drain(app)
     counts = []
     for psid, mid in (("psid-0", "m_0"), ("psid-1", "m_1")):
-        _store(messenger_message_payload(PAGE_ID, psid, "merci", mid=mid))
+        store_verified(messenger_message_payload(PAGE_ID, psid, "merci", mid=mid))
         sent = statements()
         assert _drain(app) == 1
         # (the per-process caches of channels and SLA policies may expire in between: their reloads not counted)
@@ -289,7 +282,7 @@ def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_sto
     from inbox.db import utcnow
 
     for k in range(2):
-        _store(messenger_message_payload(PAGE_ID, f"psid-{k}", f"first {k}", mid=f"f_{k}"))
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", f"first {k}", mid=f"f_{k}"))
     _drain(app)
     with app.app_context():
         ids = {c.thread_key: c.id for c in db.session.execute(select(Conversation)).scalars()}
@@ -301,7 +294,7 @@ def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_sto
         db.session.commit()
         db.session.remove()
     for k in range(2):
-        _store(messenger_message_payload(PAGE_ID, f"psid-{k}", f"again {k}", mid=f"a_{k}"))
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", f"again {k}", mid=f"a_{k}"))
     sent = statements()
     assert _drain(app) == 2
     updates = [s for s in sent if s.startswith("UPDATE conversations")]

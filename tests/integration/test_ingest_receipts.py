@@ -19,13 +19,18 @@ from sqlalchemy import select, text, update
 
 from inbox.background import BACKGROUND_LOCK
 from inbox.db import db, utcnow
-from inbox.demo.fake_meta import (messaging_delivery, messaging_echo, messaging_read, messenger_message_payload,
-                                  meta_json, page_entry, page_payload)
+from inbox.demo.fake_meta import (
+    messaging_delivery,
+    messaging_echo,
+    messaging_read,
+    messenger_message_payload,
+    page_entry,
+    page_payload,
+)
 from inbox.models import Conversation, Message, WebhookEvent
 from inbox.services import ingest
-from inbox.services.webhook_store import store_webhook_event
-from inbox.webhooks import app_secret_fingerprint
-from tests.factories import APP_SECRET, PAGE_ID
+from tests.factories import PAGE_ID
+from tests.helpers import store_verified
 
 PSID = "psid-receipts"
 
@@ -39,12 +44,6 @@ def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
-def _store(payload: dict[str, Any]) -> int:
-    """Stores a signed-and-verified Messenger webhook as the ack path does, without nudging the drain."""
-    return store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid",
-                               status="pending", detail=app_secret_fingerprint(APP_SECRET))
-
-
 def _messaging(item: dict[str, Any]) -> dict[str, Any]:
     return page_payload(page_entry(PAGE_ID, messaging=[item]))
 
@@ -54,7 +53,7 @@ def drains(app: Any, world: Any) -> Callable[[dict[str, Any]], str]:
     """drain(payload) -> the raw event's status: stores one webhook and applies it in a drain of its own.
     The periodic reconciler is held off meanwhile, so each drain takes exactly the events stored before it."""
     def drain(payload: dict[str, Any]) -> str:
-        event_id = _store(payload)
+        event_id = store_verified(payload)
         with app.app_context():
             ingest.drain_webhook_events(linger=0)
             status = db.session.get(WebhookEvent, event_id).status
@@ -149,7 +148,7 @@ def test_receipt_for_a_thread_not_opened_yet_waits_for_its_echo(app: Any, drains
     """The page wrote first (natively): its echo opens the conversation. A read receipt applied before that
     echo has no conversation to keep its watermark on, so it is retried a little later (twice at most)."""
     t0 = utcnow() - timedelta(seconds=30)
-    receipt = _store(_messaging(messaging_read(PAGE_ID, PSID, _ms(t0 + timedelta(seconds=20)))))
+    receipt = store_verified(_messaging(messaging_read(PAGE_ID, PSID, _ms(t0 + timedelta(seconds=20)))))
     with app.app_context():
         ingest.drain_webhook_events(linger=0)
         event = db.session.get(WebhookEvent, receipt)
@@ -168,7 +167,7 @@ def test_receipt_for_a_thread_not_opened_yet_waits_for_its_echo(app: Any, drains
 
 
 def test_receipt_for_a_thread_that_never_opens_is_dropped_after_its_retries(app: Any, drains: Any) -> None:
-    receipt = _store(_messaging(messaging_read(PAGE_ID, PSID, _ms(utcnow()))))
+    receipt = store_verified(_messaging(messaging_read(PAGE_ID, PSID, _ms(utcnow()))))
     with app.app_context():
         for _attempt in range(ingest.RECEIPT_RETRIES + 1):
             db.session.execute(update(WebhookEvent).where(WebhookEvent.id == receipt)
@@ -208,7 +207,7 @@ def test_receipt_and_echo_drained_concurrently(app: Any, drains: Any, monkeypatc
     echo = _messaging(messaging_echo(PAGE_ID, PSID, "Réponse", mid="m_echo", ts_ms=_ms(t0 + timedelta(seconds=10))))
     receipt = _messaging(messaging_read(PAGE_ID, PSID, _ms(t0 + timedelta(seconds=20))))
     for payload in ((echo, receipt) if first == "echo" else (receipt, echo)):
-        _store(payload)  # ids in that order: the first drain claims the first one (batches of one)
+        store_verified(payload)  # ids in that order: the first drain claims the first one (batches of one)
 
     holding, release = threading.Event(), threading.Event()
     original = ingest._record_outcomes

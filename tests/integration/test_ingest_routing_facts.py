@@ -20,16 +20,30 @@ from sqlalchemy import event, select
 from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db
-from inbox.demo.fake_meta import (feed_comment_change, feed_comment_payload, messaging_echo, messaging_edit,
-                                  messaging_message, messenger_message_payload, meta_json, page_entry, page_payload)
-from inbox.models import (BrandRouting, Contact, ContactIdentity, Conversation, ConversationLabel, Message,
-                          RealtimeEvent, SlaPolicy)
+from inbox.demo.fake_meta import (
+    feed_comment_change,
+    feed_comment_payload,
+    messaging_echo,
+    messaging_edit,
+    messaging_message,
+    messenger_message_payload,
+    page_entry,
+    page_payload,
+)
+from inbox.models import (
+    BrandRouting,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    ConversationLabel,
+    Message,
+    RealtimeEvent,
+    SlaPolicy,
+)
 from inbox.models.assignment import ConversationLink
 from inbox.services import assignment, ingest, sla
-from inbox.services.webhook_store import store_webhook_event
-from inbox.webhooks import app_secret_fingerprint
-from tests.factories import APP_SECRET, PAGE_ID
-from tests.helpers import poison_drain
+from tests.factories import PAGE_ID
+from tests.helpers import poison_drain, store_verified
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 T0 = int((NOW - timedelta(minutes=30)).timestamp() * 1000)  # customers' messages: platform times before NOW
@@ -51,18 +65,13 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(f"{module}.utcnow", lambda: NOW)
 
 
-def _store(payload: dict[str, Any]) -> None:
-    store_webhook_event(source="meta", body=meta_json(payload), headers={}, verification="valid", status="pending",
-                        detail=app_secret_fingerprint(APP_SECRET))
-
-
 def _drain(app: Any, *payloads: dict[str, Any]) -> int:
     """Stores the payloads, drains them in one batch; returns the id of the last live event before the drain."""
     with app.app_context():
         before = db.session.execute(select(RealtimeEvent.id).order_by(RealtimeEvent.id.desc()).limit(1)).scalar()
         db.session.remove()  # SQLite: no transaction left open while the webhooks are stored
         for payload in payloads:
-            _store(payload)
+            store_verified(payload)
         assert ingest.drain_webhook_events(linger=0) == len(payloads)
         db.session.remove()
         return before or 0

@@ -434,19 +434,13 @@ def test_database_down_before_verification_is_503_too(app, client, world, monkey
 def test_new_customers_of_separate_drains_are_looked_up_by_one_job(app, world, monkeypatch):
     """PROFILE_LOOKUP_BATCH_MS (50 ms in tests): the name lookups of drains within the window share one job."""
     from inbox.background import BACKGROUND_LOCK
-    from inbox.demo.fake_meta import meta_json
     from inbox.services import ingest
-    from inbox.services.webhook_store import store_webhook_event
-    from inbox.webhooks import app_secret_fingerprint
-    from tests.factories import APP_SECRET
-    from tests.helpers import captured_lookups
+    from tests.helpers import captured_lookups, store_verified
 
     lookups = captured_lookups(monkeypatch)
     with BACKGROUND_LOCK:  # the embedded drain waits: each webhook below is drained on its own
         for psid in ("psid-gathered-1", "psid-gathered-2"):
-            store_webhook_event(source="meta", body=meta_json(messenger_message_payload(PAGE_ID, psid, "allo")),
-                                headers={}, verification="valid", status="pending",
-                                detail=app_secret_fingerprint(APP_SECRET))
+            store_verified(messenger_message_payload(PAGE_ID, psid, "allo"))
             with app.app_context():
                 assert ingest.drain_webhook_events(linger=0) == 1
                 db.session.remove()
