@@ -1,7 +1,9 @@
 """A/B of the drain alone: `python -m bench.drain_cost --baseline REV [--pairs 4] [--count 400] [--rounds 4]`
 
 The drain's own CPU per message (`time.process_time()` of `ingest.drain_webhook_events` in one process, PostgreSQL,
-no web process, no load generator, no Redis), for THIS checkout and for another commit, alternated (baseline,
+and Redis as in production: each commit's live events are published on the live channel and the name lookups it
+gathers are enqueued, under a key prefix of its own deleted at the end; no web process, no load generator, no
+worker), for THIS checkout and for another commit, alternated (baseline,
 this, baseline, this, ...), each on a fresh database. The closed-loop A/B (`bench.ab`) measures the whole system,
 where the web process, the load generators and the box's other tenants move the rate by tens of percent between
 two runs minutes apart; this one measures only what a drain change changes.
@@ -62,13 +64,15 @@ def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
     """One fresh database, migrated and seeded by the side's own code; its rounds' CPU ms per message."""
     import psycopg
 
-    from bench.common import ALEMBIC, PG_ADMIN, PY
+    from bench.common import ALEMBIC, PG_ADMIN, PY, REDIS_URL, delete_redis_prefix
 
     db_name = f"relais_drain_{label}_{int(time.time() * 1000)}"
+    prefix = f"relais-bench-{db_name}:"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     base = PG_ADMIN.rsplit("/", 1)[0]
-    env = {"DATABASE_URL": f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{db_name}", "REDIS_URL": "",
+    env = {"DATABASE_URL": f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{db_name}",
+           "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
            "RELAIS_EMBEDDED_WORKER": "0", "SECRET_KEY": "bench-drain-cost", "RELAIS_ENV": "test",
            "PYTHONPATH": str(root), "PATH": str(Path(PY).parent) + ":/usr/bin:/bin"}
     try:
@@ -80,6 +84,7 @@ def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        delete_redis_prefix(prefix)
 
 
 def run(baseline: str, pairs: int = 4, count: int = 400, rounds: int = 4) -> dict[str, Any]:
@@ -110,7 +115,8 @@ def report(res: dict[str, Any]) -> str:
 
     lines = ["## Drain cost A/B (the drain alone, in one process)", "", machine_line(res["machine"]), "",
              f"`python -m bench.drain_cost --baseline {res['baseline']}`: baseline `{res['baseline']}` against this "
-             f"checkout `{res['this']}`, alternated, each on a fresh PostgreSQL database; {res['rounds']} rounds of "
+             f"checkout `{res['this']}`, alternated, each on a fresh PostgreSQL database (and Redis: the live events published, "
+             f"the lookups enqueued); {res['rounds']} rounds of "
              f"{res['count']} single-entry webhooks from 200 customers, drained in batches of 50; the drain's process "
              "CPU per message. The first round (new customers, statements not prepared yet) is shown apart; "
              "steady: the median of the others.", "",

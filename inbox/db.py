@@ -260,13 +260,42 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
         sets = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in columns if name != key)
         sql = (f"UPDATE {quote(table.name)} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
                f"WHERE t.{quote(key)} = v.{quote(key)}")
-        processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
+        processors = tuple(_bind_processor(table.c[name], dialect) for name in columns)
         built = _UNNEST_STATEMENTS[cache_key] = (sql, processors)
     sql, processors = built
     connection.exec_driver_sql(sql, _column_arrays(rows, columns, processors))
 
 
 _UNNEST_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # insert_rows' and update_rows'
+
+
+class DumpedJSON(str):
+    """A JSON column's value already serialised (compact JSON text), for `insert_rows` / `update_rows` on
+    PostgreSQL: sent as it is instead of being serialised again. The live events' payloads are serialised once,
+    at the commit, for their `realtime_events` row and for the message the relay publishes (inbox/realtime).
+    Other databases take the value itself (the caller checks the dialect)."""
+
+    __slots__ = ()
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _bind_processor(column: Any, dialect: Any) -> Any:
+    """The column's bind processor for an unnest array; a JSON column's also lets a DumpedJSON through as is."""
+    impl = column.type.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if not isinstance(impl, JSON) or dialect.name != "postgresql":
+        return process
+    from psycopg.types.json import Json, Jsonb
+    wrapper = Jsonb if isinstance(impl, postgresql.JSONB) else Json
+
+    def bind(value: Any) -> Any:
+        if type(value) is DumpedJSON:
+            return wrapper(value, dumps=_as_is)
+        return process(value) if process is not None else value
+    return bind
 
 
 def _column_arrays(rows: list[dict[str, Any]], columns: tuple[str, ...], processors: tuple[Any, ...]
@@ -292,7 +321,7 @@ def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning
         if conflict_on is not None:
             sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict_on)}) DO NOTHING"
         sql += " RETURNING " + ", ".join(quote(name) for name in returning)
-        processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
+        processors = tuple(_bind_processor(table.c[name], dialect) for name in columns)
         built = _UNNEST_STATEMENTS[key] = (sql, processors)
     return built
 

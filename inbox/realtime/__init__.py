@@ -27,9 +27,9 @@ from socketio.packet import Packet
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from inbox.db import insert_rows, utcnow
+from inbox.db import DumpedJSON, insert_rows, utcnow
 from inbox.models import RealtimeEvent
-from inbox.realtime.relay import Relay, envelopes
+from inbox.realtime.relay import Relay, dump_json
 from inbox.realtime.wire import COMPACTED, compact_conversation
 
 log = logging.getLogger(__name__)
@@ -132,13 +132,15 @@ def message_rooms(conversation_id: int) -> list[str]:
 
 
 class PendingEvent:
-    """A published event until its transaction commits: then a `realtime_events` row (`id`: its seq)."""
+    """A published event until its transaction commits: then a `realtime_events` row (`id`: its seq). `payload_json`
+    is its payload serialised once at the commit, on PostgreSQL, for the row and for the relay's message."""
 
-    __slots__ = ("name", "rooms", "payload", "created_at", "id")
+    __slots__ = ("name", "rooms", "payload", "created_at", "id", "payload_json")
 
     def __init__(self, name: str, rooms: list[str], payload: dict[str, Any]) -> None:
         self.name, self.rooms, self.payload, self.created_at = name, rooms, payload, utcnow()
         self.id: int | None = None
+        self.payload_json: str | None = None
 
 
 def publish(session: Session, name: str, data: dict[str, Any], rooms: list[str]) -> PendingEvent:
@@ -176,13 +178,22 @@ def _write_pending(session: Session) -> None:
 
     Not ORM objects: the unit of work's per-object bookkeeping and its multi-row INSERT (a new statement text
     for every event count) cost more than building the events (bench figure 1's drain profile). Written at
-    the commit rather than as published, the seqs also follow the commit order more closely."""
+    the commit rather than as published, the seqs also follow the commit order more closely.
+
+    On PostgreSQL each payload is serialised here once (`payload_json`), for its row and for the message the relay
+    publishes to Redis after the commit (`Relay.publish_events`), instead of once by psycopg and again by the relay."""
     if session.in_nested_transaction():  # a savepoint is released: its events wait for the real commit
         return
     pending = session.info.get(_PENDING)
     if not pending:
         return
-    rows = [{"name": e.name, "rooms": e.rooms, "payload": e.payload, "created_at": e.created_at} for e in pending]
+    if session.get_bind().dialect.name == "postgresql":
+        for e in pending:
+            e.payload_json = dump_json(e.payload)
+        rows = [{"name": e.name, "rooms": e.rooms, "payload": DumpedJSON(e.payload_json), "created_at": e.created_at}
+                for e in pending]
+    else:
+        rows = [{"name": e.name, "rooms": e.rooms, "payload": e.payload, "created_at": e.created_at} for e in pending]
     # the ids are assigned in row order (one statement, rows inserted in order): ascending, they are the rows'
     ids = sorted(id_ for id_, in insert_rows(session, RealtimeEvent, rows, returning=("id",)))
     for event, id_ in zip(pending, ids, strict=True):
@@ -198,7 +209,7 @@ def _emit_after_commit(session: Session) -> None:
     if _relay is None:
         return
     if pending:
-        _relay.publish(envelopes([row for row in pending if row.id is not None]))
+        _relay.publish_events([row for row in pending if row.id is not None])
     if changed:
         _relay.publish({"control": "access", "agent_ids": sorted(changed)})
 

@@ -46,9 +46,23 @@ Emit = Callable[[str, Any, list[str]], None]
 OnControl = Callable[[dict[str, Any]], None]
 
 
+# the JSON of a published message (compact; a value JSON does not know, e.g. a datetime, as its str())
+dump_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def envelopes(rows: list[Any]) -> list[Envelope]:
     """The wire form of committed events (`realtime.PendingEvent` with its id): what one commit publishes."""
     return [{"event": r.name, "seq": r.id, "data": r.payload, "rooms": list(r.rooms)} for r in rows]
+
+
+def envelopes_json(rows: list[Any]) -> str:
+    """`dump_json(envelopes(rows))`, with each payload's JSON taken from `payload_json` where the commit already
+    serialised it (PostgreSQL: `realtime._write_pending`) rather than serialised a second time."""
+    parts = []
+    for r in rows:
+        data = r.payload_json if r.payload_json is not None else dump_json(r.payload)
+        parts.append(f'{{"event":{dump_json(r.name)},"seq":{int(r.id)},"data":{data},"rooms":{dump_json(list(r.rooms))}}}')
+    return "[" + ",".join(parts) + "]"
 
 
 def frames(batches: list[list[Envelope]]) -> list[tuple[list[str], list[Envelope]]]:
@@ -102,12 +116,25 @@ class Relay:
         if self._local is not None:
             self._local.put(message)
             return
-        if self._redis is None:
-            return  # no Redis and no sockets here (a CLI command): clients get these by replay
+        if self._redis is not None:
+            self._publish_text(dump_json(message), len(message))
+        # else no Redis and no sockets here (a CLI command): clients get these by replay
+
+    def publish_events(self, rows: list[Any]) -> None:
+        """`publish(envelopes(rows))` for one commit's events (`realtime.PendingEvent`s with their ids); to Redis,
+        the JSON of each payload serialised at the commit is reused."""
+        if not rows:
+            return
+        if self._local is not None:
+            self._local.put(envelopes(rows))
+        elif self._redis is not None:
+            self._publish_text(envelopes_json(rows), len(rows))
+
+    def _publish_text(self, text: str, count: int) -> None:
         try:
-            self._redis.publish(self.channel, json.dumps(message, separators=(",", ":"), default=str))
+            self._redis.publish(self.channel, text)
         except Exception:  # a live push failing must never undo committed work; clients catch up by seq
-            log.exception("could not publish a live message (%d item(s))", len(message))
+            log.exception("could not publish a live message (%d item(s))", count)
 
     # -------------------------------------------------------------- delivering
     def start(self) -> "Relay":

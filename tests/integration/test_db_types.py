@@ -73,3 +73,28 @@ def test_datetimes_are_read_in_utc_whatever_the_session_asked(app: Any) -> None:
     assert column.process_result_value(paris, db.engine.dialect).tzinfo is timezone.utc
     assert column.process_result_value(paris, db.engine.dialect) == at
     assert column.process_result_value(at.replace(tzinfo=None), db.engine.dialect) == at
+
+
+def test_a_dumped_json_value_is_stored_as_the_json_it_holds(app: Any, world: Any) -> None:
+    """insert_rows on PostgreSQL sends a DumpedJSON's text as it is (a live event's payload, serialised once at
+    the commit): the column holds the object, not a JSON string, and ordinary values beside it are serialised."""
+    from inbox.db import DumpedJSON, insert_rows, utcnow
+    from inbox.models import RealtimeEvent
+    from inbox.realtime.relay import dump_json
+
+    payload = {"text": 'dit "merci" \\ à bientôt <b>', "n": [1, None, True], "nested": {"é": "👍"}}
+    with app.app_context():
+        if db.dialect != "postgresql":
+            pytest.skip("DumpedJSON is PostgreSQL's (realtime._write_pending checks the dialect)")
+        session = db.session
+        ids = [i for i, in insert_rows(session, RealtimeEvent, [
+            {"name": "probe.dumped", "rooms": ["admins"], "payload": DumpedJSON(dump_json(payload)),
+             "created_at": utcnow()},
+            {"name": "probe.plain", "rooms": ["admins"], "payload": payload, "created_at": utcnow()}],
+            returning=("id",))]
+        session.commit()
+        rows = session.execute(select(RealtimeEvent.name, RealtimeEvent.payload,
+                                      text("jsonb_typeof(payload)")).where(RealtimeEvent.id.in_(ids))
+                               .order_by(RealtimeEvent.id)).all()
+        assert [tuple(r) for r in rows] == [("probe.dumped", payload, "object"), ("probe.plain", payload, "object")]
+        db.session.remove()

@@ -1,6 +1,7 @@
 """How the live relay turns committed events into `events` frames (inbox/realtime/relay.py)."""
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from typing import Any
@@ -99,3 +100,44 @@ def test_events_frames_are_sent_as_text_without_searching_them_for_bytes(monkeyp
     assert sent.encode() == '2["events",[{"event":"conversation.updated","seq":1,"data":{"id":1,"labels":["vip"]}}]]'
     assert _Packet(packet.EVENT, data=["other", {"blob": b"\x00"}], namespace="/").packet_type == packet.BINARY_EVENT
     assert walked  # searched as before
+
+
+def test_a_commits_message_reuses_the_payload_json_serialised_at_the_commit() -> None:
+    """`envelopes_json` is `dump_json(envelopes(rows))`, taking each payload's text from `payload_json` when the
+    commit serialised it already (PostgreSQL) and serialising the others; quotes, non-ASCII text, markup and
+    a value JSON does not know come out as the relay has always sent them."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from inbox.realtime.relay import dump_json, envelopes, envelopes_json
+
+    payloads = [{"text": 'il a dit "merci" \\ à bientôt <b>', "n": [1, None, True]},
+                {"at": datetime(2026, 11, 24, 1, 2, 3, tzinfo=timezone.utc), "emoji": "👍"}]
+    rows = [SimpleNamespace(name="message.created", id=41, rooms=("conversation:7",), payload=payloads[0],
+                            payload_json=dump_json(payloads[0])),
+            SimpleNamespace(name="conversation.updated", id=42, rooms=["brand:1", "admins"], payload=payloads[1],
+                            payload_json=None)]
+    text = envelopes_json(rows)
+    assert text == dump_json(envelopes(rows))
+    decoded = json.loads(text)
+    assert decoded[0] == {"event": "message.created", "seq": 41, "data": payloads[0], "rooms": ["conversation:7"]}
+    assert decoded[1]["data"] == {"at": "2026-11-24 01:02:03+00:00", "emoji": "👍"}
+
+
+def test_publish_events_sends_one_message_per_commit_to_redis_and_envelopes_in_process() -> None:
+    from types import SimpleNamespace
+
+    from inbox.realtime.relay import dump_json, envelopes
+
+    sent: list[tuple[str, str]] = []
+    published = Relay(redis_url=None, channel="test:live", emit=None)
+    published._redis = SimpleNamespace(publish=lambda channel, text: sent.append((channel, text)))
+    rows = [SimpleNamespace(name="message.created", id=n, rooms=["conversation:1"], payload={"n": n},
+                            payload_json=dump_json({"n": n}) if n % 2 else None) for n in (1, 2, 3)]
+    published.publish_events(rows)
+    published.publish_events([])
+    assert [(channel, json.loads(text)) for channel, text in sent] == [("test:live", envelopes(rows))]
+
+    local = Relay(redis_url=None, channel="test:live", emit=lambda *a: None)
+    local.publish_events(rows)
+    assert local._local is not None and local._local.get_nowait() == envelopes(rows)
