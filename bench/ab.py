@@ -28,7 +28,7 @@ NAME = "ab"
 def measure(root: Path, label: str, count: int, batch: int) -> list[dict[str, Any]]:
     """Two measured closed-loop runs on a fresh stack running the app in `root`."""
     runs = []
-    with Stack(workers=2, label=f"ab-{label}", root=root) as stack:
+    with Stack(label=f"ab-{label}", root=root) as stack:
         url = stack.base_url + "/webhooks/meta"
         load(url, prefix="w", count=300, procs=1)
         time.sleep(1.0)

@@ -40,6 +40,9 @@ PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 APP_SECRET = "test-app-secret"      # tests.factories.APP_SECRET (build_world)
 PAGE_ID = "1000000001"              # tests.factories.PAGE_ID
+# RQ worker processes of a benchmark stack (`BENCH_WORKERS`): the README's sizing, one per core the web process and
+# PostgreSQL leave free, so one on these 2 shared cores (bench.worker_count compares 1 and 2)
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 
 
 # ------------------------------------------------------------------ small helpers
@@ -193,7 +196,7 @@ def worker_args(worker_class: str, threads: int) -> list[str]:
 
 @dataclass
 class Stack:
-    workers: int = 2
+    workers: int = WORKERS
     threads: int = 64
     worker_class: str = "gevent"    # gunicorn -k: gevent (the README's production web worker) or gthread
     agents: int = 0                 # extra agents (with API tokens) in the brand's team

@@ -26,6 +26,7 @@ from bench.common import (
     OUT,
     PAGE_ID,
     PY,
+    WORKERS,
     Stack,
     free_port,
     log,
@@ -138,14 +139,15 @@ def integrity(stack: Stack, result: dict[str, Any]) -> dict[str, Any]:
             "lost": len(ok - listed), "duplicated": total - distinct, "unexpected": len(listed - ok)}
 
 
-def run(quick: bool = False, workers: int = 2, web_worker: str = "gevent") -> dict[str, Any]:
+def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_worker: str = "gevent"
+        ) -> dict[str, Any]:
     info = machine_info()
     # sized so the run stays bounded at the rates measured on 2 cores, and long enough (3,000 messages: ~3-4 s) that
     # the start-up and the last drain are not most of it (with 1,500 the same stack gave 15-25% lower rates)
     n_closed = 600 if quick else 3000
     open_seconds = {"single": 3, "batch10": 2} if quick else {"single": 5, "batch10": 3}
-    results: dict[str, Any] = {"machine": info, "workers": workers, "web_worker": web_worker}
-    with Stack(workers=workers, label=NAME, worker_class=web_worker) as stack:
+    results: dict[str, Any] = {"machine": info, "web_worker": web_worker}
+    with Stack(workers=worker_counts[0], label=NAME, worker_class=web_worker) as stack:
         url = stack.base_url + "/webhooks/meta"
         env = stack.env()
         # (a1) / (a4) raw single-row INSERT transactions/s, serial on one connection and on 4 threads
@@ -168,28 +170,38 @@ def run(quick: bool = False, workers: int = 2, web_worker: str = "gevent") -> di
             log(f"ref (b) naive {mode}: {r['msgs_per_s']:.0f} msg/s, statuses {r['statuses']}")
         stack.stop_process("naive")
 
-        # Relais
-        load(url, prefix="w", count=300, procs=1)  # warm-up: connection pools, first-request costs
-        time.sleep(1.0)
-        for mode, batch in (("single", 1), ("batch10", 10)):
-            r = measured_run(stack, url, RELAIS_COUNT, prefix=mode[0], count=n_closed, batch=batch,
-                             threads=16 if batch == 1 else 8)
-            r["integrity"] = integrity(stack, r)
-            results[f"relais_{mode}"] = _strip(r)
-            log(f"relais {mode}: {r.get('msgs_per_s', 0):.0f} msg/s listed, ack {r['ack_msgs_per_s']:.0f} msg/s, "
-                f"{r['integrity']}")
-            time.sleep(1.0)
-        for mode, batch, procs in (("single", 1, 4), ("batch10", 10, 2)):
-            r = measured_run(stack, url, RELAIS_COUNT, prefix=f"o{mode[0]}", count=500 * open_seconds[mode],
-                             batch=batch, rate=500.0, procs=procs, threads=32)
-            r["integrity"] = integrity(stack, r)
-            results[f"open500_{mode}"] = _strip(r)
-            log(f"open loop 500 msg/s {mode}: ack p50 {ms(r['ack_p50'])} p99 {ms(r['ack_p99'])}, "
-                f"listed lag {r.get('lag_after_last_ack')}, {r['integrity']}")
-            time.sleep(1.0)
-        results["event_status"] = dict(stack.sql("SELECT status, count(*) FROM webhook_events GROUP BY status"))
+        results["relais_runs"] = [relais_runs(stack, url, n_closed, open_seconds)]
+    for n in worker_counts[1:]:  # the same runs on a fresh stack with another number of workers
+        with Stack(workers=n, label=f"{NAME}-{n}", worker_class=web_worker) as stack:
+            results["relais_runs"].append(relais_runs(stack, stack.base_url + "/webhooks/meta", n_closed,
+                                                      open_seconds))
     save_json(NAME, results)
     write_section(NAME, report(results))
+    return results
+
+
+def relais_runs(stack: Stack, url: str, n_closed: int, open_seconds: dict[str, int]) -> dict[str, Any]:
+    """Relais's closed loops (single-entry and 10-entry) and open loops at 500 msg/s on `stack`."""
+    results: dict[str, Any] = {"workers": stack.workers}
+    load(url, prefix="w", count=300, procs=1)  # warm-up: connection pools, first-request costs
+    time.sleep(1.0)
+    for mode, batch in (("single", 1), ("batch10", 10)):
+        r = measured_run(stack, url, RELAIS_COUNT, prefix=mode[0], count=n_closed, batch=batch,
+                         threads=16 if batch == 1 else 8)
+        r["integrity"] = integrity(stack, r)
+        results[f"relais_{mode}"] = _strip(r)
+        log(f"relais, {stack.workers} worker(s), {mode}: {r.get('msgs_per_s', 0):.0f} msg/s listed, ack "
+            f"{r['ack_msgs_per_s']:.0f} msg/s, {r['integrity']}")
+        time.sleep(1.0)
+    for mode, batch, procs in (("single", 1, 4), ("batch10", 10, 2)):
+        r = measured_run(stack, url, RELAIS_COUNT, prefix=f"o{mode[0]}", count=500 * open_seconds[mode],
+                         batch=batch, rate=500.0, procs=procs, threads=32)
+        r["integrity"] = integrity(stack, r)
+        results[f"open500_{mode}"] = _strip(r)
+        log(f"relais, {stack.workers} worker(s), open loop 500 msg/s {mode}: ack p50 {ms(r['ack_p50'])} "
+            f"p99 {ms(r['ack_p99'])}, listed lag {r.get('lag_after_last_ack')}, {r['integrity']}")
+        time.sleep(1.0)
+    results["event_status"] = dict(stack.sql("SELECT status, count(*) FROM webhook_events GROUP BY status"))
     return results
 
 
@@ -219,9 +231,12 @@ _WEB_ARGS = {"gevent": "-k gevent --worker-connections 1000", "gthread": "-k gth
 def report(res: dict[str, Any]) -> str:
     a = res["ref_pg_insert"]["tx_per_s"]
     a1 = res.get("ref_pg_insert_serial", {}).get("tx_per_s")
+    runs = res.get("relais_runs") or [{"workers": res.get("workers"), **res}]  # (results saved before 2026-11-24)
+    counts = " and ".join(f"{r['workers']} x" for r in runs)
     lines = ["## 1. Webhook ingest", "", machine_line(res["machine"]), "",
-             f"Stack: `gunicorn -w 1 {_WEB_ARGS.get(res.get('web_worker', 'gthread'))} wsgi:app` + {res['workers']} x "
-             "`python -m inbox.jobs.worker`, fresh database; load from separate `bench.loadgen` processes on "
+             f"Stack: `gunicorn -w 1 {_WEB_ARGS.get(res.get('web_worker', 'gthread'))} wsgi:app` + {counts} "
+             "`python -m inbox.jobs.worker` (each worker count on a fresh stack and database; the references are "
+             "measured on the first); load from separate `bench.loadgen` processes on "
              "127.0.0.1 (keep-alive HTTP/1.1, signed Messenger webhooks, 200 customers per process).", "",
              "| run | messages | msgs/s until listed | ratio to (a1) raw INSERT, serial | ratio to (a4) raw INSERT, "
              "4 threads | ratio to (b) naive | ack msgs/s | ack p50 | ack p99 | lost / dup | "
@@ -238,40 +253,45 @@ def report(res: dict[str, Any]) -> str:
                      f"{16 if mode == 'single' else 8} | {n['messages']} | {n['msgs_per_s']:.0f} | "
                      f"{_ratio(n['msgs_per_s'], a1)} | {_ratio(n['msgs_per_s'], a)} | 1.00 | "
                      f"{n['ack_msgs_per_s']:.0f} | {ms(n['ack_p50'])} | "
-                     f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: {n['cpu_ms_per_msg']['postgres_total']:.2f}, "
+                     f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: "
+                     f"{n['cpu_ms_per_msg']['postgres_total']:.2f}, "
                      f"load generators {n['cpu_ms_per_msg'].get('loadgen', 0):.2f} |")
-    for mode in ("single", "batch10"):
-        r, n = res[f"relais_{mode}"], res[f"naive_{mode}"]
-        rate = r.get("msgs_per_s")
-        lines.append(f"| **Relais, {mode}, closed loop** | {r['messages']} | **{_f(rate)}** | **{_ratio(rate, a1)}** | "
-                     f"**{_ratio(rate, a)}** | **{_ratio(rate, n['msgs_per_s'])}** | {r['ack_msgs_per_s']:.0f} | "
-                     f"{ms(r['ack_p50'])} | "
-                     f"{ms(r['ack_p99'])} | {r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
-    for mode in ("single", "batch10"):
-        r = res[f"open500_{mode}"]
-        rate = r.get("msgs_per_s")
-        lines.append(f"| **Relais, {mode}, open loop 500 msg/s offered** | {r['messages']} | {_f(rate)} | "
-                     f"{_ratio(rate, a1)} | {_ratio(rate, a)} | | {r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | "
-                     f"**{ms(r['ack_p99'])}** | "
-                     f"{r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
-    s, b, o = res["relais_single"], res["relais_batch10"], res["open500_single"]
-    lines += ["", "Targets:",
-              f"- ratio to raw INSERT >= 1.5x: against (a1) serial on 1 connection (the issue's reference): "
-              f"single-entry {_ratio(s.get('msgs_per_s'), a1)}, batched {_ratio(b.get('msgs_per_s'), a1)}; "
-              f"against (a4) 4 threads: single-entry {_ratio(s.get('msgs_per_s'), a)}, batched "
-              f"{_ratio(b.get('msgs_per_s'), a)}",
-              f"- ratio to (b) >= 5x: single-entry {_ratio(s.get('msgs_per_s'), res['naive_single']['msgs_per_s'])}, "
-              f"batched {_ratio(b.get('msgs_per_s'), res['naive_batch10']['msgs_per_s'])}",
-              f"- ack p99 < 20 ms at 500 msg/s (single-entry POSTs): {ms(o['ack_p99'])} "
-              f"(p50 {ms(o['ack_p50'])}, max {ms(o['ack_max'])}; everything listed "
-              f"{_f(o.get('lag_after_last_ack'), '{:.2f}')} s after the last ack); batched: "
-              f"{ms(res['open500_batch10']['ack_p99'])}",
-              "- lost / duplicated: " + ", ".join(
-                  f"{k}: {res[k]['integrity']['lost']} / {res[k]['integrity']['duplicated']} of "
-                  f"{res[k]['integrity']['sent_ok_distinct']}" for k in
-                  ("relais_single", "relais_batch10", "open500_single", "open500_batch10")),
-              f"- raw events by status at the end: {res['event_status']}",
-              "", "Raw data: `bench/out/ingest.json` (one row per POST: first message, scheduled, started, "
+    for run in runs:
+        who = f"{run['workers']} worker{'s' if run['workers'] != 1 else ''}"
+        for mode in ("single", "batch10"):
+            r, n = run[f"relais_{mode}"], res[f"naive_{mode}"]
+            rate = r.get("msgs_per_s")
+            lines.append(f"| **Relais, {who}, {mode}, closed loop** | {r['messages']} | **{_f(rate)}** | "
+                         f"**{_ratio(rate, a1)}** | **{_ratio(rate, a)}** | **{_ratio(rate, n['msgs_per_s'])}** | "
+                         f"{r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | {ms(r['ack_p99'])} | "
+                         f"{r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
+        for mode in ("single", "batch10"):
+            r = run[f"open500_{mode}"]
+            rate = r.get("msgs_per_s")
+            lines.append(f"| **Relais, {who}, {mode}, open loop 500 msg/s offered** | {r['messages']} | {_f(rate)} | "
+                         f"{_ratio(rate, a1)} | {_ratio(rate, a)} | | {r['ack_msgs_per_s']:.0f} | {ms(r['ack_p50'])} | "
+                         f"**{ms(r['ack_p99'])}** | "
+                         f"{r['integrity']['lost']} / {r['integrity']['duplicated']} | {_cpu(r)} |")
+    lines += ["", "Targets:"]
+    for run in runs:
+        s, b, o = run["relais_single"], run["relais_batch10"], run["open500_single"]
+        lines += [f"- **{run['workers']} worker(s)**: ratio to raw INSERT >= 1.5x: against (a1) serial on 1 "
+                  f"connection (the issue's reference): single-entry {_ratio(s.get('msgs_per_s'), a1)}, batched "
+                  f"{_ratio(b.get('msgs_per_s'), a1)}; against (a4) 4 threads: single-entry "
+                  f"{_ratio(s.get('msgs_per_s'), a)}, batched {_ratio(b.get('msgs_per_s'), a)}",
+                  f"  - ratio to (b) >= 5x: single-entry "
+                  f"{_ratio(s.get('msgs_per_s'), res['naive_single']['msgs_per_s'])}, batched "
+                  f"{_ratio(b.get('msgs_per_s'), res['naive_batch10']['msgs_per_s'])}",
+                  f"  - ack p99 < 20 ms at 500 msg/s (single-entry POSTs): {ms(o['ack_p99'])} "
+                  f"(p50 {ms(o['ack_p50'])}, max {ms(o['ack_max'])}; everything listed "
+                  f"{_f(o.get('lag_after_last_ack'), '{:.2f}')} s after the last ack); batched: "
+                  f"{ms(run['open500_batch10']['ack_p99'])}",
+                  "  - lost / duplicated: " + ", ".join(
+                      f"{k}: {run[k]['integrity']['lost']} / {run[k]['integrity']['duplicated']} of "
+                      f"{run[k]['integrity']['sent_ok_distinct']}" for k in
+                      ("relais_single", "relais_batch10", "open500_single", "open500_batch10")),
+                  f"  - raw events by status at the end: {run.get('event_status', res.get('event_status'))}"]
+    lines += ["", "Raw data: `bench/out/ingest.json` (one row per POST: first message, scheduled, started, "
               "answered, status)."]
     return "\n".join(lines)
 
@@ -293,11 +313,13 @@ def _cpu(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default=str(WORKERS),
+                        help="RQ worker processes; several comma-separated: Relais's runs again on a stack with each")
     parser.add_argument("--web-worker", default="gevent", choices=["gevent", "gthread"],
                         help="gunicorn worker class of the web process (gevent: the README's production setup)")
     args = parser.parse_args()
-    run(quick=args.quick, workers=args.workers, web_worker=args.web_worker)
+    run(quick=args.quick, worker_counts=tuple(int(n) for n in args.workers.split(",")),
+        web_worker=args.web_worker)
 
 
 if __name__ == "__main__":

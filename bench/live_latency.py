@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, cpu_seconds, log, machine_info, machine_line, ms, pct,
-                          run_procs, save_json, write_section)
+from bench.common import (OUT, PY, REDIS_URL, ROOT, WORKERS, Stack, cpu_seconds, log, machine_info, machine_line,
+                          ms, pct, run_procs, save_json, write_section)
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "live_latency"
@@ -181,19 +181,20 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
         threads: int = 640, profile: bool = False, split: bool = False,
-        worker_class: str = "gevent") -> dict[str, Any]:
+        worker_class: str = "gevent", rq_workers: int = WORKERS) -> dict[str, Any]:
     """One fresh stack, the agent counts in turn. With `profile`, the web worker runs under yappi (slower: a
     separate run whose latencies are not the figure) and its CPU summary is kept. With `split`, webhooks go to a
     second web process (the same worker class) and the agents' sockets to the first: the production layout README
     describes, where acks never queue behind live fan-out."""
     info = machine_info()
     results: dict[str, Any] = {"machine": info, "rate": rate, "seconds": seconds, "threads": threads, "runs": [],
-                               "profiled": profile, "split": split, "worker_class": worker_class}
+                               "profiled": profile, "split": split, "worker_class": worker_class,
+                               "rq_workers": rq_workers}
     yappi_out = OUT / f"{NAME}-web-yappi.json"
     yappi_flag = Path(str(yappi_out) + ".dump")
     yappi_out.unlink(missing_ok=True)
     yappi_flag.unlink(missing_ok=True)
-    with Stack(workers=2, agents=max(agent_counts), threads=threads, label=NAME, worker_class=worker_class,
+    with Stack(workers=rq_workers, agents=max(agent_counts), threads=threads, label=NAME, worker_class=worker_class,
                web_profile=str(yappi_out) if profile else "") as stack:
         webhook_url = stack.add_web("web-hooks", 64) if split else stack.base_url
         load(webhook_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
@@ -269,7 +270,8 @@ def report(all_results: list[dict[str, Any]]) -> str:
              "agents that have the conversation open (each agent opens about one new conversation in N: "
              "bench/agents.mjs --watch-mod). Agents are socket.io-client websocket connections (the console's "
              f"library) in Node processes of {PER_PROCESS}, API-token auth; 1 gunicorn web process (its worker "
-             "class in the second column), 2 RQ workers. Events reach sockets through the relay (inbox/realtime/relay.py): one Redis message per "
+             "class and the number of RQ worker processes in the second column). Events reach sockets through the "
+             "relay (inbox/realtime/relay.py): one Redis message per "
              "commit, one `events` frame per room set per delivery round.", "",
              "| run | web worker | agents connected (end) | queue deliveries | frames per agent per s | queue p50 | "
              f"queue p99 | max | steady, from {STEADY_AFTER_S} s: p50 / p99 | ratio p50 / p99 to Redis ref | thread "
@@ -294,7 +296,7 @@ def report(all_results: list[dict[str, Any]]) -> str:
             thread = (f"{r['thread_delivered']} ({ms(r['thread_p50'])} / {ms(r['thread_p99'])})"
                       if "thread_delivered" in r else "(every agent got every message.created: the old protocol)")
             worker = (f"gthread x{res['threads']}" if res.get("worker_class", "gthread") == "gthread"
-                      else res["worker_class"])
+                      else res["worker_class"]) + f" + {res.get('rq_workers', 2)} RQ"
             steady = (f"{ms(r['steady_p50'])} / {ms(r['steady_p99'])}" if r.get("steady_p50") is not None
                       else "n/a")
             stalls = r.get("client_stalls") or {}
@@ -335,6 +337,8 @@ def main() -> None:
     parser.add_argument("--worker", default="gevent",
                         help="gunicorn worker class of the web processes: gevent (the README's production web "
                              "worker) or gthread (threads from --plan); several comma-separated: each in turn")
+    parser.add_argument("--rq-workers", default=str(WORKERS),
+                        help="RQ worker processes of the stacks; several comma-separated: each in turn")
     parser.add_argument("--profile", action="store_true",
                         help="then one more stack at the largest agent count with the web worker under yappi")
     parser.add_argument("--split", action="store_true",
@@ -352,12 +356,14 @@ def main() -> None:
         run(rates[0], args.seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True,
             worker_class=args.worker.split(",")[0])
         return
-    run_plan(rates, args.seconds, args.plan, args.profile, args.split, args.worker.split(","))
+    run_plan(rates, args.seconds, args.plan, args.profile, args.split, args.worker.split(","),
+             [int(n) for n in args.rq_workers.split(",")])
 
 
 def run_plan(rates: float | list[float] = 200.0, seconds: float = 10.0, plan: str = "640:1,100,500",
              profile: bool = False, split: bool = False,
-             workers: tuple[str, ...] | list[str] = ("gevent",)) -> list[dict[str, Any]]:
+             workers: tuple[str, ...] | list[str] = ("gevent",),
+             rq_workers: tuple[int, ...] | list[int] = (WORKERS,)) -> list[dict[str, Any]]:
     """Every stack of `plan` at every rate; with `profile`, one more stack at the first rate and the largest
     agent count with the web worker under yappi. Writes one section with every run."""
     rates = [rates] if isinstance(rates, (int, float)) else rates
@@ -365,12 +371,15 @@ def run_plan(rates: float | list[float] = 200.0, seconds: float = 10.0, plan: st
     results = []
     for worker in workers:
         for each in rates:
-            for part in plan.split(";"):
-                threads, counts = part.split(":")
-                agent_counts = tuple(int(c) for c in counts.split(","))
-                results.append(run(each, seconds, agent_counts, int(threads), worker_class=worker))
-                if split:
-                    results.append(run(each, seconds, agent_counts, int(threads), split=True, worker_class=worker))
+            for n in rq_workers:
+                for part in plan.split(";"):
+                    threads, counts = part.split(":")
+                    agent_counts = tuple(int(c) for c in counts.split(","))
+                    results.append(run(each, seconds, agent_counts, int(threads), worker_class=worker,
+                                       rq_workers=n))
+                    if split:
+                        results.append(run(each, seconds, agent_counts, int(threads), split=True,
+                                           worker_class=worker, rq_workers=n))
     if profile:
         threads, counts = plan.split(";")[-1].split(":")
         results.append(run(rate, seconds, (max(int(c) for c in counts.split(",")),), int(threads), profile=True,

@@ -103,7 +103,7 @@ def settle_profile_lookups(stack: Stack, expected: int, listed_at: float | None,
 def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
     info = machine_info()
     results: dict[str, Any] = {"machine": info}
-    with Stack(workers=2, fake_meta=True, label=NAME) as stack:
+    with Stack(fake_meta=True, label=NAME) as stack:
         # conversations to answer: one customer message each (reply window open)
         total = n_clean + n_faulty
         watcher = CountWatcher(stack, RELAIS_COUNT, "ob", total)

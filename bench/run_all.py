@@ -24,10 +24,11 @@ def main() -> None:
     full = args.full or os.environ.get("BENCH_QUEUE_1M") == "1"
     started = time.monotonic()
     steps = [
-        ("ingest", lambda: ingest.run(quick=args.quick)),
+        ("ingest", lambda: ingest.run(quick=args.quick, worker_counts=(1,) if args.quick else (1, 2))),
         ("live_latency", lambda: live_latency.run_plan(50.0 if args.quick else 200.0, 6.0 if args.quick else 10.0,
                                                        "160:1,100" if args.quick else "640:1,100,500",
-                                                       profile=not args.quick)),
+                                                       profile=not args.quick,
+                                                       rq_workers=(1,) if args.quick else (1, 2))),
         ("outbound", lambda: outbound.run(100, 40) if args.quick else outbound.run(300, 100)),
         ("profile", lambda: profile.run(600 if args.quick else 1500)),
         ("queue_scale", lambda: queue_scale.run([10000, 1000000] if full else [10000], fixes=full)),

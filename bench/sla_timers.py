@@ -122,7 +122,7 @@ def run(n_clocks: int = 1_000_000, n_due: int = 50, target: float = 20.0) -> dic
 
     info = machine_info()
     res: dict[str, Any] = {"machine": info, "clocks": n_clocks, "due": n_due, "target_s": target}
-    with Stack(workers=2, label=NAME) as stack:
+    with Stack(label=NAME) as stack:
         org = setup_org(stack.database_url, n_agents=10)
         org.policy_id = stack.sql(
             "INSERT INTO sla_policies (name, position, first_response_seconds, warning_ratio, pause_on, conditions, "
