@@ -90,10 +90,10 @@ def _connect(auth: Any) -> None:
     agent, how = _authenticate(auth)
     if agent is None:
         raise ConnectionRefusedError("unauthorized")
-    rooms = access.rooms_for(db.session, agent)
-    _move(request.sid, set(), set(rooms))
     requested = _requested_ids(auth.get("watch")) if isinstance(auth, dict) else None
-    watched = _watch(access.visible_conversation_ids(db.session, agent, requested or []))
+    rooms, visible = access.socket_access(db.session, agent, requested or [])
+    _move(request.sid, set(), set(rooms))
+    watched = _watch(visible)
     presence.socket_connected(db.session, agent, request.sid)
     db.session.commit()
     socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
@@ -175,10 +175,9 @@ def on_resume(data: Any = None) -> None:
         agent = _socket_agent()
         if agent is None or not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
             return
-        rooms = set(access.rooms_for(db.session, agent))
         watched = {int(r[len(_CONVERSATION_ROOM):]) for r in _watched(request.sid)}
-        rooms |= {_CONVERSATION_ROOM + str(c) for c in access.visible_conversation_ids(db.session, agent, watched)}
-        replay(rooms, data["last_seq"])
+        rooms, visible = access.socket_access(db.session, agent, watched)
+        replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in visible}, data["last_seq"])
     finally:
         db.session.remove()
 
@@ -251,12 +250,15 @@ def refresh_sockets(agent_id: int) -> int:
         return 0
     agent = db.session.get(Agent, agent_id)
     active = agent is not None and agent.is_active
-    rooms = set(access.rooms_for(db.session, agent)) if active else set()
     closing = [sid for sid in sids if not _still_allowed(agent, server.get_session(sid, namespace="/"))]
     watched = {sid: _watched(sid) for sid in sids}
     watched_ids = {int(r[len(_CONVERSATION_ROOM):]) for rs in watched.values() for r in rs}
-    still_visible = {_CONVERSATION_ROOM + str(c)
-                     for c in access.visible_conversation_ids(db.session, agent, watched_ids)} if active else set()
+    rooms: set[str] = set()
+    still_visible: set[str] = set()
+    if active:
+        assert agent is not None
+        granted, visible = access.socket_access(db.session, agent, watched_ids)
+        rooms, still_visible = set(granted), {_CONVERSATION_ROOM + str(c) for c in visible}
     # end the read before touching sockets: a disconnect runs its handler (presence writes) in this thread, and
     # SQLite would wait on the write lock this session's transaction holds
     db.session.remove()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, exists, or_, select
+from sqlalchemy import Boolean, and_, bindparam, exists, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from inbox.db import among
@@ -118,6 +118,43 @@ def _watchable_statement(dialect: str) -> Any:
     return (select(Conversation.id).select_from(Agent)
             .outerjoin(Conversation, and_(requested, or_(Agent.role == "admin", served)))
             .where(Agent.id == bindparam("agent_id"), Agent.is_active))
+
+
+def socket_access(session: Session, agent: Agent, conversation_ids: Iterable[int]) -> tuple[list[str], set[int]]:
+    """`rooms_for(agent)` and `visible_conversation_ids(agent, conversation_ids)` in ONE statement: the rooms a
+    socket joins and the conversations it may watch, at connect, on `resume` and when an access change re-checks
+    its sockets. Apart, they were three SELECTs (the agent's brands twice); after a web process restarts, every
+    console reconnects at once and each paid them."""
+    dialect = session.get_bind().dialect.name
+    statement = _socket_statements.get(dialect)
+    if statement is None:
+        statement = _socket_statements[dialect] = _socket_statement(dialect)
+    admin = agent.role == "admin"
+    brand_ids: set[int] = set()
+    visible: set[int] = set()
+    for kind, value in session.execute(statement, {"agent_id": agent.id, "admin": admin,
+                                                   "ids": sorted({int(i) for i in conversation_ids})}):
+        (brand_ids if kind == "b" else visible).add(value)
+    rooms = [f"agent:{agent.id}"]
+    rooms.extend(["admins"] if admin else (f"brand:{b}" for b in sorted(brand_ids)))
+    return rooms, visible
+
+
+_socket_statements: dict[str, Any] = {}  # socket_access', per dialect
+
+
+def _socket_statement(dialect: str) -> Any:
+    """socket_access' SELECT, built once: the agent's brands (brand_ids_for's rule) and, UNION ALL, those of the
+    ids that exist and are of one of them (any, for an admin); the ids are one array parameter on PostgreSQL."""
+    agent_id = bindparam("agent_id")
+    brands = (select(literal_column("'b'").label("kind"), TeamBrand.brand_id.label("value"))
+              .join(TeamMember, TeamMember.team_id == TeamBrand.team_id).where(TeamMember.agent_id == agent_id))
+    served = exists().where(TeamMember.agent_id == agent_id, TeamBrand.team_id == TeamMember.team_id,
+                            TeamBrand.brand_id == Conversation.brand_id)
+    conversations = (select(literal_column("'c'"), Conversation.id)
+                     .where(among(dialect, Conversation.id, name="ids"),
+                            or_(bindparam("admin", type_=Boolean), served)))
+    return union_all(brands, conversations)
 
 
 def event_visible_to(rooms: list[str], agent_rooms: set[str]) -> bool:
