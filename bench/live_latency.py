@@ -216,7 +216,7 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
     if profile and yappi_out.exists():  # written by the web worker as the stack stopped
         results["web_profile"] = json.loads(yappi_out.read_text())
     save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}"
-              f"{'-gthread' if worker_class == 'gthread' else ''}", results)
+              f"{'-gthread' if worker_class == 'gthread' else ''}-{rq_workers}rq", results)
     return results
 
 
@@ -320,7 +320,8 @@ def report(all_results: list[dict[str, Any]]) -> str:
         for res, r in timelines:
             cells = [f"{ms(p50)} / {ms(p99)}" for _second, _n, p50, p99 in r["timeline"]]
             note = f", {res['note']}" if res.get("note") else ""
-            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s{note} (p50 / p99) | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} "
+                         "(p50 / p99) | " + " | ".join(cells) + " |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
