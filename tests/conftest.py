@@ -198,10 +198,7 @@ def token_for(app: Any) -> Callable[[str], str]:
     return _token
 
 
-@pytest.fixture
-def statements(app: Any) -> Iterator[list[str]]:
-    """Every SQL statement sent from this thread while the test runs (the test client runs requests in this
-    thread; background jobs do not count)."""
+def _recorded_statements(app: Any, *, any_thread: bool) -> Iterator[list[str]]:
     import threading
 
     from sqlalchemy import event
@@ -214,7 +211,7 @@ def statements(app: Any) -> Iterator[list[str]]:
     me = threading.get_ident()
 
     def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if threading.get_ident() == me:
+        if any_thread or threading.get_ident() == me:
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", _count)
@@ -222,3 +219,17 @@ def statements(app: Any) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", _count)
+
+
+@pytest.fixture
+def statements(app: Any) -> Iterator[list[str]]:
+    """Every SQL statement sent from this thread while the test runs (the test client runs requests in this
+    thread; background jobs do not count)."""
+    yield from _recorded_statements(app, any_thread=False)
+
+
+@pytest.fixture
+def all_statements(app: Any) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the test runs, from any thread (a live server's Socket.IO handlers
+    run in threads of their own): hold the background loops off (`background_held`) to count only the test's."""
+    yield from _recorded_statements(app, any_thread=True)

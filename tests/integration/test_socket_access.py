@@ -4,34 +4,12 @@ connect, on `resume` and when an access change re-checks its sockets, with the s
 nobody. Runs on SQLite, and on PostgreSQL with RELAIS_TEST_DB=postgresql."""
 from __future__ import annotations
 
-from typing import Any, Iterator
-
-import pytest
-from sqlalchemy import event
-
 from inbox.db import db
 from inbox.models import Agent
 from inbox.services import access
 from tests.helpers import selects
 from tests.integration.test_watch_queries import MISSING, conversations  # noqa: F401  (a fixture)
 from tests.procs import LiveEvents
-
-
-@pytest.fixture
-def all_statements(app: Any) -> Iterator[list[str]]:
-    """Every SQL statement the app sends from now on, from any thread (the server's handlers run in others)."""
-    seen: list[str] = []
-    with app.app_context():
-        engine = db.engine
-
-    def _note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:  # noqa: ANN001
-        seen.append(statement)
-
-    event.listen(engine, "after_cursor_execute", _note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "after_cursor_execute", _note)
 
 
 def test_the_same_rooms_and_conversations_as_before_in_one_select(app, world, conversations,  # noqa: F811
