@@ -115,8 +115,8 @@ def report(res: dict[str, Any]) -> str:
 
     lines = ["## Drain cost A/B (the drain alone, in one process)", "", machine_line(res["machine"]), "",
              f"`python -m bench.drain_cost --baseline {res['baseline']}`: baseline `{res['baseline']}` against this "
-             f"checkout `{res['this']}`, alternated, each on a fresh PostgreSQL database (and Redis: the live events published, "
-             f"the lookups enqueued); {res['rounds']} rounds of "
+             f"checkout `{res['this']}`, alternated, each on a fresh PostgreSQL database (and Redis: the live events "
+             f"published, the lookups enqueued); {res['rounds']} rounds of "
              f"{res['count']} single-entry webhooks from 200 customers, drained in batches of 50; the drain's process "
              "CPU per message. The first round (new customers, statements not prepared yet) is shown apart; "
              "steady: the median of the others.", "",

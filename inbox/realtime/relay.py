@@ -61,7 +61,8 @@ def envelopes_json(rows: list[Any]) -> str:
     parts = []
     for r in rows:
         data = r.payload_json if r.payload_json is not None else dump_json(r.payload)
-        parts.append(f'{{"event":{dump_json(r.name)},"seq":{int(r.id)},"data":{data},"rooms":{dump_json(list(r.rooms))}}}')
+        rooms = dump_json(list(r.rooms))
+        parts.append(f'{{"event":{dump_json(r.name)},"seq":{int(r.id)},"data":{data},"rooms":{rooms}}}')
     return "[" + ",".join(parts) + "]"
 
 
