@@ -1,6 +1,7 @@
 """`python -m bench.run_all` (make bench): every figure once, in order, each on its own fresh stack, each
 writing its section of bench/RESULTS.md and its raw JSON in bench/out/. Bounded: about 8 minutes on 2 cores here
-(2026-11-23 afternoon; 17-20 on the slower machine of the morning).
+(2026-11-23 afternoon; 17-20 on the slower machine of the morning); figures 1 and 2 run with 1 and with 2 workers
+since 2026-11-24, about 3 minutes more (`--full` took 22.6 minutes that night, about 14 of them without the 1M queue).
 `--quick` runs smaller counts (a smoke run, a few minutes).
 
 The queue-at-scale figure runs at 10,000 conversations here; the 1,000,000-conversation dataset (10M messages,
