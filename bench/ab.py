@@ -3,8 +3,9 @@
 The ingest closed loop of figure 1 (signed Meta webhooks, 3 load-generator processes x 16 connections, counted
 until every message is listed) for THIS checkout's app and for another commit's, alternated on the same machine
 (baseline, this, baseline, this, ...), each on a fresh stack (`bench.common.Stack`: 1 gevent web process +
-2 workers). On a shared, noisy box a figure moves by tens of percent between runs an hour apart; alternating the
-two apps within minutes and reading the CPU per message beside the rate is how a change is told from the noise.
+`BENCH_WORKERS` workers, 1 by default). On a shared, noisy box a figure moves by tens of percent between runs an
+hour apart; alternating the two apps within minutes and reading the CPU per message beside the rate is how a change
+is told from the noise.
 
 The baseline is checked out with `git worktree` into a temporary directory (removed at the end) and runs with this
 checkout's virtualenv, so it must not need other packages. Each stack takes a 300-message warm-up, then two

@@ -104,6 +104,7 @@ def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
     info = machine_info()
     results: dict[str, Any] = {"machine": info}
     with Stack(fake_meta=True, label=NAME) as stack:
+        results["workers"] = stack.workers
         # conversations to answer: one customer message each (reply window open)
         total = n_clean + n_faulty
         watcher = CountWatcher(stack, RELAIS_COUNT, "ob", total)
@@ -143,7 +144,8 @@ def report(res: dict[str, Any]) -> str:
 
     lines = ["## 3. Outbound (replies through the send job to FakeMeta)", "", machine_line(res["machine"]), "",
              "Replies posted by an agent through `POST /api/v1/conversations/<id>/messages` (8 threads, separate "
-             "process), one per conversation; 2 RQ workers; FakeMeta in its own process.", "",
+             f"process), one per conversation; {res.get('workers', 2)} RQ worker(s); FakeMeta in its own "
+             "process.", "",
              "| run | replies | replies/s until sent (at the fake) | ratio to bare client | API 201/s | sent exactly once | sent twice+ | never sent | final statuses |",
              "|---|---|---|---|---|---|---|---|---|",
              f"| reference: bare client -> FakeMeta Send API, 8 threads | {ref['count']} | {ref['per_s']:.0f} calls/s | 1.00 | | | | | |",

@@ -1,7 +1,7 @@
 """Figure 6: SLA timers at scale. `python -m bench.sla_timers [--clocks 1000000] [--due 50] [--target 20]`
 
-On a fresh stack (gunicorn + 2 RQ workers, each running the SLA timer thread, `inbox.services.sla_timer`) with
-an SLA policy (first response in `--target` s, calendar time, warning at 80%) and `--clocks` running clocks
+On a fresh stack (gunicorn + `BENCH_WORKERS` RQ workers, each running the SLA timer thread,
+`inbox.services.sla_timer`) with an SLA policy (first response in `--target` s, calendar time, warning at 80%) and `--clocks` running clocks
 (COPY via bench.scale_data: one first_response clock per conversation, next_deadline_at spread 1 h .. 30 days
 ahead):
   * breach delay: `--due` customer messages (single-entry webhooks, one new conversation each, 10/s) whose
@@ -123,6 +123,7 @@ def run(n_clocks: int = 1_000_000, n_due: int = 50, target: float = 20.0) -> dic
     info = machine_info()
     res: dict[str, Any] = {"machine": info, "clocks": n_clocks, "due": n_due, "target_s": target}
     with Stack(label=NAME) as stack:
+        res["workers"] = stack.workers
         org = setup_org(stack.database_url, n_agents=10)
         org.policy_id = stack.sql(
             "INSERT INTO sla_policies (name, position, first_response_seconds, warning_ratio, pause_on, conditions, "
@@ -157,7 +158,8 @@ def report(res: dict[str, Any]) -> str:
         "## 6. SLA timers at scale", "", machine_line(res["machine"]), "",
         f"{res['clock_rows']:,} running SLA clocks (COPY, next_deadline_at spread 1 h .. 30 days ahead; loaded in "
         f"{res['load']['total_seconds']} s); policy: first response {res['target_s']:g} s, calendar time, warning "
-        "at 80%. Stack: gunicorn + 2 RQ workers, each running the SLA timer thread (`SHARED_MAX_SLEEP` 1 s). "
+        f"at 80%. Stack: gunicorn + {res.get('workers', 2)} RQ worker(s), each running the SLA timer thread "
+        "(`SHARED_MAX_SLEEP` 1 s). "
         f"{res['due']} new conversations (single-entry webhooks, 10/s) breach {res['target_s']:g} s after their "
         "message; one Socket.IO client (agent of the brand) records `sla.breached`.", "",
         "| measure | p50 | p99 | max | events | ratio p50 / p99 to reference | verdict |", "|---|---|---|---|---|---|---|",
