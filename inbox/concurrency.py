@@ -6,6 +6,7 @@ CPU-heavy by design and release the GIL (argon2 password hashing: tens of millis
 gevent's pool of real threads instead; the greenlet that asked waits for the result, the others keep going."""
 from __future__ import annotations
 
+import queue
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -43,3 +44,15 @@ def freeze_startup_heap() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def with_queued(first: T, source: "queue.Queue[T]", limit: int) -> list[T]:
+    """`first` and whatever else `source` holds right now, at most `limit` items in all, without waiting: a group
+    formed by what arrived meanwhile (the webhook committer's group, the relay's round)."""
+    items = [first]
+    while len(items) < limit:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            break
+    return items

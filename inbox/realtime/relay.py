@@ -31,7 +31,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-from inbox.concurrency import gevent_patched
+from inbox.concurrency import gevent_patched, with_queued
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +194,7 @@ class Relay:
                 first = self._local.get(timeout=0.5)
             except queue.Empty:
                 continue
-            messages = [first]
-            while len(messages) < ROUND_MAX:
-                try:
-                    messages.append(self._local.get_nowait())
-                except queue.Empty:
-                    break
-            self.deliver(messages)
+            self.deliver(with_queued(first, self._local, ROUND_MAX))
 
     def _run_redis(self) -> None:
         delay, subscribed_before = RECONNECT_DELAY[0], False

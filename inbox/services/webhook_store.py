@@ -29,6 +29,7 @@ from typing import Any, Callable
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
+from inbox.concurrency import with_queued
 from inbox.db import db, unnest_insert, utcnow
 from inbox.models import WebhookEvent
 
@@ -131,12 +132,7 @@ class GroupCommitter:
     def _run(self) -> None:
         try:
             while True:
-                batch = [self._queue.get()]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                batch = with_queued(self._queue.get(), self._queue, MAX_BATCH)
                 self._commit(batch)
         finally:  # never expected (_commit answers every error); the next webhook starts a new thread
             self._running_in = None
