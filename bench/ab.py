@@ -1,4 +1,4 @@
-"""A/B: `python -m bench.ab --baseline REV [--rounds 2] [--count 3000] [--batch 1]`
+"""A/B: `python -m bench.ab --baseline REV [--rounds 2] [--count 3000] [--batch 1] [--figure ingest|live]`
 
 The ingest closed loop of figure 1 (signed Meta webhooks, 3 load-generator processes x 16 connections, counted
 until every message is listed) for THIS checkout's app and for another commit's, alternated on the same machine
@@ -11,6 +11,11 @@ The baseline is checked out with `git worktree` into a temporary directory (remo
 checkout's virtualenv, so it must not need other packages. Each stack takes a 300-message warm-up, then two
 measured runs of `--count` messages: the first one is reported too, but read the second (connection pools,
 prepared statements and caches are warm by then). Writes bench/out/ab.json and the `ab` section of RESULTS.md.
+
+`--figure live [--agents 500] [--rate 200] [--seconds 10]`: figure 2 instead (bench.live_latency: the agents'
+Node consoles connected, webhooks at a fixed rate, the time to the event at every agent), one fresh stack per app
+and round, alternated the same way; the latencies and the CPU per message of the web process, the workers and the
+simulated consoles. Writes bench/out/ab-live.json and the `ab-live` section.
 """
 from __future__ import annotations
 
@@ -60,6 +65,51 @@ def run(baseline: str, rounds: int = 2, count: int = 3000, batch: int = 1) -> di
     return results
 
 
+def measure_live(root: Path, label: str, agents: int, rate: float, seconds: float) -> dict[str, Any]:
+    from bench.live_latency import run as live_run
+
+    r = live_run(rate=rate, seconds=seconds, agent_counts=(agents,), root=root, save=False)["runs"][0]
+    cpu = r["cpu_ms_per_msg"]
+    log(f"{label}: {agents} agents, queue p50 {r['p50']} p99 {r['p99']}, web CPU ms/msg {cpu.get('web')}")
+    return {k: r[k] for k in ("p50", "p99", "steady_p50", "steady_p99", "delivered", "expected_deliveries",
+                              "ack_p50", "ack_p99", "cpu_ms_per_msg", "frames")}
+
+
+def run_live(baseline: str, rounds: int, agents: int, rate: float, seconds: float) -> dict[str, Any]:
+    info = machine_info()
+    base_rev, this_rev = revision(baseline), revision("HEAD")
+    results: dict[str, Any] = {"machine": info, "baseline": base_rev, "this": f"{this_rev} (working tree)",
+                               "agents": agents, "rate": rate, "seconds": seconds, "rounds": []}
+    with baseline_worktree(base_rev) as tree:
+        for _ in range(rounds):
+            results["rounds"].append({"baseline": measure_live(tree, "baseline", agents, rate, seconds),
+                                      "this": measure_live(ROOT, "this", agents, rate, seconds)})
+    save_json(f"{NAME}-live", results)
+    write_section(f"{NAME}-live", report_live(results))
+    return results
+
+
+def report_live(res: dict[str, Any]) -> str:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f}"
+
+    lines = ["## A/B of two commits on live latency (figure 2)", "", machine_line(res["machine"]), "",
+             f"{res['agents']} agents, {res['rate']:g} msg/s for {res['seconds']:g} s, baseline `{res['baseline']}` "
+             f"against this checkout `{res['this']}`, alternated (each line: a fresh stack). Latency: webhook POST "
+             "to the event showing the message at each agent's queue; steady: messages sent from 2 s on.", "",
+             "| round | app | p50 ms | p99 ms | steady p50 / p99 ms | delivered | frames | ack p99 ms | "
+             "CPU ms/msg web | workers | consoles |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, rnd in enumerate(res["rounds"], 1):
+        for app in ("baseline", "this"):
+            r = rnd[app]
+            cpu = r["cpu_ms_per_msg"]
+            lines.append(f"| {i} | {app} | {ms(r['p50'])} | {ms(r['p99'])} | {ms(r['steady_p50'])} / "
+                         f"{ms(r['steady_p99'])} | {r['delivered']}/{r['expected_deliveries']} | {r['frames']} | "
+                         f"{ms(r['ack_p99'])} | {cpu.get('web', 0):.2f} | {cpu.get('workers', 0):.2f} | "
+                         f"{cpu.get('agents', 0):.2f} |")
+    return "\n".join(lines)
+
+
 def report(res: dict[str, Any]) -> str:
     kind = "single-entry" if res["batch"] == 1 else f"{res['batch']}-entry"
     lines = ["## A/B of two commits on the ingest closed loop", "", machine_line(res["machine"]), "",
@@ -84,8 +134,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=1, help="entries per webhook (1 or 10)")
+    parser.add_argument("--figure", choices=("ingest", "live"), default="ingest")
+    parser.add_argument("--agents", type=int, default=500, help="live: connected agents")
+    parser.add_argument("--rate", type=float, default=200.0, help="live: messages per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="live: seconds of load")
     args = parser.parse_args()
-    run(args.baseline, args.rounds, args.count, args.batch)
+    if args.figure == "live":
+        run_live(args.baseline, args.rounds, args.agents, args.rate, args.seconds)
+    else:
+        run(args.baseline, args.rounds, args.count, args.batch)
 
 
 if __name__ == "__main__":

@@ -181,8 +181,10 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
         threads: int = 640, profile: bool = False, split: bool = False,
-        worker_class: str = "gevent", rq_workers: int = WORKERS) -> dict[str, Any]:
-    """One fresh stack, the agent counts in turn. With `profile`, the web worker runs under yappi (slower: a
+        worker_class: str = "gevent", rq_workers: int = WORKERS, root: Path = ROOT,
+        save: bool = True) -> dict[str, Any]:
+    """One fresh stack running the app in `root` (bench.ab's baseline; this checkout by default), the agent counts
+    in turn. With `profile`, the web worker runs under yappi (slower: a
     separate run whose latencies are not the figure) and its CPU summary is kept. With `split`, webhooks go to a
     second web process (the same worker class) and the agents' sockets to the first: the production layout README
     describes, where acks never queue behind live fan-out."""
@@ -195,7 +197,7 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
     yappi_out.unlink(missing_ok=True)
     yappi_flag.unlink(missing_ok=True)
     with Stack(workers=rq_workers, agents=max(agent_counts), threads=threads, label=NAME, worker_class=worker_class,
-               web_profile=str(yappi_out) if profile else "") as stack:
+               web_profile=str(yappi_out) if profile else "", root=root) as stack:
         webhook_url = stack.add_web("web-hooks", 64) if split else stack.base_url
         load(webhook_url + "/webhooks/meta", prefix="lw", count=100, procs=1)  # warm-up
         results["ref_redis"] = redis_reference(rate, int(rate * seconds))
@@ -215,8 +217,9 @@ def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...
                 f"p99 {ms(r['thread_p99'])}; ack p99 {ms(r['ack_p99'])}")
     if profile and yappi_out.exists():  # written by the web worker as the stack stopped
         results["web_profile"] = json.loads(yappi_out.read_text())
-    save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}"
-              f"{'-gthread' if worker_class == 'gthread' else ''}-{rq_workers}rq", results)
+    if save:
+        save_json(f"{NAME}-{rate:g}{'-profiled' if profile else ''}{'-split' if split else ''}"
+                  f"{'-gthread' if worker_class == 'gthread' else ''}-{rq_workers}rq", results)
     return results
 
 
@@ -225,6 +228,7 @@ KEY_PATHS = [  # (label, a substring of yappi's "module:line name")
     ("webhook POSTs (before Flask), `meta_post`", " meta_post"),
     ("live relay: one delivery round, `Relay.deliver`", "Relay.deliver"),
     ("of which Socket.IO emit to the room's sockets, `Manager.emit`", "Manager.emit"),
+    ("of which frames written to the websockets directly (gevent), `Writer.emit`", "Writer.emit"),
     ("engine.io per-socket writer threads, `writer`", " writer"),
     ("engine.io `Socket.poll`: each socket's writer thread waiting for and taking its frames (a thread wake-up per socket per frame)", " Socket.poll"),
     ("websocket frames written, `simple_websocket` `Server.send`", "ws.py:70 Server.send"),

@@ -8,6 +8,10 @@ written or leaves for a rolled-back one. The relay
 `brand:<id>`, `admins` (joined at connect, from the agent's access), and `conversation:<id>` (joined through a
 `watch` request, after the same access check as the REST route).
 
+In a gevent web process (production), the relay writes each frame to the room's websockets itself, encoded once
+(`direct.py`), instead of through python-socketio's per-socket queue and writer greenlet; elsewhere (threads:
+tests, the embedded server) python-socketio sends it.
+
 A conversation event's data is the conversation's JSON in its wire form (`wire.py`: null members, empty lists
 and `last_message.at` left out; the console restores them).
 
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from inbox.db import DumpedJSON, insert_rows, utcnow
 from inbox.models import RealtimeEvent
+from inbox.realtime.direct import Writer, websocket_class
 from inbox.realtime.relay import Relay, dump_json
 from inbox.realtime.wire import COMPACTED, compact_conversation
 
@@ -62,8 +67,14 @@ class _Packet(Packet):
         return super().data_is_binary(data)
 
 
+_writer: Writer | None = None  # gevent web processes without websocket compression: frames written by the relay
+
+
 def _emit_local(name: str, data: Any, rooms: list[str] | None) -> None:
-    socketio.emit(name, data, to=rooms, namespace="/")
+    if _writer is not None and name == "events" and rooms:
+        _writer.emit(name, data, rooms)
+    else:
+        socketio.emit(name, data, to=rooms, namespace="/")
 
 
 def _has_sockets() -> bool:
@@ -73,7 +84,7 @@ def _has_sockets() -> bool:
 
 
 def init_app(app: Flask, *, serve: bool = True) -> None:
-    global _relay
+    global _relay, _writer
     settings = app.extensions["relais.settings"]
     if _relay is not None:  # a new app in the same process (tests): one relay at a time
         _relay.stop()
@@ -97,9 +108,21 @@ def init_app(app: Flask, *, serve: bool = True) -> None:
             serializer=_Packet,
         )
         from inbox.realtime import handlers  # noqa: F401  (registers the socket handlers)
+        _writer = None
         if not settings.websocket_compression:
             app.wsgi_app = _without_websocket_compression(app.wsgi_app)  # type: ignore[method-assign]
+            if socketio.server.eio.async_mode == "gevent":
+                _writer = _direct_writer(socketio.server)
+        app.extensions["relais.live_writer"] = _writer
         _relay.start()
+
+
+def _direct_writer(server: Any) -> Writer:
+    """The relay's frames written to the websockets by the relay itself (`direct.py`): engineio's gevent websocket
+    wrapper is swapped for one that the writer can reach from the Engine.IO socket."""
+    eio = server.eio
+    eio._async = dict(eio._async, websocket=websocket_class(eio._async["websocket"]))
+    return Writer(server)
 
 
 def _without_websocket_compression(wsgi_app: Any) -> Any:

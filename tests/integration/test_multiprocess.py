@@ -236,6 +236,39 @@ def test_webhook_on_a_processed_by_worker_pushed_live_on_b_reply_sent_once(live:
         events.disconnect()
 
 
+def test_a_burst_reaches_every_socket_on_gevent_b_whole_and_in_the_same_order(live: Stack) -> None:
+    """Web B (gevent) writes the relay's frames to its websockets itself, encoded once (realtime/direct.py): a
+    burst of new conversations reaches each of several sockets complete, each event once, every socket in the
+    same order (the same frames), and B's log says its frames were written directly."""
+    clients = [LiveEvents().connect(live.web_b.url, auth={"token": live.token}) for _ in range(3)]
+    try:
+        for client in clients:
+            client.wait_for(lambda n, d: n == "session", 10, "session on web B")
+        texts = set(_post_many(live, "burst", 40)[2])
+
+        def created(client: LiveEvents) -> list[Any]:
+            return [d for d in client.named("conversation.created")
+                    if (d["data"].get("last_message") or {}).get("text") in texts]
+
+        for client in clients:
+            wait_for(lambda c=client: len(created(c)) >= len(texts), 30,
+                     lambda c=client: f"{len(created(c))} of {len(texts)} conversations on one socket\n"
+                                      f"{live.describe()}")
+        orders = []
+        for client in clients:
+            got = created(client)
+            assert sorted(d["data"]["last_message"]["text"] for d in got) == sorted(texts)  # each once
+            seqs = [d["seq"] for n, d in client.events if isinstance(d, dict) and "seq" in d]
+            assert len(seqs) == len(set(seqs)), f"an event delivered twice: {seqs}"
+            orders.append([d["seq"] for d in got])
+        assert orders[0] == orders[1] == orders[2]
+        assert "live frames are written to the websockets directly" in live.web_b.log_path.read_text(
+            errors="replace")
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
 def test_token_revoked_on_a_closes_its_socket_on_b_and_refuses_it_again(live: Stack) -> None:
     """Web B runs gevent (the production web worker): the relay's access control message from A's commit
     reaches B's relay greenlet, which re-checks and disconnects the socket; the token cannot connect again."""
@@ -278,14 +311,15 @@ def test_same_webhook_posted_concurrently_to_both_processes_gives_one_message(li
 
 
 # ---------------------------------------------------------------------------------------------------- (c)
-def _post_many(stack: Stack, label: str, n: int) -> tuple[list[int], list[str]]:
+def _post_many(stack: Stack, label: str, n: int) -> tuple[list[int], list[str], list[str]]:
+    """n new customers' first messages, posted to A and B alternately, 8 at a time: (event ids, mids, texts)."""
     items = [_unique(f"{label}{i}") for i in range(n)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         event_ids = list(pool.map(
             lambda ix: stack.post_webhook(stack.web_a if ix[0] % 2 == 0 else stack.web_b,
                                           messenger_message_payload(PAGE_ID, ix[1][0], ix[1][2], mid=ix[1][1])),
             enumerate(items)))
-    return event_ids, [mid for _, mid, _ in items]
+    return event_ids, [mid for _, mid, _ in items], [text for _, _, text in items]
 
 
 def _all_once(stack: Stack, event_ids: list[int], mids: list[str], timeout: float) -> None:
@@ -307,7 +341,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(live: Stack) 
     # kill -9 is guaranteed to land in the middle of the batch's transaction.
     with psycopg.connect(live.pg_url) as blocker:
         blocker.execute("LOCK TABLE messages IN SHARE MODE")
-        event_ids, mids = _post_many(live, "kill", 20)
+        event_ids, mids, _ = _post_many(live, "kill", 20)
         assert set(live.event_statuses(event_ids).values()) == {"pending"}
         doomed = live.start_worker("worker-doomed")
         waiting = ("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -332,7 +366,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(live: Stack) 
 
 def test_redis_losing_queued_jobs_is_recovered_by_the_reconciler(live: Stack) -> None:
     live.stop_workers()
-    event_ids, mids = _post_many(live, "lost", 10)
+    event_ids, mids, _ = _post_many(live, "lost", 10)
     wake_ups = live.prefix + "nudges:inbox.jobs.tasks.drain_webhook_events"
     assert live.redis.llen(wake_ups) >= 1, "posting with no worker should have left a drain nudge waiting"
     purge_redis_prefix(live.redis, live.prefix)  # Redis restarted without persistence: our nudges are gone
