@@ -20,7 +20,6 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 from adapters import api as api_adapter
 from adapters import meta
 from adapters.base import PlatformError, SendResult
-from adapters.http import PlatformClient, backoff_seconds
+from adapters.http import PlatformClient, backoff_seconds, new_session
 from inbox import realtime
 from inbox.api.schemas import ConversationSchema, MessageSchema
 from inbox.db import db, utcnow
@@ -59,7 +58,7 @@ def meta_client(base_url: str | None = None) -> PlatformClient:
     now = time.monotonic()
     session = getattr(_graph, "session", None)
     if session is None:
-        session = _graph.session = requests.Session()
+        session = _graph.session = new_session()
     elif now - _graph.used_at > GRAPH_KEEPALIVE_IDLE_S:
         session.close()  # its connection pools are emptied; the next call connects afresh
     _graph.used_at = now
