@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from flask import Flask
 
+from inbox.concurrency import ProcessThread
+
 log = logging.getLogger(__name__)
 
 # Queue names, in one place. Ingest never waits behind a slow platform call.
@@ -309,14 +311,12 @@ class _Nudger:
     def __init__(self) -> None:
         self._wanted: dict[tuple[Callable[..., Any], str], None] = {}  # ordered set of (func, queue)
         self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._thread = ProcessThread(self._run, "relais-jobs-nudger")  # checked on every webhook: a flag
 
     def nudge(self, func: Callable[..., Any], queue: str) -> None:
+        self._thread.ensure()
         with self._cv:
             self._wanted[(func, queue)] = None
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="relais-jobs-nudger", daemon=True)
-                self._thread.start()
             self._cv.notify()
 
     def _run(self) -> None:

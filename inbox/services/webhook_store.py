@@ -20,7 +20,6 @@ once per commit instead of once per request, and the nudge is sent before any of
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any, Callable
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from inbox.concurrency import with_queued
+from inbox.concurrency import ProcessThread, with_queued
 from inbox.db import db, unnest_insert, utcnow
 from inbox.models import WebhookEvent
 
@@ -102,24 +101,11 @@ class _PostgresWriter:
 class GroupCommitter:
     def __init__(self) -> None:
         self._queue: queue.Queue[_Pending] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._pg = _PostgresWriter()
-        # the pid whose committer thread is running (set by the thread, cleared as it ends): checked on every
-        # webhook instead of Thread.is_alive(), which takes a lock (under gevent 3.4% of the web process's CPU
-        # at 500 msg/s); a forked child (gunicorn's workers) sees its parent's pid and starts its own thread
-        self._running_in: int | None = None
-
-    def _ensure_thread(self) -> None:
-        if self._running_in != os.getpid():
-            with self._lock:
-                if self._running_in != os.getpid():
-                    self._running_in = os.getpid()
-                    self._thread = threading.Thread(target=self._run, name="relais-webhook-commit", daemon=True)
-                    self._thread.start()
+        self._thread = ProcessThread(self._run, "relais-webhook-commit")  # one per process, forked ones too
 
     def store(self, values: dict[str, Any], on_durable: Callable[[], None] | None = None) -> int:
-        self._ensure_thread()
+        self._thread.ensure()
         pending = _Pending(values, on_durable)
         self._queue.put(pending)
         if not pending.done.wait(STORE_TIMEOUT):
@@ -130,12 +116,9 @@ class GroupCommitter:
         return pending.event_id
 
     def _run(self) -> None:
-        try:
-            while True:
-                batch = with_queued(self._queue.get(), self._queue, MAX_BATCH)
-                self._commit(batch)
-        finally:  # never expected (_commit answers every error); the next webhook starts a new thread
-            self._running_in = None
+        while True:  # never returns (_commit answers every error); if it did, the next webhook starts a new thread
+            batch = with_queued(self._queue.get(), self._queue, MAX_BATCH)
+            self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
         """Writes one group, runs its callbacks once it is durable, then wakes every waiter (always)."""

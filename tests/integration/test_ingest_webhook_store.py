@@ -145,15 +145,16 @@ def test_every_group_size_runs_one_prepared_statement_on_postgresql(app: Any, wo
 
 
 def test_the_committer_thread_is_started_once_and_again_after_a_fork_or_its_end(app: Any, world: Any) -> None:
-    """The thread check on every webhook is a flag, not Thread.is_alive() (a lock under gevent): one thread for
-    every store of a process, a new one in a forked child (the flag holds its parent's pid) and after the thread
-    ended (the flag is cleared as it ends), so no webhook ever waits for a thread that is not there."""
+    """The thread check on every webhook is a flag (`concurrency.ProcessThread`), not Thread.is_alive() (a lock
+    under gevent): one thread for every store of a process, a new one in a forked child (the flag holds its
+    parent's pid) and after the thread ended (the flag is cleared as it ends), so no webhook ever waits for a
+    thread that is not there."""
     import os
 
     committer = GroupCommitter()
 
     def store(n: int) -> int:
-        committer._ensure_thread()
+        committer._thread.ensure()
         pending = _Pending(_row(n))
         committer._queue.put(pending)
         assert pending.done.wait(10) and pending.error is None
@@ -162,14 +163,14 @@ def test_the_committer_thread_is_started_once_and_again_after_a_fork_or_its_end(
 
     with app.app_context():
         first_ids = [store(n) for n in range(3)]
-        first = committer._thread
-        assert first is not None and first.is_alive() and committer._running_in == os.getpid()
+        first = committer._thread.thread
+        assert first is not None and first.is_alive() and committer._thread._running_in == os.getpid()
         assert len(set(first_ids)) == 3
 
-        committer._running_in = os.getpid() + 1  # what a child forked from this process sees
+        committer._thread._running_in = os.getpid() + 1  # what a child forked from this process sees
         store(4)
-        assert committer._thread is not first and committer._thread.is_alive()
-        second = committer._thread
+        assert committer._thread.thread is not first and committer._thread.thread.is_alive()
+        second = committer._thread.thread
 
         def end(batch: list[_Pending]) -> None:  # a thread ending despite _commit answering every error
             for p in batch:
@@ -178,13 +179,13 @@ def test_the_committer_thread_is_started_once_and_again_after_a_fork_or_its_end(
             raise SystemExit
 
         committer._commit = end  # type: ignore[method-assign]
-        committer._ensure_thread()
+        committer._thread.ensure()
         ended = _Pending(_row(5))
         committer._queue.put(ended)
         assert ended.done.wait(10)
         second.join(10)
-        assert not second.is_alive() and committer._running_in is None
+        assert not second.is_alive() and committer._thread._running_in is None
         del committer._commit  # the class's own again
         store(6)
-        assert committer._thread is not second and committer._thread.is_alive()
+        assert committer._thread.thread is not second and committer._thread.thread.is_alive()
         db.session.remove()
