@@ -6,8 +6,10 @@ CPU-heavy by design and release the GIL (argon2 password hashing: tens of millis
 gevent's pool of real threads instead; the greenlet that asked waits for the result, the others keep going."""
 from __future__ import annotations
 
+import os
 import queue
 import sys
+import threading
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -67,21 +69,15 @@ class ProcessThread:
     webhooks/s (bench figure 1's profile)."""
 
     def __init__(self, target: Callable[[], Any], name: str) -> None:
-        import threading
-
         self._target, self._name = target, name
         self._lock = threading.Lock()
         self._running_in: int | None = None  # the pid whose thread is running (cleared as it ends)
         self.thread: Any = None
 
     def ensure(self) -> None:
-        import os
-
         if self._running_in != os.getpid():
             with self._lock:
                 if self._running_in != os.getpid():
-                    import threading
-
                     self._running_in = os.getpid()
                     self.thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                     self.thread.start()

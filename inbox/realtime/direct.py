@@ -5,7 +5,7 @@ making, starting and cancelling a gevent Timeout in its queue wait) and 500 time
 wsproto: 61% of the web process's samples at 500 agents (bench figure 2's profile), for bytes that are the same for
 every socket. Here the relay builds the websocket frame once (`text_frame`: a server's frames are not masked, and
 live sockets are not compressed unless WEBSOCKET_COMPRESSION is set, in which case none of this is used) and writes
-it to each socket without blocking (`Writer.write`).
+it to each socket without blocking (`Writer.emit`).
 
 Order is kept per socket: a frame is written directly only when the socket's own writer has nothing queued and is
 not in the middle of a write; otherwise it is queued behind what is there, as python-socketio would. A write the
