@@ -1,6 +1,8 @@
 """`db.insert_rows` (and `db.update_rows`): one INSERT (UPDATE) for many rows, whose text does not depend on the row count on PostgreSQL (an
 `unnest` of one binary array per column), and the live events written with it as their transaction commits.
 
+`db.json_document_insert` (the webhook committer's statement: the rows as one JSON document) is PostgreSQL's.
+
 Runs on SQLite, and on PostgreSQL with RELAIS_TEST_DB=postgresql (the statement-text and prepared-statement checks
 are PostgreSQL's).
 """
@@ -171,3 +173,51 @@ def test_update_rows_sets_each_rows_values_in_one_statement(app: Any, world: Any
             assert got[ids[3]].edited_at is None
         if db.engine.dialect.name == "postgresql":
             assert len(statements) == 2 and len(set(statements)) == 1  # one text for 1 row and for 3
+
+
+def _webhook_row(n: int, **extra: Any) -> dict[str, Any]:
+    row = {"source": "meta", "channel_id": None, "received_at": T0 + timedelta(microseconds=n), "remote_addr": None,
+           "headers": {"X-Hub-Signature-256": "sha256=ab", "quote": 'a "b" \\ c', "accent": "é🙂"},
+           "body": bytes(range(256)) + f"corps {n}".encode(), "verification": "valid",
+           "verification_detail": 'détail "x" \\ y', "status": "pending", "attempts": n, "next_attempt_at": None,
+           "error": None, "processed_at": None, "stats": {"nested": [1, {"deep": None}]}}
+    row.update(extra)
+    return row
+
+
+def test_json_document_insert_writes_every_value_as_given_in_row_order(app: Any, world: Any) -> None:
+    """The webhook committer's statement: the rows as one JSON document. Bytes of every value, quotes, backslashes
+    and non-ASCII text, microseconds, NULLs and nested JSON come back as they went in; ids follow the rows."""
+    if db.dialect != "postgresql":
+        pytest.skip("json_populate_recordset is PostgreSQL's; SQLite keeps the pooled transaction")
+    from inbox.db import json_document_insert
+    from inbox.models import WebhookEvent
+
+    with app.app_context():
+        rows = [_webhook_row(n) for n in range(3)]
+        sql, params = json_document_insert(db.engine.dialect, WebhookEvent.__table__, rows, returning=("id",))
+        with db.engine.begin() as conn:
+            ids = [id_ for id_, in conn.exec_driver_sql(sql, params)]
+        assert ids == sorted(ids) and len(ids) == 3
+        with db.transaction() as session:
+            stored = {e.id: e for e in session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(ids)))}
+            for id_, row in zip(ids, rows, strict=True):
+                event = stored[id_]
+                assert {name: getattr(event, name) for name in row} == row
+        two = json_document_insert(db.engine.dialect, WebhookEvent.__table__, [_webhook_row(9)], returning=("id",))
+        assert two[0] == sql  # one text whatever the group's size
+
+
+def test_json_document_insert_refuses_naive_datetimes_and_types_it_does_not_encode(app: Any) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("json_populate_recordset is PostgreSQL's")
+    from inbox.db import json_document_insert
+    from inbox.models import WebhookEvent
+
+    with app.app_context():
+        with pytest.raises(ValueError, match="naive"):
+            json_document_insert(db.engine.dialect, WebhookEvent.__table__,
+                                 [_webhook_row(1, received_at=T0.replace(tzinfo=None))], returning=("id",))
+        with pytest.raises(TypeError, match="hidden"):  # a boolean: not one of the types it encodes
+            json_document_insert(db.engine.dialect, Message.__table__, [{"text": "x", "hidden": False}],
+                                 returning=("id",))
