@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (JSON, DateTime, Integer, LargeBinary, String, Text, any_, bindparam, create_engine, event, func,
                         select, tuple_)
@@ -260,17 +260,15 @@ _dump_document = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enc
 
 def _json_document_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning: tuple[str, ...]
                           ) -> tuple[str, tuple[Any, ...]]:
-    key = ("json", table.name, columns, returning)
-    built = _UNNEST_STATEMENTS.get(key)
-    if built is None:
+    def build() -> tuple[str, tuple[Any, ...]]:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
         values = ", ".join(f"v.{quote(name)}" for name in columns)
         sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {values} FROM json_populate_recordset("
                f"NULL::{quote(table.name)}, %s::json) WITH ORDINALITY AS v ORDER BY v.ordinality RETURNING "
                + ", ".join(quote(name) for name in returning))
-        built = _UNNEST_STATEMENTS[key] = (sql, tuple(_json_encoder(table.c[name], dialect) for name in columns))
-    return built
+        return sql, tuple(_json_encoder(table.c[name], dialect) for name in columns)
+    return _built(("json", table.name, columns, returning), build)
 
 
 def _bytea_hex(value: bytes) -> str:
@@ -319,22 +317,27 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
                 .values({name: bindparam(f"_{name}") for name in columns if name != key}))
         session.execute(stmt, [{f"_{name}": value for name, value in row.items()} for row in rows])
         return
-    cache_key = ("update", table.name, columns, key)
-    built = _UNNEST_STATEMENTS.get(cache_key)
-    if built is None:
+    def build() -> tuple[str, tuple[Any, ...]]:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
         arrays = ", ".join(f"%b::{_array_element_type(table.c[name], dialect)}[]" for name in columns)
         sets = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in columns if name != key)
         sql = (f"UPDATE {quote(table.name)} AS t SET {sets} FROM unnest({arrays}) AS v({names}) "
                f"WHERE t.{quote(key)} = v.{quote(key)}")
-        processors = tuple(_bind_processor(table.c[name], dialect) for name in columns)
-        built = _UNNEST_STATEMENTS[cache_key] = (sql, processors)
-    sql, processors = built
+        return sql, tuple(_bind_processor(table.c[name], dialect) for name in columns)
+    sql, processors = _built(("update", table.name, columns, key), build)
     connection.exec_driver_sql(sql, _column_arrays(rows, columns, processors))
 
 
-_UNNEST_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # insert_rows' and update_rows'
+_UNNEST_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # insert_rows', update_rows', ...
+
+
+def _built(key: tuple[Any, ...], build: Callable[[], tuple[str, tuple[Any, ...]]]) -> tuple[str, tuple[Any, ...]]:
+    """A statement's text and its per-column helpers, built once per shape (`key`)."""
+    built = _UNNEST_STATEMENTS.get(key)
+    if built is None:
+        built = _UNNEST_STATEMENTS[key] = build()
+    return built
 
 
 class DumpedJSON(str):
@@ -376,9 +379,7 @@ def _column_arrays(rows: list[dict[str, Any]], columns: tuple[str, ...], process
 def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning: tuple[str, ...],
                    conflict_on: tuple[str, ...] | None) -> tuple[str, tuple[Any, ...]]:
     """`insert_rows`' PostgreSQL statement and each column's bind processor (built once per shape)."""
-    key = (table.name, columns, returning, conflict_on)
-    built = _UNNEST_STATEMENTS.get(key)
-    if built is None:
+    def build() -> tuple[str, tuple[Any, ...]]:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
         # %b: arrays in binary; as text, every element is escaped into an array literal (a JSON payload's quotes
@@ -389,9 +390,8 @@ def _unnest_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning
         if conflict_on is not None:
             sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict_on)}) DO NOTHING"
         sql += " RETURNING " + ", ".join(quote(name) for name in returning)
-        processors = tuple(_bind_processor(table.c[name], dialect) for name in columns)
-        built = _UNNEST_STATEMENTS[key] = (sql, processors)
-    return built
+        return sql, tuple(_bind_processor(table.c[name], dialect) for name in columns)
+    return _built((table.name, columns, returning, conflict_on), build)
 
 
 def _array_element_type(column: Any, dialect: Any) -> str:
