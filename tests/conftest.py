@@ -233,3 +233,21 @@ def all_statements(app: Any) -> Iterator[list[str]]:
     """Every SQL statement the app sends while the test runs, from any thread (a live server's Socket.IO handlers
     run in threads of their own): hold the background loops off (`background_held`) to count only the test's."""
     yield from _recorded_statements(app, any_thread=True)
+
+
+@pytest.fixture
+def rq_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An RQ backend on the test Redis under a key prefix of its own, installed as inbox.jobs' backend. Every key
+    it made is deleted afterwards, RQ's own included (`rq:scheduled:<prefix>...`, and the `rq:job:<id>` hashes
+    its registries name, which do not carry the prefix)."""
+    import inbox.jobs
+    from inbox.jobs import RQBackend
+    from tests.procs import purge_redis_prefix
+    from tests.services import redis_url, require_or_skip_redis
+
+    require_or_skip_redis()
+    backend = RQBackend(None, redis_url(), f"relais-test-{uuid.uuid4().hex}:")  # type: ignore[arg-type]
+    monkeypatch.setattr(inbox.jobs, "_backend", backend)
+    yield backend
+    purge_redis_prefix(backend.redis, backend.prefix)
+    backend.redis.close()

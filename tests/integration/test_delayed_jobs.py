@@ -4,16 +4,13 @@ after it was enqueued, and a send retry then found its message not yet due (benc
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 from rq.registry import ScheduledJobRegistry
 
 import inbox.jobs
 from inbox.jobs import RQBackend, scheduled_at
-from tests.services import redis_url, require_or_skip_redis
 
 
 def delayed_job() -> None:
@@ -33,15 +30,8 @@ def test_the_due_time_is_rounded_up_to_the_second(now: float, delay: float, expe
 
 
 @pytest.fixture
-def rq(monkeypatch: pytest.MonkeyPatch) -> Any:
-    require_or_skip_redis()
-    backend = RQBackend(None, redis_url(), f"relais-test-{uuid.uuid4().hex}:")  # type: ignore[arg-type]
-    monkeypatch.setattr(inbox.jobs, "_backend", backend)
-    yield backend
-    keys = list(backend.redis.scan_iter(match=backend.prefix + "*"))
-    if keys:
-        backend.redis.delete(*keys)
-    backend.redis.close()
+def rq(rq_backend: RQBackend) -> RQBackend:
+    return rq_backend
 
 
 def test_a_delayed_job_is_scheduled_no_earlier_than_its_delay(rq: RQBackend) -> None:

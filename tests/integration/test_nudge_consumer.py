@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 import inbox.jobs
 from inbox.jobs import RQBackend, consume_nudges
-from tests.services import redis_url, require_or_skip_redis
 
 runs: list[float] = []
 gate = threading.Event()  # a run holds here (after clearing its nudge) until the test lets it finish
@@ -25,17 +23,10 @@ def nudged_job() -> None:
 
 
 @pytest.fixture
-def rq(monkeypatch: pytest.MonkeyPatch) -> Any:
-    require_or_skip_redis()
-    backend = RQBackend(None, redis_url(), f"relais-test-{uuid.uuid4().hex}:")  # type: ignore[arg-type]
-    monkeypatch.setattr(inbox.jobs, "_backend", backend)
+def rq(rq_backend: RQBackend) -> RQBackend:
     runs.clear()
     gate.set()
-    yield backend
-    keys = list(backend.redis.scan_iter(match=backend.prefix + "*"))
-    if keys:
-        backend.redis.delete(*keys)
-    backend.redis.close()
+    return rq_backend
 
 
 def _wait(predicate: Any, timeout: float = 5.0) -> None:
