@@ -239,11 +239,15 @@ def test_webhook_on_a_processed_by_worker_pushed_live_on_b_reply_sent_once(live:
 def test_a_burst_reaches_every_socket_on_gevent_b_whole_and_in_the_same_order(live: Stack) -> None:
     """Web B (gevent) writes the relay's frames to its websockets itself, encoded once (realtime/direct.py): a
     burst of new conversations reaches each of several sockets complete, each event once, every socket in the
-    same order (the same frames), and B's log says its frames were written directly."""
-    clients = [LiveEvents().connect(live.web_b.url, auth={"token": live.token}) for _ in range(3)]
+    same order (the same frames), and B's log says its frames were written directly. The third client starts on
+    long-polling and upgrades to a websocket, as the console does (socket.io-client's default transports)."""
+    clients = [LiveEvents().connect(live.web_b.url, auth={"token": live.token}) for _ in range(2)]
+    clients.append(LiveEvents().connect(live.web_b.url, auth={"token": live.token},
+                                        transports=("polling", "websocket")))
     try:
         for client in clients:
             client.wait_for(lambda n, d: n == "session", 10, "session on web B")
+        wait_for(lambda: clients[2].sio.transport() == "websocket", 10, "the polling client's upgrade")
         texts = set(_post_many(live, "burst", 40)[2])
 
         def created(client: LiveEvents) -> list[Any]:
