@@ -16,8 +16,7 @@ from sqlalchemy import event, select, text
 from inbox.db import db
 from inbox.demo.fake_meta import messaging_echo, messenger_message_payload, page_entry, page_payload
 from inbox.models import Agent, Channel, Conversation, Message, RealtimeEvent, WebhookEvent
-from inbox.services import admin, ingest, sla
-from inbox.services import channels as channel_service
+from inbox.services import admin, ingest
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import PAGE_ID
 from tests.helpers import poison_drain, store_verified
@@ -65,19 +64,16 @@ def _messages(n: int, start: int = 0, psids: int = 5) -> list[dict[str, Any]]:
 
 
 def test_a_drains_statements_do_not_grow_with_its_size(app: Any, held: Any, statements: Callable[[], list[str]],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       caches_held: None) -> None:
     """Customers and conversations known (the steady state): draining 1 or 10 single-message webhooks sends
     the same statements. Before this work a drain sent 22 on PostgreSQL whatever its size (then 13); what is
     left is the claim, contacts, conversations (locked, with what their JSON shows, routing needs and their
     links), messages, the language guess (these texts tell none yet), the conversation updates, the live events
     and the raw events' outcome. (SQLite inserts live events one row at a time: those are left out of its
-    count.) The per-process channel, credential and SLA policy caches are kept for the whole test: on a slow,
-    busy box (a clean-clone CI run) more than their few seconds passed between two drains and one drain read
-    the channel (another time the policies) again, one statement more that has nothing to do with the batch's
-    size."""
-    monkeypatch.setattr(ingest._ChannelCache, "ttl", 3600.0)
-    monkeypatch.setattr(channel_service._CredentialCache, "ttl", 3600.0)
-    monkeypatch.setattr(sla, "POLICY_CACHE_SECONDS", 3600.0)
+    count.) The per-process channel, credential and SLA policy caches are kept for the whole test (`caches_held`):
+    on a slow, busy box (a clean-clone CI run) more than their few seconds passed between two drains and one
+    drain read the channel (another time the policies) again, one statement more that has nothing to do with the
+    batch's size."""
     for payload in _messages(5):
         store_verified(payload)
     _drain(app)
