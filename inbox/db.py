@@ -275,6 +275,12 @@ def _bytea_hex(value: bytes) -> str:
     return "\\x" + bytes(value).hex()  # bytea's hex input form: \x then two digits a byte
 
 
+def _json_value(value: Any) -> Any:
+    if type(value) is DumpedJSON:  # already JSON text: it would be stored as a JSON string, not as its value
+        raise TypeError("json_document_insert takes a JSON column's value, not its DumpedJSON text")
+    return value
+
+
 def _json_encoder(column: Any, dialect: Any) -> Any:
     """How a column's value goes into `json_document_insert`'s document (None: as it is). A TypeDecorator's own
     bind step (UTCDateTime refuses naive datetimes) runs first."""
@@ -282,7 +288,9 @@ def _json_encoder(column: Any, dialect: Any) -> Any:
     if isinstance(type_, TypeDecorator):
         type_, decorate = type_.impl_instance, type_.process_bind_param
     impl = type_.dialect_impl(dialect)
-    if isinstance(impl, JSON | Integer | String):
+    if isinstance(impl, JSON):
+        encode = _json_value
+    elif isinstance(impl, Integer | String):
         encode = None
     elif isinstance(impl, LargeBinary):
         encode = _bytea_hex

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, text
 
 from inbox import realtime
-from inbox.db import db, insert_rows, update_rows
+from inbox.db import DumpedJSON, db, insert_rows, update_rows
 from inbox.models import Contact, Conversation, Message, RealtimeEvent
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, 123456, tzinfo=timezone.utc)
@@ -218,6 +218,9 @@ def test_json_document_insert_refuses_naive_datetimes_and_types_it_does_not_enco
         with pytest.raises(ValueError, match="naive"):
             json_document_insert(db.engine.dialect, WebhookEvent.__table__,
                                  [_webhook_row(1, received_at=T0.replace(tzinfo=None))], returning=("id",))
+        with pytest.raises(TypeError, match="DumpedJSON"):  # JSON text would be stored as a JSON string
+            json_document_insert(db.engine.dialect, WebhookEvent.__table__,
+                                 [_webhook_row(1, stats=DumpedJSON('{"a":1}'))], returning=("id",))
         with pytest.raises(TypeError, match="hidden"):  # a boolean: not one of the types it encodes
             json_document_insert(db.engine.dialect, Message.__table__, [{"text": "x", "hidden": False}],
                                  returning=("id",))
