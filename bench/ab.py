@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (ROOT, Stack, baseline_worktree, log, machine_info, machine_line, revision, save_json,
-                          write_section)
+from bench.common import ROOT, Stack, baseline_worktree, log, machine_info, machine_line, revision, save_figure
 from bench.ingest import RELAIS_COUNT, integrity, load, measured_run
 
 NAME = "ab"
@@ -60,9 +59,7 @@ def run(baseline: str, rounds: int = 2, count: int = 3000, batch: int = 1) -> di
         for _ in range(rounds):
             results["rounds"].append({"baseline": measure(tree, "baseline", count, batch),
                                       "this": measure(ROOT, "this", count, batch)})
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def measure_live(root: Path, label: str, agents: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -84,9 +81,7 @@ def run_live(baseline: str, rounds: int, agents: int, rate: float, seconds: floa
         for _ in range(rounds):
             results["rounds"].append({"baseline": measure_live(tree, "baseline", agents, rate, seconds),
                                       "this": measure_live(ROOT, "this", agents, rate, seconds)})
-    save_json(f"{NAME}-live", results)
-    write_section(f"{NAME}-live", report_live(results))
-    return results
+    return save_figure(f"{NAME}-live", results, report_live)
 
 
 def report_live(res: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
 
@@ -137,6 +137,14 @@ def save_json(name: str, data: dict[str, Any]) -> Path:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def save_figure(name: str, results: dict[str, Any], report: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """A figure's end: its raw results to bench/out/<name>.json and `report(results)` into its section of
+    RESULTS.md. Returns the results."""
+    save_json(name, results)
+    write_section(name, report(results))
+    return results
 
 
 def write_section(name: str, markdown: str) -> None:

@@ -88,7 +88,7 @@ def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
 
 
 def run(baseline: str, pairs: int = 4, count: int = 400, rounds: int = 4) -> dict[str, Any]:
-    from bench.common import ROOT, baseline_worktree, log, machine_info, revision, save_json, write_section
+    from bench.common import ROOT, baseline_worktree, log, machine_info, revision, save_figure
 
     info = machine_info()
     rev = revision(baseline)
@@ -101,9 +101,7 @@ def run(baseline: str, pairs: int = 4, count: int = 400, rounds: int = 4) -> dic
                 pair[label] = _side(root, label, count, rounds)
                 log(f"pair {i + 1} {label}: CPU ms per message by round {[round(x, 3) for x in pair[label]]}")
             results["pairs"].append(pair)
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def _steady(rounds: list[float]) -> float:

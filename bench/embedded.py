@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (ALEMBIC, APP_SECRET, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_json,
-                          wait_http, write_section)
+from bench.common import (ALEMBIC, APP_SECRET, OUT, PY, ROOT, cpu_seconds, free_port, log, ms, pct, save_figure,
+                          wait_http)
 from bench.ingest import RELAIS_COUNT, load
 from bench.live_latency import Agents, collect
 
@@ -284,9 +284,7 @@ def run(quick: bool = False, rate: float = 100.0, live_rate: float = 10.0, live_
         res["db_bytes"] = sum(f.stat().st_size for f in Path(emb.tmp).glob("relais.db*"))
     for key in ("closed_single", "closed_batch10", "open_single", "open_batch10"):
         res[key]["rows"] = res[key]["rows"][:20000]
-    save_json(NAME, res)
-    write_section(NAME, report(res))
-    return res
+    return save_figure(NAME, res, report)
 
 
 def _f(value: float | None, fmt: str = "{:.0f}") -> str:

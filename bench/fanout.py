@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_json,
+from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_figure,
                           write_section)
 from bench.live_latency import Agents
 
@@ -136,9 +136,7 @@ def run(n_clients: int = 500, per: int = 250, threads: int = 600, burst: int = 2
         log(f"fan-out ({worker_class}): {r['deliveries_per_s']:.0f} deliveries/s ({r['events_per_s']:.1f} events/s "
             f"to {r['connected']} clients), web CPU {r['web_cpu_ms_per_delivery']:.4f} ms per delivery, low-rate "
             f"p50 {ms(r['low_p50'])} p99 {ms(r['low_p99'])}, {r['rss_per_connection_kb']:.0f} KiB per connection")
-    save_json(NAME, res)
-    write_section(NAME, report(res))
-    return res
+    return save_figure(NAME, res, report)
 
 
 WORKER_LABEL = {"gevent": "`-k gevent --worker-connections 1000` (production: a greenlet per websocket)",

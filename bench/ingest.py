@@ -35,9 +35,8 @@ from bench.common import (
     ms,
     pct,
     run_procs,
-    save_json,
+    save_figure,
     wait_http,
-    write_section,
 )
 
 NAME = "ingest"
@@ -175,9 +174,7 @@ def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_wo
         with Stack(workers=n, label=f"{NAME}-{n}", worker_class=web_worker) as stack:
             results["relais_runs"].append(relais_runs(stack, stack.base_url + "/webhooks/meta", n_closed,
                                                       open_seconds))
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def relais_runs(stack: Stack, url: str, n_closed: int, open_seconds: dict[str, int]) -> dict[str, Any]:

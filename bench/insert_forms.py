@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine
 
-from bench.common import PG_ADMIN, log, machine_info, machine_line, save_json, write_section
+from bench.common import PG_ADMIN, log, machine_info, machine_line, save_figure
 from inbox.db import json_document_insert, unnest_insert, utcnow
 from inbox.models import WebhookEvent
 from inbox.models.base import Base
@@ -71,9 +71,7 @@ def run(reps: int = 2000, rounds: int = 2) -> dict[str, Any]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def report(res: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from bench.common import (OUT, PY, Stack, log, machine_info, machine_line, run_procs, save_json, write_section)
+from bench.common import OUT, PY, Stack, log, machine_info, machine_line, run_procs, save_figure
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "outbound"
@@ -130,9 +130,7 @@ def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
         f = results["faulty"]
         log(f"faulty: {f['delivery_statuses']} once {f['sent_exactly_once']} twice+ {f['sent_more_than_once']} "
             f"never {f['never_sent']} gaps613 {f['retry_gaps_613'][:3]} gaps429 {f['retry_gaps_429'][:3]}")
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def report(res: dict[str, Any]) -> str:

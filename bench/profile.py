@@ -12,7 +12,7 @@ import json
 import signal
 from typing import Any
 
-from bench.common import OUT, Stack, machine_info, machine_line, save_json, write_section
+from bench.common import OUT, Stack, machine_info, machine_line, save_figure
 from bench.ingest import RELAIS_COUNT, load, measured_run
 
 NAME = "profile"
@@ -78,9 +78,7 @@ def run(count: int = 1500) -> dict[str, Any]:
     summary = summarise(str(OUT / "profile-worker-0-drain.json"), total)
     results = {"machine": info, "run": {k: v for k, v in r.items() if k not in ("rows", "ok_mids")},
                "summary": summary}
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def report(res: dict[str, Any]) -> str:

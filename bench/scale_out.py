@@ -15,8 +15,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import (GUNICORN, Stack, free_port, log, machine_info, machine_line, ms, save_json,
-                          wait_http, write_section)
+from bench.common import GUNICORN, Stack, free_port, log, machine_info, machine_line, ms, save_figure, wait_http
 
 NAME = "scale_out"
 THREADS = 300
@@ -89,9 +88,7 @@ def run(messages: int = 1200, clients: int = 200, burst: int = 200) -> dict[str,
     info = machine_info()
     res: dict[str, Any] = {"machine": info, "messages": messages, "clients": clients, "burst": burst,
                            "runs": [run_config(1, messages, clients, burst), run_config(2, messages, clients, burst)]}
-    save_json(NAME, res)
-    write_section(NAME, report(res))
-    return res
+    return save_figure(NAME, res, report)
 
 
 def report(res: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import (OUT, PY, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_json, write_section)
+from bench.common import OUT, PY, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_figure
 
 NAME = "sla_timers"
 # what inbox.services.sla_timer.fire_due / earliest_deadline send (SQLAlchemy-compiled, PostgreSQL)
@@ -141,9 +141,7 @@ def run(n_clocks: int = 1_000_000, n_due: int = 50, target: float = 20.0) -> dic
         res["delay"] = breach_delays(stack, n_due, target)
         d = res["delay"]
         log(f"breach delay: {d['breached_events']}/{n_due} events, p50 {ms(d['p50'])} p99 {ms(d['p99'])}")
-    save_json(NAME, res)
-    write_section(NAME, report(res))
-    return res
+    return save_figure(NAME, res, report)
 
 
 def report(res: dict[str, Any]) -> str:

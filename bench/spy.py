@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT, Stack, log, machine_info, machine_line, save_json, write_section
+from bench.common import OUT, Stack, log, machine_info, machine_line, save_figure
 from bench.ingest import RELAIS_COUNT, load, measured_run
 
 NAME = "spy"
@@ -144,9 +144,7 @@ def run_live(seconds: float) -> dict[str, Any]:
 def run(seconds: float = 5.0) -> dict[str, Any]:
     results = {"machine": machine_info(), "seconds": seconds, "rate": RATE, "ingest": run_ingest(seconds),
                "live": run_live(seconds)}
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def _tables(title: str, run: dict[str, Any]) -> list[str]:

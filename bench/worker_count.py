@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.common import Stack, log, machine_info, machine_line, ms, save_json, write_section
+from bench.common import Stack, log, machine_info, machine_line, ms, save_figure
 from bench.ingest import RELAIS_COUNT, integrity, load, measured_run
 
 NAME = "worker_count"
@@ -48,9 +48,7 @@ def run(rounds: int = 3, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_info(), "counts": list(counts), "rounds": []}
     for _ in range(rounds):
         results["rounds"].append([measure(n) for n in counts])
-    save_json(NAME, results)
-    write_section(NAME, report(results))
-    return results
+    return save_figure(NAME, results, report)
 
 
 def report(res: dict[str, Any]) -> str:
