@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,9 @@ from bench.ingest import RELAIS_COUNT, CountWatcher, load
 NAME = "live_latency"
 PER_PROCESS = 250
 NODE = shutil.which("node") or "node"
+# extra options for the agents' Node processes, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to see
+# where the simulated consoles' CPU goes (node refuses --cpu-prof in NODE_OPTIONS)
+NODE_ARGS = os.environ.get("BENCH_NODE_ARGS", "").split()
 
 
 def redis_reference(rate: float, count: int) -> dict[str, Any]:
@@ -72,7 +78,7 @@ class Agents:
             tokens_file, out = OUT / f"{self.tag}-tokens-{k}.txt", OUT / f"{self.tag}-agents-{k}.json"
             tokens_file.write_text("\n".join(self.tokens[start:start + self.per]))
             self.outs.append(out)
-            self.procs.append(subprocess.Popen([NODE, str(ROOT / "bench" / "agents.mjs"),
+            self.procs.append(subprocess.Popen([NODE, *NODE_ARGS, str(ROOT / "bench" / "agents.mjs"),
                                                 "--url", self.urls[k % len(self.urls)],
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
                                                 "--events", self.event_names,
@@ -126,6 +132,7 @@ def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook
         time.sleep(3.0)  # the last events on their way to the clients
         cpu1 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
     figures = collect(result, agents, prefix, n_agents=n_agents, rate=rate, count=count)
+    figures["stages"] = stages(stack, result, agents, prefix)
     figures["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / count, 3) for k in cpu0}
     return figures
 
@@ -154,6 +161,13 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
         elif event == "message.created":
             thread.append(received - sent[key])
     latencies = [received - sent[key] for (_client, key), received in first_list.items()]
+    # the pipeline without the fan-out (each message's first agent), and the fan-out's own spread (each delivery
+    # after that message's first one): which of the two grows with the agents
+    first_agent: dict[str, float] = {}
+    for (_client, key), received in first_list.items():
+        first_agent[key] = min(received, first_agent.get(key, received))
+    spread = [received - first_agent[key] for (_client, key), received in first_list.items()]
+    pipeline = [first_agent[key] - sent[key] for key in first_agent]
     start = min(sent.values(), default=0.0)
     by_second: dict[int, list[float]] = {}
     for (_client, key), received in first_list.items():
@@ -168,6 +182,8 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
             "watches": agents.watches, "thread_delivered": len(thread), "thread_p50": pct(thread, 50),
             "thread_p99": pct(thread, 99), "thread_max": max(thread) if thread else None,
             "steady_p50": pct(steady, 50), "steady_p99": pct(steady, 99),
+            "first_agent_p50": pct(pipeline, 50), "first_agent_p99": pct(pipeline, 99),
+            "spread_p50": pct(spread, 50), "spread_p99": pct(spread, 99),
             "timeline": [[second, len(values), pct(values, 50), pct(values, 99)]
                          for second, values in sorted(by_second.items())],
             "client_stalls": {
@@ -177,6 +193,56 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
                                           if s.get("loop_delay_ms")), default=None),
                 "loop_delay_max_ms": max((s["loop_delay_ms"]["max"] for s in agents.stalls
                                           if s.get("loop_delay_ms")), default=None)}}
+
+
+BENCH_MID = re.compile(rb'"mid":"([^"]+)"')
+
+
+def _epoch(at: Any) -> float:
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) -> dict[str, Any]:
+    """Where each message's time to its first agent goes, from the stack's own timestamps (p50 / p99 in seconds
+    of each step, over the messages of the run): POST started -> stored (`webhook_events.received_at`, the web
+    has read and verified it) -> acked (the load generator has the 200: the group commit) -> its drain batch
+    started (`processed_at`: wake-up, linger, the previous drain) -> its conversation event built
+    (`realtime_events.created_at`: the batch applied) -> the first agent has it (commit, publish, relay, the
+    websocket write and the Node client)."""
+    rows = {f"{prefix}p0-{int(r[0])}": r for r in result["rows"] if r[4] == 200}
+    stored: dict[str, tuple[float, float]] = {}
+    for body, received_at, processed_at in stack.sql(
+            "SELECT body, received_at, processed_at FROM webhook_events WHERE processed_at IS NOT NULL"):
+        m = BENCH_MID.search(bytes(body))
+        if m and m.group(1).decode() in rows:
+            stored[m.group(1).decode()] = (_epoch(received_at), _epoch(processed_at))
+    built: dict[str, float] = {}
+    for text, created_at in stack.sql(
+            "SELECT payload->'last_message'->>'text', created_at FROM realtime_events "
+            "WHERE name IN ('conversation.created', 'conversation.updated')"):
+        m = BENCH_TEXT.match(text or "")
+        if m:
+            key = f"{m.group(2)}-{m.group(1)}"
+            built[key] = min(_epoch(created_at), built.get(key, _epoch(created_at)))
+    first: dict[str, float] = {}
+    for _client, event, key, _seq, received, _t in agents.events:
+        if event in LIST_EVENTS and key in rows:
+            first[key] = min(received, first.get(key, received))
+    steps: dict[str, list[float]] = {"stored": [], "acked": [], "drain started": [], "event built": [],
+                                     "first agent": []}
+    for key, r in rows.items():
+        if key not in stored or key not in built or key not in first:
+            continue
+        received_at, processed_at = stored[key]
+        steps["stored"].append(received_at - r[2])
+        steps["acked"].append(r[3] - received_at)
+        steps["drain started"].append(processed_at - r[3])
+        steps["event built"].append(built[key] - processed_at)
+        steps["first agent"].append(first[key] - built[key])
+    return {name: [pct(v, 50), pct(v, 99)] for name, v in steps.items()} | {"messages": len(steps["stored"])}
+
+
+BENCH_TEXT = re.compile(r"^bench message (\d+) from (.*)-c\d+$")
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
