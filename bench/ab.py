@@ -68,8 +68,9 @@ def measure_live(root: Path, label: str, agents: int, rate: float, seconds: floa
     r = live_run(rate=rate, seconds=seconds, agent_counts=(agents,), root=root, save=False)["runs"][0]
     cpu = r["cpu_ms_per_msg"]
     log(f"{label}: {agents} agents, queue p50 {r['p50']} p99 {r['p99']}, web CPU ms/msg {cpu.get('web')}")
-    return {k: r[k] for k in ("p50", "p99", "steady_p50", "steady_p99", "delivered", "expected_deliveries",
-                              "ack_p50", "ack_p99", "cpu_ms_per_msg", "frames")}
+    return {k: r.get(k) for k in ("p50", "p99", "steady_p50", "steady_p99", "delivered", "expected_deliveries",
+                                  "ack_p50", "ack_p99", "cpu_ms_per_msg", "frames", "first_agent_p50", "spread_p50",
+                                  "stages")}
 
 
 def run_live(baseline: str, rounds: int, agents: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -92,8 +93,11 @@ def report_live(res: dict[str, Any]) -> str:
              f"{res['agents']} agents, {res['rate']:g} msg/s for {res['seconds']:g} s, baseline `{res['baseline']}` "
              f"against this checkout `{res['this']}`, alternated (each line: a fresh stack). Latency: webhook POST "
              "to the event showing the message at each agent's queue; steady: messages sent from 2 s on.", "",
+             "The stages are p50s in ms (bench.live_latency's `stages`): POST to stored, to acked, to its drain's "
+             "start, to its event built, to the first agent; then the spread from the first agent to each.", "",
              "| round | app | p50 ms | p99 ms | steady p50 / p99 ms | delivered | frames | ack p99 ms | "
-             "CPU ms/msg web | workers | consoles |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CPU ms/msg web | workers | consoles | stages: stored / acked / drain / built / first agent; spread |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, rnd in enumerate(res["rounds"], 1):
         for app in ("baseline", "this"):
             r = rnd[app]
@@ -101,8 +105,17 @@ def report_live(res: dict[str, Any]) -> str:
             lines.append(f"| {i} | {app} | {ms(r['p50'])} | {ms(r['p99'])} | {ms(r['steady_p50'])} / "
                          f"{ms(r['steady_p99'])} | {r['delivered']}/{r['expected_deliveries']} | {r['frames']} | "
                          f"{ms(r['ack_p99'])} | {cpu.get('web', 0):.2f} | {cpu.get('workers', 0):.2f} | "
-                         f"{cpu.get('agents', 0):.2f} |")
+                         f"{cpu.get('agents', 0):.2f} | {_stages(r)} |")
     return "\n".join(lines)
+
+
+def _stages(r: dict[str, Any]) -> str:
+    stages = r.get("stages")
+    if not stages:
+        return "-"
+    steps = " / ".join(f"{stages[name][0] * 1000:.1f}" for name in ("stored", "acked", "drain started",
+                                                                   "event built", "first agent"))
+    return f"{steps}; {r['spread_p50'] * 1000:.1f}"
 
 
 def report(res: dict[str, Any]) -> str:
