@@ -132,27 +132,22 @@ class RQBackend:
         self.queues = {name: Queue(prefix + name, connection=self.redis, default_timeout=600) for name in QUEUES}
 
     # SET the nudge key unless it is set, and only then push one wake-up on the nudge list (kept short): one
-    # round trip, and no wake-up pushed by a nudge whose key could not be set. The wake-up is the nudge's time.
+    # round trip, and no wake-up pushed by a nudge whose key could not be set
     _SIGNAL = """
     if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-        redis.call('LPUSH', KEYS[2], ARGV[2])
+        redis.call('LPUSH', KEYS[2], '1')
         redis.call('LTRIM', KEYS[2], 0, 63)
         return 1
     end
     return 0
     """
 
-    def signal(self, func: Callable[..., Any], at: float | None = None) -> bool:
+    def signal(self, func: Callable[..., Any]) -> bool:
         """Wake one consumer of `func` (`consume_nudges`), unless a wake-up is already waiting (its nudge key
-        is set until the consumer's run clears it, or for NUDGE_TTL seconds). Returns whether it pushed one.
-
-        The wake-up carries `at` (epoch seconds; now by default), when the work it announces was ready: with
-        the key kept until the run clears it, that is the time of the oldest nudge the run will serve, which
-        `nudge_age` gives the run."""
+        is set until the consumer's run clears it, or for NUDGE_TTL seconds). Returns whether it pushed one."""
         if self._signal is None:
             self._signal = self.redis.register_script(self._SIGNAL)
-        return bool(self._signal(keys=[self.nudge_key(func), self.nudge_list(func)],
-                                 args=[NUDGE_TTL, repr(time.time() if at is None else at)]))
+        return bool(self._signal(keys=[self.nudge_key(func), self.nudge_list(func)], args=[NUDGE_TTL]))
 
     def nudge_list(self, func: Callable[..., Any]) -> str:
         return f"{self.prefix}nudges:{func.__module__}.{func.__qualname__}"
@@ -314,14 +309,14 @@ class _Nudger:
     """The background thread behind `nudge` with Redis (started on first use; a daemon)."""
 
     def __init__(self) -> None:
-        self._wanted: dict[tuple[Callable[..., Any], str], float] = {}  # (func, queue) -> first nudge's time
+        self._wanted: dict[tuple[Callable[..., Any], str], None] = {}  # ordered set of (func, queue)
         self._cv = threading.Condition()
         self._thread = ProcessThread(self._run, "relais-jobs-nudger")  # checked on every webhook: a flag
 
     def nudge(self, func: Callable[..., Any], queue: str) -> None:
         self._thread.ensure()
         with self._cv:
-            self._wanted.setdefault((func, queue), time.time())  # coalesced: the oldest nudge's time
+            self._wanted[(func, queue)] = None
             self._cv.notify()
 
     def _run(self) -> None:
@@ -329,18 +324,18 @@ class _Nudger:
             with self._cv:
                 while not self._wanted:
                     self._cv.wait()
-                wanted, self._wanted = list(self._wanted.items()), {}
-            for (func, queue), at in wanted:
+                wanted, self._wanted = list(self._wanted), {}
+            for func, queue in wanted:
                 try:
-                    _send_nudge(func, queue, at)
+                    _send_nudge(func, queue)
                 except Exception:  # stored work is still picked up by the reconciler
                     log.exception("could not nudge %s; the reconciler will pick the work up", func.__qualname__)
 
 
-def _send_nudge(func: Callable[..., Any], queue: str, at: float) -> None:
+def _send_nudge(func: Callable[..., Any], queue: str) -> None:
     b = backend()
     if isinstance(b, RQBackend):
-        b.signal(func, at)
+        b.signal(func)
     else:
         b.enqueue(queue, func, (), 0.0)
 
@@ -368,30 +363,7 @@ def consume_nudges(app: Flask, func: Callable[..., Any], stop: threading.Event, 
             continue
         delay = 0.2
         if woken is not None:
-            _woken.at = _wake_up_time(woken[1])
-            try:
-                run_job(app, func, ())
-            finally:
-                _woken.at = None
-
-
-_woken = threading.local()  # the wake-up time of the nudged run in progress on this thread (consume_nudges)
-
-
-def _wake_up_time(value: bytes) -> float | None:
-    try:
-        at = float(value)
-    except ValueError:
-        return None  # a wake-up pushed before wake-ups carried their time ("1")
-    return at if math.isfinite(at) and at > 1.0 else None
-
-
-def nudge_age() -> float:
-    """How long the work of the nudged run in progress on this thread has been waiting, in seconds: since the
-    first nudge this run serves (`RQBackend.signal`). 0 outside such a run (the embedded mode's jobs, the
-    reconciler) or when that time is unknown; never negative (clocks of two hosts may differ a little)."""
-    at = getattr(_woken, "at", None)
-    return 0.0 if at is None else max(0.0, time.time() - at)
+            run_job(app, func, ())
 
 
 def start_nudge_consumer(app: Flask, func: Callable[..., Any]) -> threading.Event:

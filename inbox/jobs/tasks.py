@@ -24,13 +24,12 @@ def task(func: Callable[..., Any]) -> Callable[..., Any]:
 @task
 def drain_webhook_events() -> int:
     """Nudge: process every pending raw webhook event (see services.ingest)."""
-    from inbox.jobs import clear_nudge, nudge_age
+    from inbox.jobs import clear_nudge
     from inbox.services.ingest import drain_webhook_events as drain
 
     # cleared after the drain's linger, just before it claims: a webhook stored until then is in this drain, one
-    # stored after it nudges a new run. The linger counts from the first webhook's nudge: one stored while the
-    # previous drain ran has waited already.
-    return drain(waited=nudge_age(), before_claim=lambda: clear_nudge(drain_webhook_events))
+    # stored after it nudges a new run
+    return drain(before_claim=lambda: clear_nudge(drain_webhook_events))
 
 
 @task

@@ -136,7 +136,7 @@ _backlog = False  # the last drain of this process stopped with a full batch: th
 
 
 def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None,
-                         waited: float = 0.0, before_claim: Callable[[], None] | None = None) -> int:
+                         before_claim: Callable[[], None] | None = None) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
 
     One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): batches
@@ -144,18 +144,16 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
     land in different batches. (Worker processes still drain concurrently, with SKIP LOCKED; the watermarks kept
     on conversations cover the receipts and echoes they apply in either order.)
 
-    Unless the previous drain left a backlog, it first lingers until the oldest waiting webhook is `linger`
-    seconds old (INGEST_LINGER_MS by default), `waited` being its age now (the nudge's, `jobs.nudge_age`): a
-    drain's cost is mostly fixed (a transaction, a dozen statements, a wake-up), so under moderate load a batch
-    of several webhooks costs little more than one, and a webhook stored while the previous drain ran does not
-    wait for that drain AND a full linger (at 200 msg/s and 500 agents the worker spent 29% of its time
-    lingering, bench/RESULTS.md). `before_claim` runs after the linger, before the first claim (the nudged job
-    clears its nudge there: webhooks stored during the linger ride along instead of queueing another drain).
+    Unless the previous drain left a backlog, it first lingers `linger` seconds (INGEST_LINGER_MS by default):
+    a drain's cost is mostly fixed (a transaction, a dozen statements, an RQ job), so under moderate load a
+    batch of several webhooks costs little more than one. `before_claim` runs after the linger, before the
+    first claim (the nudged job clears its nudge there: webhooks stored during the linger ride along instead of
+    queueing another drain).
 
     Writes: conversations, messages, contacts, posts, webhook event statuses. Publishes: conversation.created,
     conversation.updated, message.created, message.updated (after each batch's commit)."""
     global _backlog
-    linger = (_default_linger() if linger is None else linger) - waited
+    linger = _default_linger() if linger is None else linger
     if linger > 0 and not _backlog:
         time.sleep(linger)  # outside the lock: another drain of this process may run meanwhile
     if before_claim is not None:

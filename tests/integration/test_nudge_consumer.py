@@ -12,13 +12,11 @@ import inbox.jobs
 from inbox.jobs import RQBackend, consume_nudges
 
 runs: list[float] = []
-ages: list[float] = []  # nudge_age() in each run
 gate = threading.Event()  # a run holds here (after clearing its nudge) until the test lets it finish
 
 
 def nudged_job() -> None:
     """Stands for the drain: clears its nudge first, as the drain does just before it claims."""
-    ages.append(inbox.jobs.nudge_age())
     inbox.jobs.clear_nudge(nudged_job)
     runs.append(time.monotonic())
     gate.wait(5)
@@ -27,7 +25,6 @@ def nudged_job() -> None:
 @pytest.fixture
 def rq(rq_backend: RQBackend) -> RQBackend:
     runs.clear()
-    ages.clear()
     gate.set()
     return rq_backend
 
@@ -91,22 +88,3 @@ def test_the_consumer_outlives_a_redis_error(app: Any, rq: RQBackend, monkeypatc
     finally:
         stop.set()
         thread.join(5)
-
-
-def test_a_run_knows_how_long_its_work_has_waited(app: Any, rq: RQBackend) -> None:
-    """The wake-up carries its nudge's time, so the drain's linger counts what the webhooks have waited already
-    (one stored while the previous drain ran is not held for a full linger on top)."""
-    stop = threading.Event()
-    thread = threading.Thread(target=consume_nudges, args=(app, nudged_job, stop), kwargs={"block": 0.1})
-    assert inbox.jobs.nudge_age() == 0.0  # not in a nudged run
-    rq.signal(nudged_job, at=time.time() - 0.25)  # nudged a quarter of a second ago, while no consumer ran
-    rq.signal(nudged_job)  # merged: the run serves the older nudge
-    rq.redis.lpush(rq.nudge_list(nudged_job), b"1")  # a wake-up from before they carried their time
-    thread.start()
-    try:
-        _wait(lambda: len(runs) == 2)
-    finally:
-        stop.set()
-        thread.join(5)
-    assert ages[0] == 0.0  # the old form: unknown, so the drain lingers in full as before
-    assert 0.25 <= ages[1] < 5

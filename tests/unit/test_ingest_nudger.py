@@ -17,20 +17,17 @@ def drain() -> None:
 
 def test_a_burst_of_nudges_is_merged_and_the_last_one_is_never_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[Any, str, float]] = []
-    times: list[float] = []
     release = threading.Event()
 
-    def send(func: Any, queue: str, at: float) -> None:
+    def send(func: Any, queue: str) -> None:
         release.wait(5)  # a slow Redis: the nudges meanwhile must pile up, not block their callers
         sent.append((func, queue, time.monotonic()))
-        times.append(at)
 
     monkeypatch.setattr(inbox.jobs, "_send_nudge", send)
     nudger = _Nudger()
-    started, first_at = time.monotonic(), time.time()
+    started = time.monotonic()
     for _ in range(200):
         nudger.nudge(drain, INGEST)
-        time.sleep(0.001)
     last_nudge = time.monotonic()
     assert last_nudge - started < 1.0  # no caller waited on the slow enqueue
     release.set()
@@ -39,15 +36,12 @@ def test_a_burst_of_nudges_is_merged_and_the_last_one_is_never_lost(monkeypatch:
         time.sleep(0.01)
     assert sent and sent[-1][2] >= last_nudge  # an enqueue attempt after the last nudge
     assert len(sent) <= 3 and {(f, q) for f, q, _t in sent} == {(drain, INGEST)}
-    # a merged nudge carries its OLDEST nudge's time: how long its work has waited (the drain's linger counts it)
-    assert first_at <= times[0] < first_at + 0.05
-    assert times == sorted(times) and times[-1] < time.time() - 0.05
 
 
 def test_a_failing_enqueue_does_not_stop_later_nudges(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
-    def send(func: Any, queue: str, at: float) -> None:
+    def send(func: Any, queue: str) -> None:
         calls.append(queue)
         if len(calls) == 1:
             raise ConnectionError("redis down")
