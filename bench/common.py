@@ -91,12 +91,27 @@ def machine_info(command: str | None = None) -> dict[str, Any]:
     r.close()
     return {
         "nproc": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1), "cpu_model": cpu_model,
-        "load_avg_at_start": os.getloadavg(),
+        "load_avg_at_start": os.getloadavg(), "cpu_probe_ms": cpu_probe_ms(),
         "postgresql": pg_version, "pg_fsync": fsync, "pg_synchronous_commit": sync_commit,
         "redis": redis_version, "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": command or "python -m " + " ".join([_module_name()] + [shlex.quote(a) for a in sys.argv[1:]]),
     }
+
+
+def cpu_probe_ms(n: int = 2_000_000, tries: int = 3) -> float:
+    """The box's speed for one Python thread right now: the best of `tries` timings of a fixed pure-Python loop
+    (`n` additions), in ms. These VMs share their cores with other tenants, and the same code's figures move by
+    tens of percent between runs an hour apart; this probe, in every figure's machine line, says how fast the box
+    was when a figure started (lower is faster; compare it between figures, not with other machines)."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def _module_name() -> str:
@@ -107,7 +122,8 @@ def _module_name() -> str:
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB RAM, "
-            f"load average at start {', '.join(f'{x:.2f}' for x in info['load_avg_at_start'])}; "
+            f"load average at start {', '.join(f'{x:.2f}' for x in info['load_avg_at_start'])}"
+            + (f", CPU probe {info['cpu_probe_ms']} ms" if info.get("cpu_probe_ms") is not None else "") + "; "
             f"PostgreSQL {info['postgresql']} (fsync={info['pg_fsync']}, synchronous_commit="
             f"{info['pg_synchronous_commit']}), Redis {info['redis']}, Python {info['python']}; "
             f"{info['date']}; command: `{info['command']}`")

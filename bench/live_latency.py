@@ -392,6 +392,24 @@ def report(all_results: list[dict[str, Any]]) -> str:
             note = f", {res['note']}" if res.get("note") else ""
             lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} "
                          "(p50 / p99) | " + " | ".join(cells) + " |")
+    staged = [(res, r) for res in all_results for r in res["runs"] if r.get("stages") and not res.get("profiled")]
+    if staged:
+        lines += ["", "Where each message's time to its first agent goes (p50 / p99 of each step, from the stack's own "
+                  "timestamps: `webhook_events.received_at` and `processed_at`, `realtime_events.created_at`), then "
+                  "the fan-out's spread from that first agent to each of the others. A step's p50s do not add up to "
+                  "the figure's p50 (each is the median of its own step).", "",
+                  "| run | POST -> stored (read, verified) | -> acked (group commit) | -> its drain started (nudge, "
+                  "linger, the previous drain) | -> its event built (the batch applied) | -> first agent (commit, "
+                  "publish, relay, write, Node) | first agent p50 / p99 | spread to the others p50 / p99 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for res, r in staged:
+            st = r["stages"]
+            cells = [f"{ms(st[name][0])} / {ms(st[name][1])}" for name in ("stored", "acked", "drain started",
+                                                                           "event built", "first agent")]
+            note = ", webhooks on their own web process" if res.get("split") else ""
+            lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} | "
+                         + " | ".join(cells) + f" | {ms(r['first_agent_p50'])} / {ms(r['first_agent_p99'])} | "
+                         f"{ms(r['spread_p50'])} / {ms(r['spread_p99'])} |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])
