@@ -126,6 +126,7 @@ const en: MessageSchema = {
     channel: "Channel",
     statusLabel: "Status",
     assignee: "Assignee",
+    sla: "SLA",
     labels: "Labels",
     snoozedUntil: "Snoozed until {date}",
     post: "Post",

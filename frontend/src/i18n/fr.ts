@@ -125,6 +125,7 @@ const fr = {
     channel: "Canal",
     statusLabel: "Statut",
     assignee: "Assignée à",
+    sla: "SLA",
     labels: "Étiquettes",
     snoozedUntil: "En pause jusqu'au {date}",
     post: "Publication",
