@@ -1,4 +1,5 @@
-"""Flask CLI commands: `flask --app wsgi create-admin` and `flask --app wsgi bootstrap`.
+"""Flask CLI commands: `flask --app wsgi create-admin` and `flask --app wsgi bootstrap` (the administrator, and
+on an empty database the demo: brands, teams, agents, channels, an SLA policy, canned replies and conversations).
 
 Both are idempotent. Passwords that Relais generates are printed once and stored only as hashes.
 """
@@ -8,13 +9,15 @@ import os
 from dataclasses import dataclass
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inbox.db import db
+from inbox.demo.conversations import seed_conversations
 from inbox.models import Agent
-from inbox.services import admin
+from inbox.services import admin, sla
+from inbox.services.canned_replies import create_canned_reply
 from inbox.services.channels import create_channel, webhook_urls
 from inbox.settings import get_settings
 
@@ -61,8 +64,25 @@ def _report_admin(outcome: AdminOutcome) -> None:
         click.echo(f"  password: {outcome.generated_password}   (shown once: write it down)")
 
 
-def seed_demo(session: Session) -> list[str]:
-    """Demo brands, teams, agents and channels; returns the lines to print (generated secrets included)."""
+DEMO_SLA_POLICY = {"name": "Première réponse sous 1 h", "first_response_seconds": 3600,
+                   "next_response_seconds": 4 * 3600, "resolution_seconds": 24 * 3600}
+DEMO_CANNED_REPLIES = (  # shortcut, title, body, language
+    ("merci", "Remerciement", 'Merci {{contact.first_name | ""}} pour votre message ! Nous regardons cela et revenons '
+     "vers vous très vite. {{agent.first_name}}, {{brand.name}}", "fr"),
+    ("suivi", "Suivi de commande", 'Bonjour {{contact.first_name | ""}}, pouvez-vous nous donner votre numéro de '
+     "commande ? Nous vérifions tout de suite où en est votre colis.", "fr"),
+    ("thanks", "Thank you", 'Thanks {{contact.first_name | "for reaching out"}}! We are looking into it and will get '
+     "back to you shortly. {{agent.first_name}}, {{brand.name}}", "en"),
+)
+
+
+def demo_app_secret() -> str:
+    return os.environ.get("DEMO_APP_SECRET") or "demo-app-secret"
+
+
+def seed_demo(session: Session, admin_agent: Agent) -> list[str]:
+    """Demo brands, teams, agents, channels, an SLA policy and canned replies (`admin_agent` creates the last
+    two); returns the lines to print (generated secrets included)."""
     lines: list[str] = []
     brands = {name: admin.do_create_brand(session, name) for name in DEMO_PAGES}
     lines.append("brands: " + ", ".join(brands))
@@ -75,7 +95,7 @@ def seed_demo(session: Session) -> list[str]:
         _agent, password = admin.do_create_agent(session, email=email, name=name, role=role,
                                                  team_ids=[teams[t].id for t in team_names])
         lines.append(f"{role} {email} ({', '.join(team_names)})  password: {password}")
-    app_secret = os.environ.get("DEMO_APP_SECRET") or "demo-app-secret"
+    app_secret = demo_app_secret()
     for brand_name, page_id in DEMO_PAGES.items():
         channel, _ = create_channel(session, brand_id=brands[brand_name].id, kind="facebook_page",
                                     name=f"{brand_name} (Facebook)",
@@ -87,6 +107,14 @@ def seed_demo(session: Session) -> list[str]:
                                               name="Maison Lune (boutique API)", config={"webhook_url": None})
     lines.append(f"api channel #{api_channel.id} {api_channel.name}: inbound "
                  f"{webhook_urls(api_channel)['inbound_url']}, webhook secret {api_secrets['webhook_secret']}")
+    from inbox.api.sla import SlaPolicyCreateSchema, policy_data  # the API's defaults (warning at 80%...)
+
+    sla.create_policy(session, admin_agent, policy_data(SlaPolicyCreateSchema().load(DEMO_SLA_POLICY)))
+    lines.append(f"SLA policy: {DEMO_SLA_POLICY['name']} (next response 4 h, resolution 24 h)")
+    for shortcut, title, body, language in DEMO_CANNED_REPLIES:
+        create_canned_reply(session, admin_agent, shortcut=shortcut, title=title, body=body, scope="global",
+                            language=language)
+    lines.append("canned replies: " + ", ".join(f"/{r[0]}" for r in DEMO_CANNED_REPLIES))
     return lines
 
 
@@ -113,7 +141,10 @@ def init_app(app: Flask) -> None:
                 return
             outcome = ensure_admin(session, email=email, password=password, name=name,
                                    default_email=DEFAULT_ADMIN_EMAIL)
-            lines = seed_demo(session)
+            lines = seed_demo(session, outcome.agent)
+            admin_email = outcome.agent.email
+        lines += seed_conversations(current_app, pages=DEMO_PAGES, app_secret=demo_app_secret(),
+                                    admin_email=admin_email)
         _report_admin(outcome)
         for line in lines:
             click.echo(line)

@@ -145,7 +145,7 @@ class SlaPolicyCreateSchema(SlaPolicyPatchSchema):
                                metadata={"description": "every list given must match"})
 
 
-def _policy_data(data: dict[str, Any]) -> dict[str, Any]:
+def policy_data(data: dict[str, Any]) -> dict[str, Any]:
     if "pause_on" in data:
         data["pause_on"] = sorted(set(data["pause_on"]))
     if "conditions" in data:
@@ -217,7 +217,7 @@ def get_policy(policy_id: int):
            response=SlaPolicySchema, status=201, roles=ADMINS)
 @commit_after
 def create_policy():
-    data = _policy_data(load_body(SlaPolicyCreateSchema()))
+    data = policy_data(load_body(SlaPolicyCreateSchema()))
     return SlaPolicySchema().dump(sla.create_policy(db.session, current_agent(), data)), 201
 
 
@@ -226,7 +226,7 @@ def create_policy():
            body=SlaPolicyPatchSchema, response=SlaPolicySchema, roles=ADMINS, errors=[404])
 @commit_after
 def update_policy(policy_id: int):
-    data = _policy_data(load_body(SlaPolicyPatchSchema()))
+    data = policy_data(load_body(SlaPolicyPatchSchema()))
     return SlaPolicySchema().dump(sla.update_policy(db.session, current_agent(), policy_id, data))
 
 

@@ -46,7 +46,7 @@ def fetch_contact_profiles(pairs: list[list[int]]) -> tuple[int, list[list[int]]
             todo.append((identity_id, channel_id, creds_of[channel_id], identity.external_id))
     names, rest, retry_after = _look_up(todo, get_settings().meta_graph_base_url)
     if names:
-        _store_names(names)
+        store_names(names)
     return len(names), rest, retry_after
 
 
@@ -92,7 +92,7 @@ def _look_up(todo: list[tuple[int, int, Any, str]], base_url: str
     return names, rest, max(waits, default=None)
 
 
-def _store_names(names: dict[int, tuple[str, str | None]]) -> None:
+def store_names(names: dict[int, tuple[str, str | None]]) -> None:
     """Name the identities (and their contacts when unnamed) and publish `contact.updated` for each named contact
     to the brands where it has a conversation, in one transaction.
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from inbox.db import db, utcnow
+from inbox.demo.conversations import THREADS
 from inbox.models import Agent, Channel, WebhookEvent
 from inbox.services.channels import credentials
 from tests.factories import APP_SECRET, PASSWORD, World
@@ -519,10 +520,49 @@ def test_bootstrap_creates_the_admin_and_demo_data_once(app: Any, client: Any,
         page = db.session.get(Channel, pages["1000000001"]["id"])
         assert credentials(page)["app_secret"] == "from-the-environment"
     assert count_agents(app) == 3
+    _check_demo_conversations(admin, camille)
 
     again = app.test_cli_runner().invoke(args=["bootstrap"])
     assert again.exit_code == 0 and "database already initialised" in again.output
     assert count_agents(app) == 3 and len(admin.get("/api/v1/channels").get_json()) == 3
+    assert len(_all_conversations(admin)) == len(THREADS)  # nothing seeded twice
+
+
+def _all_conversations(client: Any) -> list[dict[str, Any]]:
+    found = []
+    for status in ("open", "pending", "snoozed", "resolved"):
+        found += client.get(f"/api/v1/conversations?status={status}&limit=200").get_json()["items"]
+    return found
+
+
+def _check_demo_conversations(admin: Any, camille: Any) -> None:
+    """The queue a new installation opens on: every demo customer's conversation, come in through the signed
+    webhook endpoint and the drain, named, on the SLA policy's clocks, some triaged."""
+    items = _all_conversations(admin)
+    by_name = {c["contact"]["name"]: c for c in items}
+    assert len(items) == len(THREADS) and len(by_name) == len(THREADS)  # Messenger customers named too
+    assert {c["brand"]["name"] for c in items} == {"Maison Lune", "Vélo Vert"}
+    assert {c["kind"] for c in items} == {"dm", "comment"}
+    waiting = by_name["Camille Dubois"]  # wrote 131 minutes ago, nobody answered: first response breached
+    assert waiting["status"] == "open" and waiting["assignee"] is None and waiting["last_message"]["direction"] == "in"
+    assert [clock["state"] for clock in waiting["sla"] if clock["metric"] == "first_response"] == ["breached"]
+    lea = by_name["Léa Moreau"]  # in, the page's answer (an echo), in again: the customer's turn
+    assert lea["last_message"]["text"].startswith("Merci ! Je dépose") and lea["last_outbound_at"] is not None
+    assert lea["assignee"]["name"] == "Camille Martin" and lea["labels"] == ["échange"]
+    assert by_name["Thomas Petit"]["status"] == "resolved"
+    hugo = by_name["Hugo Lefèvre"]
+    assert hugo["priority"] == "high" and hugo["labels"] == ["remboursement"]
+    teams = {t["name"]: t["id"] for t in admin.get("/api/v1/teams").get_json()}
+    assert hugo["team_id"] == teams["SAV"]
+    assert by_name["James Miller"]["priority"] == "urgent"
+    mine = camille.get("/api/v1/conversations?assignee=me&limit=200").get_json()["items"]
+    assert sorted(c["contact"]["name"] for c in mine) == ["Léa Moreau", "Sarah Johnson"]
+    replies = admin.get("/api/v1/canned-replies").get_json()
+    assert {r["shortcut"] for r in (replies["items"] if isinstance(replies, dict) else replies)} >= \
+        {"merci", "suivi", "thanks"}
+    policies = admin.get("/api/v1/sla-policies").get_json()
+    assert [p["first_response_seconds"] for p in (policies["items"] if isinstance(policies, dict) else policies)] \
+        == [3600]
 
 
 def login_client(app: Any, email: str, password: str) -> Any:
