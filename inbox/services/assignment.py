@@ -278,7 +278,8 @@ def auto_assign(session: Session, conversation: Conversation) -> Agent | None:
         from inbox.services.conversations import _activity
         mode = policy.mode.replace("_", "-")
         _activity(session, conversation, None, f"Assigned to {agent.name} ({mode} assignment)",
-                  {"type": "assigned", "assignee_id": agent.id, "by": "policy", "mode": policy.mode})
+                  {"type": "assigned", "assignee_id": agent.id, "assignee_name": agent.name, "by": "policy",
+                   "mode": policy.mode})
         return agent
     return None
 
@@ -542,7 +543,7 @@ def unassign_offline(session: Session, now: datetime) -> int:
         _activity(session, conversation, None,
                   f"Unassigned: {name} has been offline for more than {minutes} min",
                   {"type": "assigned", "assignee_id": None, "by": "policy", "reason": "offline",
-                   "previous_assignee_id": holder})
+                   "previous_assignee_id": holder, "previous_assignee_name": name, "minutes": minutes})
         publish_conversation(session, conversation)
         count += 1
     return count

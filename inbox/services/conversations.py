@@ -559,7 +559,9 @@ def list_messages(session: Session, agent: Agent, conversation_id: int, limit: i
 # ---------------------------------------------------------------- changes
 def _activity(session: Session, conversation: Conversation, agent: Agent | None, text: str,
               details: dict[str, Any]) -> None:
-    """A history row (kind activity): seen by the team only, never sent."""
+    """A history row (kind activity): seen by the team only, never sent. `text` is its English sentence (API
+    clients, exports); `details` (the message's `extra.activity`) carry its type and the names it shows, from
+    which the console writes the sentence in the agent's language."""
     now = utcnow()
     message = Message(conversation_id=conversation.id, channel_id=conversation.channel_id, direction="out",
                       kind="activity", author_type="agent" if agent else "system",
@@ -595,7 +597,7 @@ def claim(session: Session, agent: Agent, conversation_id: int) -> Conversation:
         raise Conflict(f"already taken by {holder.name if holder else 'someone else'}",
                        details={"assignee": {"id": holder.id, "name": holder.name} if holder else None})
     _activity(session, conversation, agent, f"{agent.name} claimed the conversation",
-              {"type": "claimed", "agent_id": agent.id})
+              {"type": "claimed", "agent_id": agent.id, "agent_name": agent.name})
     publish_conversation(session, conversation)
     return conversation
 
@@ -616,10 +618,13 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
                 raise ValidationFailed("cannot assign", fields={"assignee_id": ["no active agent serving this brand"]})
             text = f"{agent.name} assigned the conversation to {assignee.name}"
         else:
+            assignee = None
             text = f"{agent.name} unassigned the conversation"
         conversation.assignee_id = new_id
         conversation.assigned_at = now if new_id else None
-        _activity(session, conversation, agent, text, {"type": "assigned", "assignee_id": new_id})
+        _activity(session, conversation, agent, text, {"type": "assigned", "assignee_id": new_id,
+                                                       "assignee_name": assignee.name if assignee else None,
+                                                       "actor_name": agent.name})
     if "team_id" in changes and changes["team_id"] != conversation.team_id:
         if changes["team_id"] is not None and session.get(Team, changes["team_id"]) is None:
             raise ValidationFailed("unknown team", fields={"team_id": ["no such team"]})
@@ -635,7 +640,7 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
             conversation.snoozed_until = None
         conversation.resolved_at = now if status == "resolved" else None
         _activity(session, conversation, agent, f"{agent.name} set the status to {status}",
-                  {"type": "status", "from": conversation.status, "to": status})
+                  {"type": "status", "from": conversation.status, "to": status, "actor_name": agent.name})
         conversation.status = status
     elif "snoozed_until" in changes and conversation.status == "snoozed":
         conversation.snoozed_until = changes["snoozed_until"]

@@ -61,7 +61,8 @@ def handoff(session: Session, agent: Agent, conversation_id: int, team_id: int, 
               f"{agent.name} handed the conversation over to {team.name}"
               + (f" (from {from_team.name})" if from_team else ""),
               {"type": "handoff", "from_team_id": from_team.id if from_team else None, "to_team_id": team_id,
-               "previous_assignee_id": previous_assignee, "note_id": message.id})
+               "previous_assignee_id": previous_assignee, "note_id": message.id, "actor_name": agent.name,
+               "to_team_name": team.name, "from_team_name": from_team.name if from_team else None})
     assignment.auto_assign(session, conversation)
     if previous_assignee is not None:
         from inbox.jobs.tasks import pick_up_backlog
@@ -143,7 +144,7 @@ def link(session: Session, agent: Agent, conversation_id: int, other_id: int, *,
     session.flush()
     for here, there in ((conversation, other), (other, conversation)):
         _activity(session, here, agent, f"{agent.name} linked this conversation to #{there.id}",
-                  {"type": "linked", "conversation_id": there.id})
+                  {"type": "linked", "conversation_id": there.id, "actor_name": agent.name})
         here.updated_at = now
         publish_conversation(session, here)
     return list_links(session, agent, conversation_id), True
@@ -163,7 +164,7 @@ def unlink(session: Session, agent: Agent, conversation_id: int, other_id: int) 
         if here is None:
             continue
         _activity(session, here, agent, f"{agent.name} unlinked this conversation from #{there_id}",
-                  {"type": "unlinked", "conversation_id": there_id})
+                  {"type": "unlinked", "conversation_id": there_id, "actor_name": agent.name})
         here.updated_at = now
         publish_conversation(session, here)
 

@@ -113,6 +113,8 @@ def test_round_robin_assigns_before_the_conversation_is_published(app, client, w
         activity = db.session.execute(select(Message).where(Message.conversation_id == conversation.id,
                                                             Message.kind == "activity")).scalars().all()
         assert [m.extra["activity"]["by"] for m in activity] == ["policy"]
+        owner = db.session.get(Agent, owners[0])
+        assert activity[0].extra["activity"]["assignee_name"] == owner.name  # the console's sentence
     listing = client.get("/api/v1/conversations", query_string={"assignee": "none"},
                          headers=bearer(token_for(world.agent))).get_json()
     assert listing["items"] == []

@@ -58,6 +58,12 @@ def test_handoff_moves_the_conversation_with_a_note_and_sends_nothing(app, clien
     assert handed["extra"]["activity"]["to_team_id"] == sav_team
     assert handed["extra"]["activity"]["previous_assignee_id"] == world.agent_ids[world.agent]
     assert handed["author"]["name"] == "Agent" and "SAV" in handed["text"]
+    # the names the console writes its sentence with, in the agent's language (frontend activityText)
+    assert {k: handed["extra"]["activity"][k] for k in ("actor_name", "to_team_name")} == \
+        {"actor_name": "Agent", "to_team_name": "SAV"}
+    claimed = next(m["extra"]["activity"] for m in items if m["kind"] == "activity"
+                   and m["extra"]["activity"]["type"] == "claimed")
+    assert claimed["agent_name"] == "Agent"
     with app.app_context():
         names = db.session.execute(select(RealtimeEvent.name).where(RealtimeEvent.id > mark)).scalars().all()
         assert names.count("message.created") == 2 and "conversation.updated" in names

@@ -84,6 +84,8 @@ def test_status_changes_snooze_and_reopen_on_new_message(app, client, world, tok
     assert client.get(url, headers=bearer(token)).get_json()["status"] == "open"
     history = client.get(f"{url}/messages", headers=bearer(token)).get_json()["items"]
     assert any(m["kind"] == "activity" and "resolved" in m["text"] for m in history)
+    status_rows = [m["extra"]["activity"] for m in history if m["kind"] == "activity"]
+    assert {"type": "status", "from": "open", "to": "resolved", "actor_name": "Agent"} in status_rows
 
 
 def test_a_snoozed_conversation_reopens_when_its_time_comes(app, client, world, token_for, jobs_done):

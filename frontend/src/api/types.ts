@@ -173,6 +173,15 @@ export interface Message {
   hidden: boolean;
   liked: boolean;
   reply_to_id: Id | null;
+  /** What the API shows of the message's platform and history details; `activity` on activity rows. */
+  extra?: { activity?: ActivityDetails; quick_reply_payload?: string; postback_payload?: string; tag?: string };
+}
+
+/** An activity row's structured details (`extra.activity`): its type and the names its sentence shows. Rows written
+ * before the names were kept have only ids: the console then shows the row's English `text`. */
+export interface ActivityDetails {
+  type: string;
+  [key: string]: unknown;
 }
 
 /** What the composer can send: a public reply, a private reply to a comment, or an internal note. */
