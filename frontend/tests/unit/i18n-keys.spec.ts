@@ -29,8 +29,8 @@ const used = new Map<string, string[]>();  // key -> files naming it
 for (const file of sources(SRC)) {
   const text = readFileSync(file, "utf8");
   for (const pattern of [CALL, KEYPATH]) {
-    for (const match of text.matchAll(pattern)) {
-      used.set(match[1], [...(used.get(match[1]) ?? []), relative(SRC, file)]);
+    for (const [, key] of text.matchAll(pattern)) {
+      if (key) used.set(key, [...(used.get(key) ?? []), relative(SRC, file)]);
     }
   }
 }
