@@ -54,8 +54,8 @@ THREADS: tuple[DemoThread, ...] = (
         (18, "in", "Merci ! Je dépose le colis demain matin 🙏"),
     ), triage={"assign": "camille@example.com", "labels": ["échange"]}),
     DemoThread("Maison Lune", 7, (
-        (1500, "in", "Top, j'ai bien reçu le colis, tout est parfait 🎉"),
-        (1490, "out", "Merci Thomas, très bonne journée ! 😊"),
+        (1200, "in", "Top, j'ai bien reçu le colis, tout est parfait 🎉"),
+        (1190, "out", "Merci Thomas, très bonne journée ! 😊"),
     ), triage={"status": "resolved"}),
     DemoThread("Vélo Vert", 3, ((95, "in", "Je voudrais me faire rembourser la commande 48102, le casque est "
                                            "arrivé cassé 😡"),),

@@ -549,7 +549,10 @@ def _check_demo_conversations(admin: Any, camille: Any) -> None:
     lea = by_name["Léa Moreau"]  # in, the page's answer (an echo), in again: the customer's turn
     assert lea["last_message"]["text"].startswith("Merci ! Je dépose") and lea["last_outbound_at"] is not None
     assert lea["assignee"]["name"] == "Camille Martin" and lea["labels"] == ["échange"]
-    assert by_name["Thomas Petit"]["status"] == "resolved"
+    thomas = by_name["Thomas Petit"]  # answered in 10 minutes, resolved within the day: every target met
+    assert thomas["status"] == "resolved"
+    assert {clock["metric"]: clock["state"] for clock in thomas["sla"]} == {"first_response": "met",
+                                                                           "resolution": "met"}
     hugo = by_name["Hugo Lefèvre"]
     assert hugo["priority"] == "high" and hugo["labels"] == ["remboursement"]
     teams = {t["name"]: t["id"] for t in admin.get("/api/v1/teams").get_json()}
