@@ -171,6 +171,7 @@ const en: MessageSchema = {
       failed: "failed",
     },
     failedWith: "Failed: {error}",
+    retryingAfter: "retrying after an error: {error}",
   },
   moderation: {
     actions: "Comment actions",

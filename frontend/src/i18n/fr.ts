@@ -170,6 +170,7 @@ const fr = {
       failed: "échec",
     },
     failedWith: "Échec : {error}",
+    retryingAfter: "nouvel essai après une erreur : {error}",
   },
   moderation: {
     actions: "Actions sur le commentaire",
