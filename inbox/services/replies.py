@@ -156,6 +156,9 @@ def moderate_comment(session: Session, agent: Agent, message_id: int, action: st
     try:
         meta.moderate_comment(meta_client(), meta_credentials(conversation.channel), message.external_id, action)
     except PlatformError as exc:
+        if exc.retryable:  # unreachable, busy or rate-limiting: not a refusal, and worth another try soon
+            raise PlatformRefused(f"Facebook could not do it now, nothing changed; try again in a moment ({exc})") \
+                from exc
         raise PlatformRefused(f"Facebook refused: {exc}") from exc
     now = utcnow()
     if action in ("hide", "unhide"):

@@ -231,6 +231,27 @@ def test_comment_thread_public_reply_private_reply_and_moderation(app, client, w
     assert ("DELETE", "/555_1") in [(r.method, r.path) for r in fake_meta.requests]
 
 
+def test_a_moderation_the_platform_cannot_do_says_whether_to_try_again(app, client, world, token_for, fake_meta,
+                                                                       jobs_done):
+    post_meta(client, feed_comment_payload(PAGE_ID, f"{PAGE_ID}_556", "556_1", "user-8", "Hugo", "Prix ?"))
+    jobs_done()
+    token = token_for(world.agent)
+    conversation = _list(client, token, kind="comment")["items"][0]
+    comment = client.get(f"/api/v1/conversations/{conversation['id']}/messages",
+                         headers=bearer(token)).get_json()["items"][0]
+    url = f"/api/v1/messages/{comment['id']}/moderate"
+    fake_meta.fail_next(1, code=2, http_status=500)  # Graph's transient error: nothing was done, try again
+    busy = client.post(url, json={"action": "hide"}, headers=bearer(token))
+    assert busy.status_code == 502
+    assert busy.get_json()["error"]["message"].startswith("Facebook could not do it now, nothing changed; try again")
+    fake_meta.fail_next(1, code=100, message="(#100) Unsupported post request")  # a refusal: trying again is useless
+    refused = client.post(url, json={"action": "hide"}, headers=bearer(token))
+    assert refused.status_code == 502
+    assert refused.get_json()["error"]["message"].startswith("Facebook refused: ")
+    hidden = client.post(url, json={"action": "hide"}, headers=bearer(token))
+    assert hidden.status_code == 200 and hidden.get_json()["hidden"] is True  # nothing half-done before
+
+
 def test_rate_limited_send_is_retried_then_sent_once(app, client, world, token_for, fake_meta, jobs_done):
     post_meta(client, messenger_message_payload(PAGE_ID, "p-rl", "help"))
     jobs_done()
