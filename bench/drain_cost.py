@@ -1,4 +1,5 @@
-"""A/B of the drain alone: `python -m bench.drain_cost --baseline REV [--pairs 4] [--count 400] [--rounds 4]`
+"""A/B of the drain alone: `python -m bench.drain_cost --baseline REV [--pairs 4] [--count 400] [--rounds 4]`;
+`python -m bench.drain_cost --fixed-cost`: this checkout's drain CPU by batch size (what a drain costs by itself).
 
 The drain's own CPU per message (`time.process_time()` of `ingest.drain_webhook_events` in one process, PostgreSQL,
 and Redis as in production: each commit's live events are published on the live channel and the name lookups it
@@ -28,7 +29,7 @@ NAME = "drain_cost"
 HERE = Path(__file__).resolve()
 
 
-def _child(count: int, rounds: int, tag: str) -> None:
+def _child(count: int, rounds: int, tag: str, batch: int = 50) -> None:
     """In the side's checkout (cwd and PYTHONPATH), DATABASE_URL set: store, drain, print the CPU ms per message of
     each round. Run as a script of this checkout (`--child`), it imports nothing of the side's bench/ but its seed's
     factories (tests/), so any baseline with the drain can be measured."""
@@ -54,13 +55,13 @@ def _child(count: int, rounds: int, tag: str) -> None:
             cpu = time.process_time()
             done = 0
             while done < count:
-                done += ingest.drain_webhook_events(linger=0, batch_size=50)
+                done += ingest.drain_webhook_events(linger=0, batch_size=batch)
             measured.append((time.process_time() - cpu) * 1000 / count)
             db.session.remove()
     print(json.dumps(measured))
 
 
-def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
+def _side(root: Path, label: str, count: int, rounds: int, batch: int = 50) -> list[float]:
     """One fresh database, migrated and seeded by the side's own code; its rounds' CPU ms per message."""
     import psycopg
 
@@ -78,8 +79,8 @@ def _side(root: Path, label: str, count: int, rounds: int) -> list[float]:
     try:
         subprocess.run([ALEMBIC, "upgrade", "head"], cwd=root, env=env, check=True, capture_output=True)
         subprocess.run([PY, "-m", "bench.seed"], cwd=root, env=env, check=True, capture_output=True)
-        out = subprocess.run([PY, "-P", str(HERE), "--child", str(count), str(rounds), label], cwd=root, env=env,
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run([PY, "-P", str(HERE), "--child", str(count), str(rounds), label, str(batch)], cwd=root,
+                             env=env, check=True, capture_output=True, text=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -132,9 +133,49 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_fixed(batches: tuple[int, ...] = (1, 4, 20, 50), count: int = 400, rounds: int = 3) -> dict[str, Any]:
+    """This checkout only: the drain's CPU per message at each batch size (each on a fresh database), and from the
+    smallest and the largest the cost of a drain itself and of each message in it (a straight line through
+    the two: CPU per drain = fixed + marginal x batch). Live traffic at a few hundred messages a second drains
+    in batches of a few, where the fixed part is most of the cost."""
+    from bench.common import ROOT, log, machine_info, revision, save_figure
+
+    results: dict[str, Any] = {"machine": machine_info(), "this": f"{revision('HEAD')} (working tree)",
+                               "count": count, "rounds": rounds, "batches": {}}
+    for batch in batches:
+        per_message = _steady(_side(ROOT, f"fixed{batch}", count, rounds, batch))
+        results["batches"][str(batch)] = per_message
+        log(f"batch {batch}: CPU {per_message:.3f} ms per message, {per_message * batch:.3f} ms per drain")
+    small, large = min(batches), max(batches)
+    per_drain = {b: results["batches"][str(b)] * b for b in (small, large)}
+    marginal = (per_drain[large] - per_drain[small]) / (large - small)
+    results["fixed_ms"], results["marginal_ms"] = per_drain[small] - marginal * small, marginal
+    return save_figure(f"{NAME}-fixed", results, report_fixed)
+
+
+def report_fixed(res: dict[str, Any]) -> str:
+    from bench.common import machine_line
+
+    lines = ["## The drain's fixed cost (CPU per drain and per message, by batch size)", "",
+             machine_line(res["machine"]), "",
+             f"`python -m bench.drain_cost --fixed-cost`: this checkout `{res['this']}`, one fresh PostgreSQL database "
+             f"per batch size, {res['rounds']} rounds of {res['count']} single-entry webhooks from 200 known "
+             "customers drained in batches of that size (steady state: the first round left out); the drain's "
+             "process CPU, as in the A/B above.", "",
+             "| batch | CPU ms per message | CPU ms per drain |", "|---|---|---|"]
+    for batch, per_message in res["batches"].items():
+        lines.append(f"| {batch} | {per_message:.3f} | {per_message * int(batch):.3f} |")
+    lines += ["", f"A drain costs **{res['fixed_ms']:.2f} ms** of CPU whatever it carries, and each message in it "
+                  f"**{res['marginal_ms']:.3f} ms** more (the line through the smallest and the largest batch)."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        _child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        _child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 50)
+        return
+    if sys.argv[1:2] == ["--fixed-cost"]:
+        run_fixed()
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", required=True, help="a commit (e.g. HEAD~1, a hash)")

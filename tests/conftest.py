@@ -94,6 +94,11 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
         with BACKGROUND_LOCK:
             wait_for_jobs(app)
             factories.empty_database()
+            # rows the per-process caches hold are gone with the tables: the next test must not route to a
+            # channel or start an SLA clock on a policy of this one (a foreign-key error, or a wrong channel)
+            from inbox.services import channels, sla
+            sla.invalidate_policy_cache()
+            channels.invalidate_cache()
         fake = request.getfixturevalue("fake_meta")
         fake.reset()
 
