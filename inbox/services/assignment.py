@@ -543,7 +543,8 @@ def unassign_offline(session: Session, now: datetime) -> int:
         _activity(session, conversation, None,
                   f"Unassigned: {name} has been offline for more than {minutes} min",
                   {"type": "assigned", "assignee_id": None, "by": "policy", "reason": "offline",
-                   "previous_assignee_id": holder, "previous_assignee_name": name, "minutes": minutes})
+                   "previous_assignee_id": holder, "previous_assignee_name": name if holder else None,
+                   "minutes": minutes})
         publish_conversation(session, conversation)
         count += 1
     return count
