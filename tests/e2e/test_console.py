@@ -65,3 +65,37 @@ def test_sign_in_see_a_dm_arrive_live_and_reply(page, live_server, world, fake_m
     expect(page.get_by_test_id("composer-text")).to_have_value("")
     page.screenshot(path=SCREENSHOT, full_page=True)
     assert page.errors == [], page.errors
+
+
+def test_a_refused_reply_shows_why_and_is_sent_again_from_the_console(page, live_server, world, fake_meta,
+                                                                      jobs_done) -> None:
+    """The platform refuses a reply for good: the agent sees "failed" and the platform's reason in the thread,
+    sends it again with one click once the cause is gone, and it goes out once more, live back to "sent"."""
+    page.goto("/")
+    page.get_by_test_id("login-email").fill(world.agent)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
+    page.get_by_test_id("view-all").click()
+    _post_webhook(live_server, messenger_message_payload(PAGE_ID, "psid-again", "Vous êtes là ?", mid="m_again_1"))
+    rows = page.get_by_test_id("conversation-row")
+    expect(rows).to_have_count(1)
+    rows.first.click()
+
+    fake_meta.fail_next(1, code=100, message="(#100) The recipient is not available right now")  # not retryable
+    reply = "Oui, nous sommes là !"
+    page.get_by_test_id("composer-text").fill(reply)
+    page.get_by_test_id("composer-send").click()
+    sent = page.locator("[data-testid=message][data-direction=out]").filter(has_text=reply)
+    expect(sent).to_have_attribute("data-delivery-status", "failed", timeout=15000)
+    expect(sent.get_by_test_id("delivery-error")).to_contain_text("The recipient is not available right now")
+    sends = lambda: [r for r in fake_meta.requests if r.path == f"/{PAGE_ID}/messages"  # noqa: E731
+                     and r.body["message"]["text"] == reply]
+    assert len(sends()) == 1
+
+    sent.get_by_test_id("resend").click()
+    expect(sent).to_have_attribute("data-delivery-status", "sent", timeout=15000)
+    expect(sent.get_by_test_id("resend")).to_have_count(0)
+    jobs_done()
+    assert len(sends()) == 2  # refused once, then sent once: never twice
+    assert page.errors == [], page.errors

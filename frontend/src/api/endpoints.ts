@@ -145,6 +145,8 @@ export const messagesApi = {
     client.post<Message>(`/conversations/${seg(conversationId)}/messages`, message),
   moderate: (messageId: Id, action: ModerationAction, client: ApiClient = api) =>
     client.post<Message>(`/messages/${seg(messageId)}/moderate`, { action }),
+  /** A failed (or unknown) reply queued again for sending (409 when it is not failed or unknown any more). */
+  retry: (messageId: Id, client: ApiClient = api) => client.post<Message>(`/messages/${seg(messageId)}/retry`),
 };
 
 // ---------- administration (admins; supervisors read their teams and agents) ----------

@@ -146,7 +146,8 @@ export type ConversationPatch = Partial<{
 
 export type MessageDirection = "in" | "out";
 export type MessageKind = "message" | "comment" | "note" | "activity";
-export type DeliveryStatus = "queued" | "sending" | "sent" | "delivered" | "read" | "failed";
+/** `unknown`: the send was interrupted after the request left (a timeout, a crash): the platform may have it. */
+export type DeliveryStatus = "queued" | "sending" | "sent" | "delivered" | "read" | "failed" | "unknown";
 export type AuthorType = "contact" | "agent" | "page" | "system";
 
 export interface Attachment {

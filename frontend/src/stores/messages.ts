@@ -186,6 +186,13 @@ export const useMessageStore = defineStore("messages", () => {
     return message;
   }
 
+  /** Send a failed reply again: it is queued again, and its status follows live as the send job reports. */
+  async function resend(messageId: Id): Promise<Message> {
+    const message = await messagesApi.retry(messageId);
+    if (sameId(conversationId.value, message.conversation_id)) put([message], "replace");
+    return message;
+  }
+
   return {
     conversationId,
     items,
@@ -203,5 +210,6 @@ export const useMessageStore = defineStore("messages", () => {
     applyEvent,
     send,
     moderate,
+    resend,
   };
 });

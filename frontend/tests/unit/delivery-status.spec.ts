@@ -1,8 +1,10 @@
 import { mount } from "@vue/test-utils";
 import { createPinia, setActivePinia } from "pinia";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { messagesApi } from "@/api";
 import MessageItem from "@/components/MessageItem.vue";
 import { createAppI18n } from "@/i18n";
+import { useMessageStore } from "@/stores/messages";
 import { message } from "../factories";
 
 function outbound(delivery_status: string, delivery_error: string | null) {
@@ -36,5 +38,40 @@ describe("an outbound message's real delivery status", () => {
     const wrapper = outbound("queued", "retrying after: <img src=x onerror=alert(1)>");
     expect(wrapper.find("img").exists()).toBe(false);
     expect(wrapper.get("[data-testid='delivery-retry']").text()).toContain("<img src=x onerror=alert(1)>");
+  });
+});
+
+describe("sending a failed reply again", () => {
+  beforeEach(() => setActivePinia(createPinia()));
+
+  it("offers it on a failed reply, and asks to check first on an unknown one", async () => {
+    const failed = outbound("failed", "(#10) Outside of allowed window");
+    const button = failed.get("[data-testid='resend']");
+    expect(button.text()).toBe("Renvoyer");
+    await button.trigger("click");
+    expect(failed.emitted("resend")).toEqual([[]]);
+    const unknown = outbound("unknown", "no answer from the platform; it may have received the message");
+    expect(unknown.get("[data-testid='delivery-status']").text()).toContain("envoi incertain");
+    expect(unknown.get("[data-testid='delivery-uncertain']").attributes("title")).toContain("no answer from the platform");
+    expect(unknown.get("[data-testid='resend']").text()).toBe("Renvoyer quand même");
+    expect(unknown.get("[data-testid='resend']").attributes("title")).toContain("vérifiez avant de renvoyer");
+    for (const status of ["queued", "sending", "sent", "delivered", "read"]) {
+      expect(outbound(status, null).find("[data-testid='resend']").exists()).toBe(false);
+    }
+  });
+
+  it("puts the queued copy the API answers in the thread", async () => {
+    const store = useMessageStore();
+    vi.spyOn(messagesApi, "list").mockResolvedValueOnce({
+      items: [message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "failed",
+                        delivery_error: "(#10) Outside of allowed window" })],
+      next_cursor: null,
+    });
+    await store.open(7);
+    const retry = vi.spyOn(messagesApi, "retry").mockResolvedValueOnce(
+      message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "queued", delivery_error: null }));
+    await store.resend(5);
+    expect(retry).toHaveBeenCalledWith(5);
+    expect(store.items.map((m) => [m.id, m.delivery_status, m.delivery_error])).toEqual([[5, "queued", null]]);
   });
 });
