@@ -47,3 +47,45 @@ describe("translation keys named in the console's sources", () => {
     expect(missing).toEqual([]);
   });
 });
+
+// Keys built from a server value (t(`message.delivery.${status}`)...): every value the server's models allow has its
+// key in both languages. The values are read from the models themselves, so a status added there without its
+// translation fails here ("unknown" delivery showed as the raw key "message.delivery.unknown" until this test).
+const MODELS = join(__dirname, "../../../inbox/models");
+
+function serverValues(file: string, constant: string): string[] {
+  const text = readFileSync(join(MODELS, file), "utf8");
+  const tuple = new RegExp(`^${constant} = \\(([^)]*)\\)`, "m").exec(text);
+  if (!tuple?.[1]) throw new Error(`${constant} not found in inbox/models/${file}`);
+  return [...tuple[1].matchAll(/"([^"]+)"/g)].map(([, value]) => value ?? "");
+}
+
+const BUILT: [string, string, string[]][] = [
+  ["message.delivery", "message.py DELIVERY_STATUSES", serverValues("message.py", "DELIVERY_STATUSES")],
+  ["message.author", "message.py author types", ["contact", "agent", "page", "system"]],
+  ["status", "conversation.py STATUSES", serverValues("conversation.py", "STATUSES")],
+  ["statusFilter", "conversation.py STATUSES", serverValues("conversation.py", "STATUSES")],
+  ["priority", "conversation.py PRIORITIES", serverValues("conversation.py", "PRIORITIES")],
+  ["channel.kind", "conversation.py CONVERSATION_KINDS", serverValues("conversation.py", "CONVERSATION_KINDS")],
+  ["agent.roles", "org.py ROLES", serverValues("org.py", "ROLES")],
+  ["agent.availability", "org.py AVAILABILITIES", serverValues("org.py", "AVAILABILITIES")],
+  ["sla.state", "sla.py CLOCK_STATES", serverValues("sla.py", "CLOCK_STATES")],
+  ["sla.metric", "sla.py METRICS", serverValues("sla.py", "METRICS")],
+  ["settings.assignment.modes", "assignment.py ASSIGNMENT_MODES", serverValues("assignment.py", "ASSIGNMENT_MODES")],
+  ["settings.webhooks.statuses", "webhook_event.py EVENT_STATUSES",
+   serverValues("webhook_event.py", "EVENT_STATUSES")],
+];
+
+describe("translation keys built from the server's values", () => {
+  it("reads the server's values", () => {
+    expect(serverValues("message.py", "DELIVERY_STATUSES")).toContain("unknown");
+    expect(serverValues("conversation.py", "STATUSES")).toEqual(["open", "pending", "snoozed", "resolved"]);
+  });
+
+  it.each([["en", en], ["fr", fr]])("every one exists in %s", (_name, messages) => {
+    const missing = BUILT.flatMap(([prefix, source, values]) =>
+      values.filter((value) => typeof lookup(messages, `${prefix}.${value}`) !== "string")
+        .map((value) => `${prefix}.${value} (${source})`));
+    expect(missing).toEqual([]);
+  });
+});
