@@ -644,13 +644,22 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
         conversation.status = status
     elif "snoozed_until" in changes and conversation.status == "snoozed":
         conversation.snoozed_until = changes["snoozed_until"]
-    if "priority" in changes:
+    if "priority" in changes and PRIORITIES.index(changes["priority"]) != conversation.priority:
+        before_priority = PRIORITIES[conversation.priority]
         conversation.priority = PRIORITIES.index(changes["priority"])
+        _activity(session, conversation, agent, f"{agent.name} set the priority to {changes['priority']}",
+                  {"type": "priority", "from": before_priority, "to": changes["priority"], "actor_name": agent.name})
     if "labels" in changes:
         wanted = sorted({label.strip() for label in changes["labels"] if label.strip()})
-        conversation.label_rows = [row for row in conversation.label_rows if row.label in wanted]
         have = {row.label for row in conversation.label_rows}
-        conversation.label_rows += [ConversationLabel(label=label) for label in wanted if label not in have]
+        added, removed = [label for label in wanted if label not in have], sorted(have - set(wanted))
+        conversation.label_rows = [row for row in conversation.label_rows if row.label in wanted]
+        conversation.label_rows += [ConversationLabel(label=label) for label in added]
+        if added or removed:  # who tagged what: the history a supervisor reads back
+            text = f"{agent.name} changed the labels" + (f": +{', +'.join(added)}" if added else "") \
+                + (f"{',' if added else ':'} -{', -'.join(removed)}" if removed else "")
+            _activity(session, conversation, agent, text,
+                      {"type": "labels", "added": added, "removed": removed, "actor_name": agent.name})
     conversation.updated_at = now
     sla.refresh_conversation(session, conversation, f"status:{conversation.status}")
     from inbox.services.assignment import after_update  # freed capacity -> backlog pickup

@@ -61,6 +61,18 @@ def test_filters_and_counts(app, client, world, token_for, jobs_done):
     assert [c["id"] for c in get(assignee="me")["items"]] == [first["id"]]
     assert [c["id"] for c in get(label="vip")["items"]] == [first["id"]]
     assert [c["id"] for c in get(priority="urgent")["items"]] == [first["id"]]
+    # who changed the priority and the labels stays in the history (the same PATCH again changes nothing: no row)
+    client.patch(f"/api/v1/conversations/{first['id']}", json={"labels": ["vip", "rappel"], "priority": "urgent"},
+                 headers=bearer(token))
+    history = client.get(f"/api/v1/conversations/{first['id']}/messages", headers=bearer(token)).get_json()["items"]
+    changes = [m["extra"]["activity"] for m in reversed(history) if m["kind"] == "activity"
+               and m["extra"]["activity"]["type"] in ("priority", "labels")]
+    assert changes == [
+        {"type": "priority", "from": "normal", "to": "urgent", "actor_name": "Agent"},
+        {"type": "labels", "added": ["livraison", "vip"], "removed": [], "actor_name": "Agent"},
+        {"type": "labels", "added": ["rappel"], "removed": ["livraison"], "actor_name": "Agent"},
+    ]
+    assert [c["labels"] for c in get(label="rappel")["items"]] == [["rappel", "vip"]]
     assert get(channel_kind="api")["items"] == []
     bad = client.get("/api/v1/conversations", query_string={"status": "lost", "cursor": "zzz", "limit": 0},
                      headers=bearer(token))

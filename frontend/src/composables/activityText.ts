@@ -49,6 +49,22 @@ export function activityText(message: Message, t: Translate): string {
       const from = name(a.from_team_name);
       return from ? t("activity.handoffFrom", { actor, team, from }) : t("activity.handoff", { actor, team });
     }
+    case "priority": {
+      const to = typeof a.to === "string" ? a.to : "";
+      return actor && ["low", "normal", "high", "urgent"].includes(to)
+        ? t("activity.priority", { actor, priority: t(`priority.${to}`) }) : fallback;
+    }
+    case "labels": {
+      const list = (value: unknown) => (Array.isArray(value) ? value.filter((v) => typeof v === "string") : []);
+      const added = list(a.added);
+      const removed = list(a.removed);
+      if (!actor || added.length + removed.length === 0) return fallback;
+      const parts = [
+        ...(added.length ? [t("activity.labelsAdded", { labels: added.join(", ") })] : []),
+        ...(removed.length ? [t("activity.labelsRemoved", { labels: removed.join(", ") })] : []),
+      ];
+      return t("activity.labels", { actor, changes: parts.join(t("activity.labelsSeparator")) });
+    }
     case "linked":
     case "unlinked":
       return actor && typeof a.conversation_id === "number"

@@ -145,6 +145,11 @@ const en: MessageSchema = {
     handoffFrom: "{actor} handed the conversation over to {team} (from {from})",
     linked: "{actor} linked this conversation to #{id}",
     unlinked: "{actor} unlinked this conversation from #{id}",
+    priority: "{actor} set the priority to “{priority}”",
+    labels: "{actor} changed the labels: {changes}",
+    labelsAdded: "added {labels}",
+    labelsRemoved: "removed {labels}",
+    labelsSeparator: "; ",
   },
   message: {
     listLabel: "Conversation messages",

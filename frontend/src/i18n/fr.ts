@@ -144,6 +144,11 @@ const fr = {
     handoffFrom: "{actor} a transféré la conversation à {team} (depuis {from})",
     linked: "{actor} a lié cette conversation à la n° {id}",
     unlinked: "{actor} a délié cette conversation de la n° {id}",
+    priority: "{actor} a passé la priorité à « {priority} »",
+    labels: "{actor} a modifié les étiquettes : {changes}",
+    labelsAdded: "ajout de {labels}",
+    labelsRemoved: "retrait de {labels}",
+    labelsSeparator: " ; ",
   },
   message: {
     listLabel: "Messages de la conversation",

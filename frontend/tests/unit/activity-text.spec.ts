@@ -45,6 +45,12 @@ describe("activity rows in the agent's language", () => {
       .toBe("Camille Martin a lié cette conversation à la n° 12");
     expect(say({ type: "unlinked", conversation_id: 12, actor_name: "Camille Martin" }))
       .toBe("Camille Martin a délié cette conversation de la n° 12");
+    expect(say({ type: "priority", from: "normal", to: "urgent", actor_name: "Camille Martin" }))
+      .toBe("Camille Martin a passé la priorité à « Urgente »");
+    expect(say({ type: "labels", added: ["vip", "rappel"], removed: ["livraison"], actor_name: "Camille Martin" }))
+      .toBe("Camille Martin a modifié les étiquettes : ajout de vip, rappel ; retrait de livraison");
+    expect(say({ type: "labels", added: [], removed: ["vip"], actor_name: "Camille Martin" }))
+      .toBe("Camille Martin a modifié les étiquettes : retrait de vip");
   });
 
   it("writes them in English too", () => {
@@ -52,6 +58,8 @@ describe("activity rows in the agent's language", () => {
       .toBe("Sam set the status to “Pending”");
     expect(activityText(row({ type: "linked", conversation_id: 4, actor_name: "Sam" }), en.t))
       .toBe("Sam linked this conversation to #4");
+    expect(activityText(row({ type: "labels", added: ["vip"], removed: ["x"], actor_name: "Sam" }), en.t))
+      .toBe("Sam changed the labels: added vip; removed x");
   });
 
   it("falls back to the row's text when the details cannot write the sentence", () => {
@@ -60,7 +68,9 @@ describe("activity rows in the agent's language", () => {
                             { type: "handoff", to_team_id: 2 }, { type: "something new" },
                             { type: "status", to: "archived", actor_name: "Sam" },
                             { type: "assigned", assignee_id: 3, assignee_name: "Sam", by: "policy", mode: "manual" },
-                            { type: "status", from: "open", to: "open" }, undefined]) {
+                            { type: "status", from: "open", to: "open" },
+                            { type: "priority", to: "critical", actor_name: "Sam" },
+                            { type: "labels", added: [], removed: [], actor_name: "Sam" }, undefined]) {
       expect(activityText(row(activity), fr.t)).toBe("English text from the API");
     }
   });
