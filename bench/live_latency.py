@@ -196,6 +196,7 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
 
 
 BENCH_MID = re.compile(rb'"mid":"([^"]+)"')
+BENCH_TEXT = re.compile(r"^bench message (\d+) from (.*)-c\d+$")  # as bench/agents.mjs reads a preview
 
 
 def _epoch(at: Any) -> float:
@@ -240,9 +241,6 @@ def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) ->
         steps["event built"].append(built[key] - processed_at)
         steps["first agent"].append(first[key] - built[key])
     return {name: [pct(v, 50), pct(v, 99)] for name, v in steps.items()} | {"messages": len(steps["stored"])}
-
-
-BENCH_TEXT = re.compile(r"^bench message (\d+) from (.*)-c\d+$")
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),

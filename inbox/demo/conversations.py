@@ -69,6 +69,13 @@ THREADS: tuple[DemoThread, ...] = (
 )
 
 
+def _external_id(thread: DemoThread, k: int, n: int, page_id: str) -> str:
+    """The platform id of line `n` of thread `k`: its comment id under the post, or its Messenger mid."""
+    if thread.post is not None:
+        return f"{post_ids_for(page_id)[thread.post].split('_')[1]}_{9000 + k * 10 + n}"
+    return f"m_demo_{page_id}_{k}_{n}"
+
+
 def _bodies(thread: DemoThread, k: int, page_id: str, now: float) -> list[bytes]:
     """The webhook bodies of a thread, oldest first."""
     persona = PERSONAS[thread.persona]
@@ -77,23 +84,16 @@ def _bodies(thread: DemoThread, k: int, page_id: str, now: float) -> list[bytes]
         at = now - minutes * 60
         if thread.post is not None:
             post_id = post_ids_for(page_id)[thread.post]
-            payload = feed_comment_payload(page_id, post_id, f"{post_id.split('_')[1]}_{9000 + k * 10 + n}",
+            payload = feed_comment_payload(page_id, post_id, _external_id(thread, k, n, page_id),
                                            commenter_id_for(thread.persona), persona.name, text,
                                            created_time=int(at), post_message=BRAND_POSTS[thread.post])
         else:
-            psid, mid = psid_for(page_id, thread.persona), f"m_demo_{page_id}_{k}_{n}"
+            psid, mid = psid_for(page_id, thread.persona), _external_id(thread, k, n, page_id)
             item = (messaging_message(page_id, psid, text, mid=mid, ts_ms=int(at * 1000)) if direction == "in"
                     else messaging_echo(page_id, psid, text, mid=mid, ts_ms=int(at * 1000), app_id=None))
             payload = page_payload(page_entry(page_id, messaging=[item]))
         bodies.append(meta_json(payload))
     return bodies
-
-
-def _first_external_id(thread: DemoThread, k: int, page_id: str) -> str:
-    if thread.post is not None:
-        post_id = post_ids_for(page_id)[thread.post]
-        return f"{post_id.split('_')[1]}_{9000 + k * 10}"
-    return f"m_demo_{page_id}_{k}_0"
 
 
 def _drained(timeout: float = 30.0) -> None:
@@ -139,7 +139,7 @@ def seed_conversations(app: Flask, *, pages: dict[str, str], app_secret: str, ad
             if not thread.triage:
                 continue
             conversation_id = session.scalars(select(Message.conversation_id).where(
-                Message.external_id == _first_external_id(thread, k, pages[thread.page]))).one()
+                Message.external_id == _external_id(thread, k, 0, pages[thread.page]))).one()
             triage = dict(thread.triage)
             if "handoff" in triage:
                 team_name, note = triage.pop("handoff")

@@ -1,4 +1,4 @@
-import type { Message } from "@/api/types";
+import { CONVERSATION_STATUSES, PRIORITIES, type Message } from "@/api/types";
 
 type Translate = (key: string, named?: Record<string, unknown>) => string;
 
@@ -38,7 +38,7 @@ export function activityText(message: Message, t: Translate): string {
     }
     case "status": {
       const to = typeof a.to === "string" ? a.to : "";
-      if (!["open", "pending", "snoozed", "resolved"].includes(to)) return fallback;
+      if (!(CONVERSATION_STATUSES as readonly string[]).includes(to)) return fallback;
       if (actor) return t("activity.status", { actor, status: t(`status.${to}`) });
       return a.from === "snoozed" && to === "open" && message.author.type === "system"
         ? t("activity.snoozeEnded") : fallback;
@@ -51,7 +51,7 @@ export function activityText(message: Message, t: Translate): string {
     }
     case "priority": {
       const to = typeof a.to === "string" ? a.to : "";
-      return actor && ["low", "normal", "high", "urgent"].includes(to)
+      return actor && (PRIORITIES as readonly string[]).includes(to)
         ? t("activity.priority", { actor, priority: t(`priority.${to}`) }) : fallback;
     }
     case "labels": {
