@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import (JSON, DateTime, Integer, LargeBinary, String, Text, any_, bindparam, create_engine, event, func,
                         select, tuple_)
 from sqlalchemy.dialects import postgresql, sqlite
@@ -80,7 +82,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # DATABASE_POOL_SIZE / DATABASE_MAX_OVERFLOW (config.py).
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping before every checkout (pool_pre_ping: one round trip more for every transaction, a drain's or a
+    # request's): only a connection idle for PING_AFTER_IDLE seconds is pinged (`_ping_when_idle`)
+    ping_after_idle = kwargs.pop("ping_after_idle", PING_AFTER_IDLE)
     # the connection used last is handed out first: the few connections a steady load needs stay hot, so each
     # reaches psycopg's prepare threshold (5 executions of a statement) quickly and keeps its plans, instead of
     # every request rotating through all of them
@@ -94,7 +98,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     given = connect_args.get("options") or make_url(url).query.get("options")
     given = " ".join(given) if isinstance(given, tuple) else given
     connect_args["options"] = " ".join(filter(None, (given, "-c TimeZone=UTC")))
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+# A pooled PostgreSQL connection unused for this long is pinged before it is handed out (see `_ping_when_idle`).
+PING_AFTER_IDLE = 1.0
+_CHECKED_IN = "relais.checked_in_at"
+
+
+def _ping_when_idle(engine: Engine, idle: float) -> None:
+    """SQLAlchemy's pre-ping, for connections idle `idle` seconds or more only. A connection the database closed
+    (a restart, an idle timeout on the way) is found by the ping and replaced, with every connection opened
+    before it (the pool is invalidated, as pre-ping does), before anything uses it. A connection used less than a
+    second ago is handed out as it is: the drain and busy request threads, which check a connection out several
+    times a second, no longer pay a round trip for each transaction. The remaining risk: the database restarted
+    within that second; the first statement then fails as a disconnect, SQLAlchemy invalidates the pool, and the
+    request fails (the drain's job fails, and its webhooks, durable, are drained by the next one)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)  # none yet: a connection opened for this checkout
+        if checked_in is None or time.monotonic() - checked_in < idle:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise sa_exc.InvalidatePoolError() from exc  # the pool reconnects, as pre-ping does
+            raise
 
 
 _WROTE = "relais.wrote"  # in a connection's info: a statement of its current transaction may have written
@@ -316,15 +356,22 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
     itself. Other databases get an executemany."""
     if not rows:
         return
-    table = model.__table__
-    columns = tuple(rows[0])
     connection = session.connection()
-    dialect = connection.dialect
-    if dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql":
+        table = model.__table__
         stmt = (table.update().where(table.c[key] == bindparam(f"_{key}"))
-                .values({name: bindparam(f"_{name}") for name in columns if name != key}))
+                .values({name: bindparam(f"_{name}") for name in rows[0] if name != key}))
         session.execute(stmt, [{f"_{name}": value for name, value in row.items()} for row in rows])
         return
+    connection.exec_driver_sql(*update_rows_statement(connection.dialect, model, rows, key=key))
+
+
+def update_rows_statement(dialect: Any, model: Any, rows: list[dict[str, Any]], *, key: str = "id"
+                          ) -> tuple[str, tuple[list[Any], ...]]:
+    """`update_rows`' PostgreSQL statement and its parameters, for a caller sending it itself (`pipelined`)."""
+    table = model.__table__
+    columns = tuple(rows[0])
+
     def build() -> tuple[str, tuple[Any, ...]]:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in columns)
@@ -334,7 +381,51 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, key
                f"WHERE t.{quote(key)} = v.{quote(key)}")
         return sql, tuple(_bind_processor(table.c[name], dialect) for name in columns)
     sql, processors = _built(("update", table.name, columns, key), build)
-    connection.exec_driver_sql(sql, _column_arrays(rows, columns, processors))
+    return sql, _column_arrays(rows, columns, processors)
+
+
+def pipelined(session: Session, statements: list[tuple[str, Any]], *, commit: bool = False) -> list[list[Any]]:
+    """Sends `statements` (PostgreSQL only: SQL text in psycopg's placeholders, and its parameters) in ONE round
+    trip with psycopg's pipeline mode, after the BEGIN of the session's transaction when it has not started yet,
+    and followed by its COMMIT when `commit`; returns each statement's rows ([] for one that returns none).
+
+    Each round trip to PostgreSQL costs both processes a wake-up and, on a busy box, a wait for a core: the drain
+    of one message sent eleven, of which the BEGIN alone, and its last three (the raw events' outcomes, the live
+    events, the COMMIT) needed no answer before the next. The statements go to the driver directly, because
+    SQLAlchemy reads a statement's result as soon as it is sent, which in pipeline mode is not there yet. The
+    engine's `before_cursor_execute` listeners still see each one (their context is None); their errors are raised
+    as SQLAlchemy's (`DBAPIError`), and a lost connection is invalidated as SQLAlchemy does.
+
+    With `commit`, the transaction is committed here, at the driver: the caller ends the session's transaction
+    right after, and its COMMIT finds nothing to do (psycopg skips it). Flush the session first: anything written
+    after this COMMIT would run in a transaction of its own."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    cursors = []
+    try:
+        with driver.pipeline():
+            for sql, params in statements:
+                cursor = driver.cursor()
+                cursors.append(cursor)
+                # the engine's listeners see it as any other statement (with no execution context)
+                connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
+                cursor.execute(sql, params)
+            if commit:
+                # as a statement: psycopg's commit() in a pipeline syncs, then leaving the pipeline syncs again (a
+                # second round trip); the connection's transaction status follows the server's answer either way
+                with driver.cursor() as cursor:
+                    cursor.execute("COMMIT")
+        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+    except connection.dialect.loaded_dbapi.Error as exc:
+        sql = "; ".join(sql for sql, _params in statements)
+        invalidated = connection.dialect.is_disconnect(exc, driver, None)
+        if invalidated:
+            connection.invalidate(exc)
+        raise sa_exc.DBAPIError.instance(sql, None, exc, connection.dialect.loaded_dbapi.Error,
+                                         connection_invalidated=invalidated) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 _UNNEST_STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}  # insert_rows', update_rows', ...

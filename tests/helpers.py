@@ -1,8 +1,10 @@
 """Small helpers shared by integration tests: signed webhooks and waiting for conditions."""
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from inbox.demo.fake_meta import sign_meta
 from tests.factories import APP_SECRET
@@ -132,3 +134,59 @@ def captured_lookups(monkeypatch: Any) -> list[list[list[int]]]:
 
     monkeypatch.setattr(jobs_module, "enqueue", capture)
     return jobs
+
+
+@contextlib.contextmanager
+def protocol_trace(engine: Any, path: Any) -> Iterator[list[list[str]]]:
+    """libpq's trace of the PostgreSQL protocol (PQtrace, through psycopg's `pgconn.trace`) of every connection
+    this thread checks out of `engine` while the block runs, each checkout's frontend and backend messages as lines
+    ("F\\t26\\tParse\\t..."). A round trip ends with the server's ReadyForQuery (`round_trips`). Written to `path`
+    (a file per checkout), read when the connection is checked in."""
+    from psycopg import pq
+    from sqlalchemy import event
+
+    me, traces, files = threading.get_ident(), [], {}
+
+    def start(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if threading.get_ident() == me:
+            file = open(path / f"trace-{len(traces) + len(files)}.txt", "w+")  # noqa: SIM115 - closed at checkin
+            files[id(dbapi_connection)] = file
+            dbapi_connection.pgconn.trace(file.fileno())
+            dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    def stop(dbapi_connection: Any, _record: Any) -> None:
+        file = files.pop(id(dbapi_connection), None)
+        if file is not None:
+            dbapi_connection.pgconn.untrace()
+            file.seek(0)
+            traces.append(file.read().splitlines())
+            file.close()
+
+    event.listen(engine, "checkout", start, insert=True)  # before the engine's own (its ping)
+    event.listen(engine, "checkin", stop)
+    try:
+        yield traces
+    finally:
+        event.remove(engine, "checkout", start)
+        event.remove(engine, "checkin", stop)
+
+
+def round_trips(trace: list[str]) -> list[list[str]]:
+    """A protocol trace cut into round trips: what the client sent in each (a simple query's text, an unprepared
+    statement's text, a prepared one's name), up to the server's ReadyForQuery that ends it."""
+    trips: list[list[str]] = []
+    sent: list[str] = []
+    for line in trace:
+        if line.count("\t") < 2:  # a statement's text goes on over several lines
+            continue
+        origin, _length, kind, rest = (line.split("\t", 3) + [""])[:4]
+        if origin == "F" and kind == "Query":
+            sent.append(rest.strip().strip('"')[:60])
+        elif origin == "F" and kind == "Parse":
+            sent.append(rest.split('"')[3][:60])  # ' "<name>" "<text>" ...': the text, up to a quote in it
+        elif origin == "F" and kind == "Bind" and rest.split()[1] != '""':
+            sent.append(f"prepared {rest.split()[1]}")
+        elif origin == "B" and kind == "ReadyForQuery":
+            trips.append(sent)
+            sent = []
+    return trips

@@ -23,7 +23,7 @@ uses it: sending it to every agent of a brand multiplied a busy brand's live byt
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -31,7 +31,7 @@ from socketio.packet import Packet
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from inbox.db import DumpedJSON, insert_rows, utcnow
+from inbox.db import DumpedJSON, insert_rows, unnest_insert, utcnow
 from inbox.models import RealtimeEvent
 from inbox.realtime.direct import Writer, websocket_class
 from inbox.realtime.relay import Relay, dump_json
@@ -204,22 +204,38 @@ def _write_pending(session: Session) -> None:
     the commit rather than as published, the seqs also follow the commit order more closely.
 
     On PostgreSQL each payload is serialised here once (`payload_json`), for its row and for the message the relay
-    publishes to Redis after the commit (`Relay.publish_events`), instead of once by psycopg and again by the relay."""
+    publishes to Redis after the commit (`Relay.publish_events`), instead of once by psycopg and again by the relay.
+    Events a caller already wrote (`pending_insert`, in its pipelined commit) have their id: they are skipped."""
     if session.in_nested_transaction():  # a savepoint is released: its events wait for the real commit
         return
-    pending = session.info.get(_PENDING)
+    pending = [e for e in session.info.get(_PENDING, ()) if e.id is None]
+    if pending:
+        _record_ids(pending, insert_rows(session, RealtimeEvent, _rows(session, pending), returning=("id",)))
+
+
+def pending_insert(session: Session) -> tuple[tuple[str, Any], Callable[[list[Any]], None]] | None:
+    """The INSERT of the transaction's unwritten events (PostgreSQL: `db.unnest_insert`), and what records their
+    ids from its rows, for a caller that sends it with its COMMIT (`db.pipelined`); None when there are none."""
+    pending = [e for e in session.info.get(_PENDING, ()) if e.id is None]
     if not pending:
-        return
+        return None
+    statement = unnest_insert(session.get_bind().dialect, RealtimeEvent.__table__, _rows(session, pending),
+                              returning=("id",))
+    return statement, lambda rows: _record_ids(pending, rows)
+
+
+def _rows(session: Session, pending: list[Any]) -> list[dict[str, Any]]:
     if session.get_bind().dialect.name == "postgresql":
         for e in pending:
             e.payload_json = dump_json(e.payload)
-        rows = [{"name": e.name, "rooms": e.rooms, "payload": DumpedJSON(e.payload_json), "created_at": e.created_at}
+        return [{"name": e.name, "rooms": e.rooms, "payload": DumpedJSON(e.payload_json), "created_at": e.created_at}
                 for e in pending]
-    else:
-        rows = [{"name": e.name, "rooms": e.rooms, "payload": e.payload, "created_at": e.created_at} for e in pending]
+    return [{"name": e.name, "rooms": e.rooms, "payload": e.payload, "created_at": e.created_at} for e in pending]
+
+
+def _record_ids(pending: list[Any], rows: list[Any]) -> None:
     # the ids are assigned in row order (one statement, rows inserted in order): ascending, they are the rows'
-    ids = sorted(id_ for id_, in insert_rows(session, RealtimeEvent, rows, returning=("id",)))
-    for event, id_ in zip(pending, ids, strict=True):
+    for event, id_ in zip(pending, sorted(id_ for id_, in rows), strict=True):
         event.id = id_
 
 

@@ -5,6 +5,7 @@ Runs on PostgreSQL (RELAIS_TEST_DB=postgresql); on SQLite the pool settings do n
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -61,5 +62,75 @@ def test_a_burst_within_the_pool_size_reuses_the_connections_of_the_previous_one
             assert engine.pool.checkedin() == 20
             _burst(engine, 25)  # beyond the pool: the overflow is opened, then closed when returned
             assert len(opened) == 25 and engine.pool.checkedin() == 20
+        finally:
+            engine.dispose()
+
+
+def _backend_pid(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pid: int) -> None:
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        conn.commit()
+
+
+def test_only_a_connection_idle_for_a_while_is_pinged(app: Any, tmp_path: Any) -> None:
+    """pool_pre_ping cost every transaction a round trip (a drain's, a request's). A connection checked in less than
+    `ping_after_idle` seconds ago is handed out as it is; one idle longer is pinged first (libpq's protocol trace)."""
+    from tests.helpers import protocol_trace, round_trips
+
+    with app.app_context():
+        _postgresql_only()
+        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
+                             ping_after_idle=0.2)
+        try:
+            _backend_pid(engine)
+            with protocol_trace(engine, tmp_path) as traces:
+                _backend_pid(engine)  # just checked in: no ping
+                time.sleep(0.3)
+                _backend_pid(engine)  # idle 0.3 s: pinged
+            sent = [round_trips(trace) for trace in traces]
+            assert sent[0] == [["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
+            assert sent[1] == [[";"], ["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
+        finally:
+            engine.dispose()
+
+
+def test_a_connection_closed_while_idle_is_replaced_before_it_is_used(app: Any) -> None:
+    """The database closed an idle connection (a restart, an idle timeout on the way): the ping finds it, and the
+    pool hands out a new connection instead of failing the request or the drain that asked for one."""
+    with app.app_context():
+        _postgresql_only()
+        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
+                             ping_after_idle=0.05)
+        try:
+            first = _backend_pid(engine)
+            _terminate(first)
+            time.sleep(0.1)
+            assert _backend_pid(engine) != first
+        finally:
+            engine.dispose()
+
+
+def test_a_connection_closed_right_after_its_use_fails_once_then_the_pool_recovers(app: Any) -> None:
+    """What no longer pinging a connection used less than a second ago risks: the database closed it within that
+    second. Its next statement fails as a disconnect (the request or the drain fails; a drain's webhooks are durable
+    and drained again); SQLAlchemy invalidates the pool, and the next checkout gets a new connection."""
+    from sqlalchemy.exc import DBAPIError
+
+    with app.app_context():
+        _postgresql_only()
+        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
+                             ping_after_idle=60)
+        try:
+            first = _backend_pid(engine)
+            _terminate(first)
+            with pytest.raises(DBAPIError) as failed:
+                _backend_pid(engine)
+            assert failed.value.connection_invalidated
+            assert _backend_pid(engine) != first
         finally:
             engine.dispose()

@@ -313,3 +313,33 @@ def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_sto
             assert conversation.language == shown.get("language")
         assert db.session.get(Conversation, answered).waiting_since == \
             db.session.get(Conversation, answered).last_inbound_at  # waiting again since the new message
+
+
+def test_a_one_message_drain_makes_seven_round_trips_on_postgresql(app: Any, held: Any, caches_held: None,
+                                                                   tmp_path: Any) -> None:
+    """Each round trip to PostgreSQL costs both processes a wake-up, and on a busy box a wait for a core. A
+    one-message drain to a known conversation whose language is known made ten: a ping, the BEGIN, the claim, the
+    contacts, the conversations, the message, the conversation's changes, the outcomes, the live events, the
+    COMMIT. Now the outcomes and the live events go with the COMMIT (`db.pipelined`), and a connection used less
+    than a second ago is not pinged: seven, counted in libpq's protocol trace. (psycopg waits for the BEGIN's
+    answer before it sends anything else, even in pipeline mode, so the BEGIN keeps a round trip of its own.)"""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's round trips (RELAIS_TEST_DB=postgresql)")
+    from tests.helpers import protocol_trace, round_trips
+
+    store_verified(messenger_message_payload(PAGE_ID, "psid-0", "bonjour, où est ma commande ?", mid="w_0"))
+    _drain(app)
+    store_verified(messenger_message_payload(PAGE_ID, "psid-0", "merci", mid="m_0"))
+    with protocol_trace(db.engine, tmp_path) as traces:
+        assert _drain(app) == 1
+    assert len(traces) == 1, traces  # one transaction, one connection
+    trips = round_trips(traces[0])
+    assert len(trips) == 7, trips
+    assert trips[0] == ["BEGIN"], trips
+    assert trips[-1][-1] == "COMMIT" and len(trips[-1]) == 3, trips  # after the outcomes and the live events
+    with app.app_context():
+        assert db.session.execute(select(WebhookEvent.status).order_by(WebhookEvent.id)).scalars().all() == \
+            ["processed", "processed"]
+        assert db.session.execute(select(RealtimeEvent.name).order_by(RealtimeEvent.id)).scalars().all()[-2:] == \
+            ["message.created", "conversation.updated"]
+        db.session.remove()

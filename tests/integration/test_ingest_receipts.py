@@ -210,15 +210,15 @@ def test_receipt_and_echo_drained_concurrently(app: Any, drains: Any, monkeypatc
         store_verified(payload)  # ids in that order: the first drain claims the first one (batches of one)
 
     holding, release = threading.Event(), threading.Event()
-    original = ingest._record_outcomes
+    original = ingest._commit_with_outcomes
 
     def held(session: Any, events: Any) -> None:
-        original(session, events)
         if threading.current_thread().name == "drain-first":
             holding.set()
             release.wait(15)  # the transaction (and the conversation's lock) stays open until released
+        original(session, events)
 
-    monkeypatch.setattr(ingest, "_record_outcomes", held)
+    monkeypatch.setattr(ingest, "_commit_with_outcomes", held)
     errors: list[BaseException] = []
 
     def run() -> None:
