@@ -330,7 +330,8 @@ def apply_known_routing(conversations: Iterable[Conversation], known: Mapping[in
         facts = known.get(conversation.id)
         if facts is None:
             continue
-        if conversation.language is None and facts.language_known:
+        # (no guess: left unset, not set again to None, which made the conversation dirty for the commit's flush)
+        if conversation.language is None and facts.language_known and facts.language is not None:
             conversation.language = facts.language
         if conversation.team_id is None and facts.default_team_id is not None:
             conversation.team_id = facts.default_team_id

@@ -343,3 +343,31 @@ def test_a_one_message_drain_makes_seven_round_trips_on_postgresql(app: Any, hel
         assert db.session.execute(select(RealtimeEvent.name).order_by(RealtimeEvent.id)).scalars().all()[-2:] == \
             ["message.created", "conversation.updated"]
         db.session.remove()
+
+
+def test_a_text_that_tells_no_language_leaves_nothing_for_the_commits_flush(app: Any, held: Any) -> None:
+    """A conversation whose first texts tell no language ("ok", an emoji: common) keeps `language` unset. Routing
+    set it again to None after the batch's UPDATE had written the conversation, which left every such conversation
+    dirty: the commit's flush then compared all their attributes for nothing (15% of a drain of new customers)."""
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import Session
+
+    dirty: list[tuple[str, ...]] = []
+
+    def before_flush(session: Any, _context: Any, _instances: Any) -> None:
+        dirty.extend(tuple(sa_inspect(o).committed_state) for o in session.dirty if isinstance(o, Conversation))
+
+    for k in range(3):
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", "ok", mid=f"n_{k}"))  # new conversations
+    event.listen(Session, "before_flush", before_flush)
+    try:
+        assert _drain(app) == 3
+        for k in range(3):
+            store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", "👍", mid=f"k_{k}"))  # known ones
+        assert _drain(app) == 3
+    finally:
+        event.remove(Session, "before_flush", before_flush)
+    assert dirty == [], dirty
+    with app.app_context():
+        assert db.session.execute(select(Conversation.language)).scalars().all() == [None] * 3
+        db.session.remove()
