@@ -141,9 +141,14 @@ def integrity(stack: Stack, result: dict[str, Any]) -> dict[str, Any]:
 def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_worker: str = "gevent"
         ) -> dict[str, Any]:
     info = machine_info()
-    # sized so the run stays bounded at the rates measured on 2 cores, and long enough (3,000 messages: ~3-4 s) that
-    # the start-up and the last drain are not most of it (with 1,500 the same stack gave 15-25% lower rates)
-    n_closed = 600 if quick else 3000
+    # sized so the run stays bounded at the rates measured on 2 cores, and long enough that the start-up and the
+    # last drain are not most of it: with 1,500 messages the same stack gave 15-25% lower rates than with 3,000
+    # (2026-11-23), and on the faster box of 2026-11-24 3,000 messages took under a second (batch10 4,070-4,714
+    # msg/s against 4,844-4,905 with 15,000, alternated on one stack). Relais's closed loops now last ~4 s there
+    # (9,000 single-entry, 15,000 in 10-entry webhooks: ~10 s on the slowest box measured); the naive handler, at a
+    # few hundred messages a second, keeps 3,000.
+    n_naive = 600 if quick else 3000
+    n_closed = {"single": 1800, "batch10": 3000} if quick else {"single": 9000, "batch10": 15000}
     open_seconds = {"single": 3, "batch10": 2} if quick else {"single": 5, "batch10": 3}
     results: dict[str, Any] = {"machine": info, "web_worker": web_worker}
     with Stack(workers=worker_counts[0], label=NAME, worker_class=web_worker) as stack:
@@ -162,7 +167,7 @@ def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_wo
         wait_http(naive_url.replace("/webhooks/meta", "/"))
         load(naive_url, prefix="nw", count=300, procs=1)  # warm-up
         for mode, batch in (("single", 1), ("batch10", 10)):
-            r = measured_run(stack, naive_url, NAIVE_COUNT, prefix=f"n{mode[0]}", count=n_closed, batch=batch,
+            r = measured_run(stack, naive_url, NAIVE_COUNT, prefix=f"n{mode[0]}", count=n_naive, batch=batch,
                              threads=16 if batch == 1 else 8)
             r["msgs_per_s"] = r["ack_msgs_per_s"]  # processed inline: listed when answered
             results[f"naive_{mode}"] = _strip(r)
@@ -177,13 +182,13 @@ def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_wo
     return save_figure(NAME, results, report)
 
 
-def relais_runs(stack: Stack, url: str, n_closed: int, open_seconds: dict[str, int]) -> dict[str, Any]:
+def relais_runs(stack: Stack, url: str, n_closed: dict[str, int], open_seconds: dict[str, int]) -> dict[str, Any]:
     """Relais's closed loops (single-entry and 10-entry) and open loops at 500 msg/s on `stack`."""
     results: dict[str, Any] = {"workers": stack.workers}
     load(url, prefix="w", count=300, procs=1)  # warm-up: connection pools, first-request costs
     time.sleep(1.0)
     for mode, batch in (("single", 1), ("batch10", 10)):
-        r = measured_run(stack, url, RELAIS_COUNT, prefix=mode[0], count=n_closed, batch=batch,
+        r = measured_run(stack, url, RELAIS_COUNT, prefix=mode[0], count=n_closed[mode], batch=batch,
                          threads=16 if batch == 1 else 8)
         r["integrity"] = integrity(stack, r)
         results[f"relais_{mode}"] = _strip(r)

@@ -304,10 +304,11 @@ KEY_PATHS = [  # (label, a substring of yappi's "module:line name")
 def profile_lines(prof: dict[str, Any], agents: int, rate: float) -> list[str]:
     """Where the web worker's CPU went (yappi, every thread) during a profiled run."""
     total = prof["cpu_s"] or 1.0
+    contexts = prof.get("contexts", "threads")  # gevent: yappi's contexts are the greenlets
     lines = ["", f"### Where the web worker's CPU goes ({agents} agents, {rate:g} msg/s; yappi, CPU clock, every "
-             "thread; a separate run, slowed by the profiler)", "",
-             f"{prof['cpu_s']:.1f} CPU seconds in all. By thread kind:", "",
-             "| thread kind | threads | CPU s | share |", "|---|---|---|---|"]
+             f"{contexts[:-1]}; a separate run, slowed by the profiler)", "",
+             f"{prof['cpu_s']:.1f} CPU seconds in all. By {contexts[:-1]} kind:", "",
+             f"| {contexts[:-1]} kind | {contexts} | CPU s | share |", "|---|---|---|---|"]
     for kind, v in sorted(prof["threads"].items(), key=lambda kv: -kv[1]["cpu_s"])[:8]:
         lines.append(f"| `{kind}` | {v['threads']} | {v['cpu_s']:.2f} | {v['cpu_s'] / total:.0%} |")
     lines += ["", "Main paths (inclusive CPU):", "", "| path | CPU s | share | calls |", "|---|---|---|---|"]

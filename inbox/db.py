@@ -386,12 +386,13 @@ def update_rows_statement(dialect: Any, model: Any, rows: list[dict[str, Any]], 
 
 def pipelined(session: Session, statements: list[tuple[str, Any]], *, commit: bool = False) -> list[list[Any]]:
     """Sends `statements` (PostgreSQL only: SQL text in psycopg's placeholders, and its parameters) in ONE round
-    trip with psycopg's pipeline mode, after the BEGIN of the session's transaction when it has not started yet,
-    and followed by its COMMIT when `commit`; returns each statement's rows ([] for one that returns none).
+    trip with psycopg's pipeline mode, followed by the transaction's COMMIT when `commit`; returns each statement's
+    rows ([] for one that returns none). (A transaction not begun yet begins first, in a round trip of its own:
+    psycopg waits for the BEGIN's answer, even in pipeline mode.)
 
     Each round trip to PostgreSQL costs both processes a wake-up and, on a busy box, a wait for a core: the drain
-    of one message sent eleven, of which the BEGIN alone, and its last three (the raw events' outcomes, the live
-    events, the COMMIT) needed no answer before the next. The statements go to the driver directly, because
+    of one message made ten, and its last three (the raw events' outcomes, the live events, the COMMIT) needed no
+    answer before the next. The statements go to the driver directly, because
     SQLAlchemy reads a statement's result as soon as it is sent, which in pipeline mode is not there yet. The
     engine's `before_cursor_execute` listeners still see each one (their context is None); their errors are raised
     as SQLAlchemy's (`DBAPIError`), and a lost connection is invalidated as SQLAlchemy does.
