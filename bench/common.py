@@ -399,7 +399,7 @@ def _postgres_cpu() -> float:
 
 def delete_redis_prefix(prefix: str) -> int:
     """Delete every key of this run: ours start with the prefix; RQ's embed it (rq:queue:<prefix>ingest...);
-    RQ job hashes (rq:job:<id>) are found through the registries that name them."""
+    RQ job hashes (rq:job:<id>) are found through the registries that name them, or by their origin queue."""
     import redis
     r = redis.Redis.from_url(REDIS_URL)
     keys = set(r.scan_iter(match=f"*{prefix}*", count=1000))
@@ -410,6 +410,11 @@ def delete_redis_prefix(prefix: str) -> int:
             job_ids.update(r.zrange(key, 0, -1))
         elif kind == b"list":
             job_ids.update(r.lrange(key, 0, -1))
+    # and the job hashes no registry names any more (a job enqueued by a process of the stack while it stopped, e.g.
+    # a presence check after a socket's disconnect, was left behind): their origin is one of our queues
+    for key in r.scan_iter(match="rq:job:*", count=1000):
+        if r.type(key) == b"hash" and prefix.encode() in (r.hget(key, "origin") or b""):
+            job_ids.add(key.split(b":")[2])
     for job_id in job_ids:
         keys.update(r.scan_iter(match=f"rq:job:{job_id.decode()}*"))
         keys.update(r.scan_iter(match=f"rq:results:{job_id.decode()}*"))
