@@ -4,9 +4,10 @@ connections: each new one costs PostgreSQL a backend process and loses the prepa
 Runs on PostgreSQL (RELAIS_TEST_DB=postgresql); on SQLite the pool settings do not apply and the tests skip."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import event, text
@@ -71,6 +72,18 @@ def _backend_pid(engine: Any) -> int:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
+@contextlib.contextmanager
+def _one_connection(ping_after_idle: float) -> Iterator[Any]:
+    """An engine of its own with a pool of one connection, pinged after `ping_after_idle` seconds idle."""
+    _postgresql_only()
+    engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
+                         ping_after_idle=ping_after_idle)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _terminate(pid: int) -> None:
     with db.engine.connect() as conn:
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -82,37 +95,25 @@ def test_only_a_connection_idle_for_a_while_is_pinged(app: Any, tmp_path: Any) -
     `ping_after_idle` seconds ago is handed out as it is; one idle longer is pinged first (libpq's protocol trace)."""
     from tests.helpers import protocol_trace, round_trips
 
-    with app.app_context():
-        _postgresql_only()
-        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
-                             ping_after_idle=0.2)
-        try:
-            _backend_pid(engine)
-            with protocol_trace(engine, tmp_path) as traces:
-                _backend_pid(engine)  # just checked in: no ping
-                time.sleep(0.3)
-                _backend_pid(engine)  # idle 0.3 s: pinged
-            sent = [round_trips(trace) for trace in traces]
-            assert sent[0] == [["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
-            assert sent[1] == [[";"], ["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
-        finally:
-            engine.dispose()
+    with app.app_context(), _one_connection(0.2) as engine:
+        _backend_pid(engine)
+        with protocol_trace(engine, tmp_path) as traces:
+            _backend_pid(engine)  # just checked in: no ping
+            time.sleep(0.3)
+            _backend_pid(engine)  # idle 0.3 s: pinged
+        sent = [round_trips(trace) for trace in traces]
+        assert sent[0] == [["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
+        assert sent[1] == [[";"], ["BEGIN"], ["SELECT pg_backend_pid()"], ["ROLLBACK"]], sent
 
 
 def test_a_connection_closed_while_idle_is_replaced_before_it_is_used(app: Any) -> None:
     """The database closed an idle connection (a restart, an idle timeout on the way): the ping finds it, and the
     pool hands out a new connection instead of failing the request or the drain that asked for one."""
-    with app.app_context():
-        _postgresql_only()
-        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
-                             ping_after_idle=0.05)
-        try:
-            first = _backend_pid(engine)
-            _terminate(first)
-            time.sleep(0.1)
-            assert _backend_pid(engine) != first
-        finally:
-            engine.dispose()
+    with app.app_context(), _one_connection(0.05) as engine:
+        first = _backend_pid(engine)
+        _terminate(first)
+        time.sleep(0.1)
+        assert _backend_pid(engine) != first
 
 
 def test_a_connection_closed_right_after_its_use_fails_once_then_the_pool_recovers(app: Any) -> None:
@@ -121,16 +122,10 @@ def test_a_connection_closed_right_after_its_use_fails_once_then_the_pool_recove
     and drained again); SQLAlchemy invalidates the pool, and the next checkout gets a new connection."""
     from sqlalchemy.exc import DBAPIError
 
-    with app.app_context():
-        _postgresql_only()
-        engine = make_engine(db.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0,
-                             ping_after_idle=60)
-        try:
-            first = _backend_pid(engine)
-            _terminate(first)
-            with pytest.raises(DBAPIError) as failed:
-                _backend_pid(engine)
-            assert failed.value.connection_invalidated
-            assert _backend_pid(engine) != first
-        finally:
-            engine.dispose()
+    with app.app_context(), _one_connection(60) as engine:
+        first = _backend_pid(engine)
+        _terminate(first)
+        with pytest.raises(DBAPIError) as failed:
+            _backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert _backend_pid(engine) != first
