@@ -297,6 +297,7 @@ def update_team(session: Session, actor: Agent, team_id: int, *, name: str | Non
     team = get_team(session, actor, team_id)
     if brand_ids is not None or member_ids is not None:  # open sockets follow (before and after members)
         access_changed(session, _member_ids(session, team.id))
+    if name is not None and name != team.name:
         _check_name_free(session, Team, name, except_id=team.id)
         team.name = name
     if brand_ids is not None:

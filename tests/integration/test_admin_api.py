@@ -241,6 +241,21 @@ def test_team_crud_and_access_follows_membership(admin: Any, login: Any, world: 
     assert {t["name"] for t in admin.get("/api/v1/teams").get_json()} == {"Community", "Vélo team"}
 
 
+def test_a_team_is_renamed_alone_and_its_members_changed_alone(admin: Any, world: World) -> None:
+    """PATCH changes what it names and nothing else: a name alone renames the team (it was ignored), members
+    alone keep its name (the name was set to nothing: the team could not be saved)."""
+    team = send(admin, "POST", "/api/v1/teams", {"name": "SAV", "brand_ids": [world.brand_id]}).get_json()
+    renamed = send(admin, "PATCH", f"/api/v1/teams/{team['id']}", {"name": "Service après-vente"})
+    assert renamed.status_code == 200, renamed.get_json()
+    assert (renamed.get_json()["name"], renamed.get_json()["brand_ids"]) == ("Service après-vente", [world.brand_id])
+    member = world.agent_ids[world.outsider]
+    staffed = send(admin, "PATCH", f"/api/v1/teams/{team['id']}", {"member_ids": [member]})
+    assert staffed.status_code == 200, staffed.get_json()
+    assert (staffed.get_json()["name"], staffed.get_json()["member_ids"]) == ("Service après-vente", [member])
+    assert send(admin, "PATCH", f"/api/v1/teams/{team['id']}", {"name": "community"}).status_code == 409
+    assert admin.get(f"/api/v1/teams/{team['id']}").get_json()["name"] == "Service après-vente"
+
+
 @pytest.mark.parametrize("body, status, field", [
     ({"name": "community"}, 409, "name"),
     ({"name": "New", "brand_ids": [987654]}, 422, "brand_ids"),
