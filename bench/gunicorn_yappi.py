@@ -26,7 +26,7 @@ _GREENLETS = threading.Event()  # set: yappi's contexts are the greenlets (a gev
 def post_worker_init(worker: Any) -> None:
     import yappi
 
-    if _GREENLETS.is_set() or type(worker).__name__.startswith("Gevent"):
+    if type(worker).__name__.startswith("Gevent"):  # gunicorn's GeventWorker (and its subclasses' names)
         _GREENLETS.set()
         # one context per greenlet: with the default (one per OS thread) every greenlet's time ran in the one main
         # thread's call stacks, so a function a greenlet switched away in was charged with what others did meanwhile
