@@ -96,9 +96,10 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
             factories.empty_database()
             # rows the per-process caches hold are gone with the tables: the next test must not route to a
             # channel or start an SLA clock on a policy of this one (a foreign-key error, or a wrong channel)
-            from inbox.services import channels, sla
+            from inbox.services import channels, sla, team_names
             sla.invalidate_policy_cache()
             channels.invalidate_cache()
+            team_names.forget()
         fake = request.getfixturevalue("fake_meta")
         fake.reset()
 
@@ -229,12 +230,13 @@ def _recorded_statements(app: Any, *, any_thread: bool) -> Iterator[list[str]]:
 @pytest.fixture
 def caches_held(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-process caches that expire after a few seconds (the live SLA policies, the channels by page, the
-    channels' credentials) kept for the whole test. A test that counts statements would otherwise count one more
-    whenever a slow box (a clean-clone CI run) let one expire between the two things it compares: it happened to
-    the drain's count ([8, 9, 8]) and to a page dump's ({1: 1, 6: 2})."""
-    from inbox.services import channels, ingest, sla
+    channels' credentials, the team names) kept for the whole test. A test that counts statements would otherwise
+    count one more whenever a slow box (a clean-clone CI run) let one expire between the two things it compares: it
+    happened to the drain's count ([8, 9, 8]) and to a page dump's ({1: 1, 6: 2})."""
+    from inbox.services import channels, ingest, sla, team_names
 
     monkeypatch.setattr(sla, "POLICY_CACHE_SECONDS", 3600.0)
+    monkeypatch.setattr(team_names, "TTL", 3600.0)
     monkeypatch.setattr(ingest._ChannelCache, "ttl", 3600.0)
     monkeypatch.setattr(channels._CredentialCache, "ttl", 3600.0)
 

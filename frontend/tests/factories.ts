@@ -18,6 +18,7 @@ export function conversation(overrides: Partial<Conversation> = {}): Conversatio
     brand: { id: 1, name: "Maison Lune" },
     channel: { id: 10, name: "Maison Lune (Facebook)", kind: "facebook" },
     team_id: null,
+    team: null,
     assignee: null,
     contact: { id: 500, name: "Léa Martin", handle: null, avatar_url: null },
     post: null,

@@ -9,6 +9,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from marshmallow.utils import get_value
 from sqlalchemy.orm import object_session
 
+from inbox.db import db
+
 from inbox.models.conversation import PRIORITIES, STATUSES
 from inbox.services import windows
 
@@ -122,6 +124,7 @@ class ConversationSchema(OutputSchema):
     brand = fields.Nested(BrandRefSchema)
     channel = fields.Nested(ChannelRefSchema)
     team_id = fields.Integer(allow_none=True)
+    team = fields.Method("_team", metadata={"description": "{id, name} of the team holding the conversation, or null"})
     assignee = fields.Nested(AgentRefSchema, allow_none=True)
     contact = fields.Nested(ContactRefSchema)
     post = fields.Nested(PostSchema, allow_none=True)
@@ -159,6 +162,10 @@ class ConversationSchema(OutputSchema):
             return list(page[1].get(conversation.id, ()))
         from inbox.services.handoff import linked_ids
         return linked_ids(conversation)
+
+    def _team(self, conversation: Any) -> dict[str, Any] | None:
+        from inbox.services.team_names import team_ref
+        return team_ref(object_session(conversation) or db.session, conversation.team_id)
 
     def _last_message(self, conversation: Any) -> dict[str, Any] | None:
         if conversation.last_message_at is None:
@@ -255,9 +262,10 @@ class _WindowFacts:
 class PageRefs:
     """The nested brand, channel and assignee dicts of one page, built once per id (fifty conversations share a
     few of each; all come from one statement, so one id has one name)."""
-    __slots__ = ("brands", "channels", "agents")
+    __slots__ = ("brands", "channels", "agents", "teams")
 
     def __init__(self) -> None:
+        self.teams: dict[int, dict[str, Any]] = {}
         self.brands: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, tuple[dict[str, Any], _Channel]] = {}
         self.agents: dict[int, dict[str, Any]] = {}
@@ -266,8 +274,8 @@ class PageRefs:
 def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, Any]], links: list[int],
                            refs: PageRefs, now: Any) -> RenderedConversation:
     """ConversationSchema's JSON of one row of services.conversations' item query (conversation columns under
-    their own names; brand_name, channel_name, channel_kind, assignee_name, contact_name / handle / avatar_url,
-    post_external_id / text / permalink), given its labels, `sla.current_clocks` dicts and linked ids."""
+    their own names; brand_name, channel_name, channel_kind, team_name, assignee_name, contact_name / handle /
+    avatar_url, post_external_id / text / permalink), given its labels, `sla.current_clocks` dicts and linked ids."""
     brand = refs.brands.get(row.brand_id)
     if brand is None:
         brand = refs.brands[row.brand_id] = {"id": row.brand_id, "name": row.brand_name}
@@ -275,6 +283,11 @@ def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, A
     if channel is None:
         channel = refs.channels[row.channel_id] = ({"id": row.channel_id, "name": row.channel_name,
                                                     "kind": row.channel_kind}, _Channel(row.channel_kind))
+    team = None
+    if row.team_id is not None and row.team_name is not None:
+        team = refs.teams.get(row.team_id)
+        if team is None:
+            team = refs.teams[row.team_id] = {"id": row.team_id, "name": row.team_name}
     assignee = None
     if row.assignee_id is not None:
         assignee = refs.agents.get(row.assignee_id)
@@ -296,6 +309,7 @@ def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, A
         ("brand", brand),
         ("channel", channel[0]),
         ("team_id", row.team_id),
+        ("team", team),
         ("assignee", assignee),
         ("contact", {"id": row.contact_id, "name": row.contact_name, "handle": row.contact_handle,
                      "avatar_url": row.contact_avatar_url}),
@@ -320,13 +334,18 @@ def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, A
 
 class _ConversationColumns:
     """A loaded Conversation seen as a row of the list item query, for conversation_item_json. Its brand, channel,
-    contact, assignee and post are read from the relationships (the caller has them in the session)."""
+    contact, assignee and post are read from the relationships (the caller has them in the session), its team's
+    name from the per-process copy (services.team_names)."""
     __slots__ = ("_conversation", "brand_name", "channel_name", "channel_kind", "assignee_name", "contact_name",
-                 "contact_handle", "contact_avatar_url", "post_external_id", "post_text", "post_permalink")
+                 "contact_handle", "contact_avatar_url", "post_external_id", "post_text", "post_permalink",
+                 "team_name")
 
     def __init__(self, conversation: Any, channel: Any = None, contact: Any = None) -> None:
+        from inbox.services.team_names import team_ref
         self._conversation = conversation
         self.brand_name = conversation.brand.name
+        team = team_ref(object_session(conversation) or db.session, conversation.team_id)
+        self.team_name = team["name"] if team is not None else None
         channel = channel or conversation.channel
         self.channel_name, self.channel_kind = channel.name, channel.kind
         self.assignee_name = conversation.assignee.name if conversation.assignee_id is not None else None

@@ -21,6 +21,7 @@ from inbox.jobs import INGEST, nudge_after_commit
 from inbox.models import Agent, ApiToken, Brand, Channel, Team, TeamBrand, TeamMember, WebhookEvent
 from inbox.realtime import access_changed, publish
 from inbox.services import channels as channel_service
+from inbox.services import team_names
 from inbox.services.access import brand_ids_for, require_admin, team_ids_for
 from inbox.services.auth import authenticate, create_api_token, hash_password
 
@@ -300,6 +301,7 @@ def update_team(session: Session, actor: Agent, team_id: int, *, name: str | Non
     if name is not None and name != team.name:
         _check_name_free(session, Team, name, except_id=team.id)
         team.name = name
+        team_names.forget()  # the conversations' JSON shows it (this process at once, the others within seconds)
     if brand_ids is not None:
         _set_team_brands(session, team, brand_ids)
     if member_ids is not None:
@@ -317,6 +319,7 @@ def delete_team(session: Session, actor: Agent, team_id: int) -> None:
     access_changed(session, _member_ids(session, team.id))
     session.delete(team)
     session.flush()
+    team_names.forget()
 
 
 # ---------- agents ----------

@@ -142,6 +142,7 @@ def _item_query(dialect: str) -> Any:
             select(Brand.name).where(Brand.id == Conversation.brand_id).scalar_subquery().label("brand_name"),
             select(Channel.name).where(Channel.id == Conversation.channel_id).scalar_subquery().label("channel_name"),
             select(Channel.kind).where(Channel.id == Conversation.channel_id).scalar_subquery().label("channel_kind"),
+            select(Team.name).where(Team.id == Conversation.team_id).scalar_subquery().label("team_name"),
             select(Agent.name).where(Agent.id == Conversation.assignee_id).scalar_subquery().label("assignee_name"),
             _item_contact.name.label("contact_name"), _item_contact.handle.label("contact_handle"),
             _item_contact.avatar_url.label("contact_avatar_url"), _item_post.external_id.label("post_external_id"),

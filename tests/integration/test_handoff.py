@@ -186,3 +186,46 @@ def test_handoff_targets_are_the_teams_serving_the_brand(app, client, world, tok
     outsider = token_for(world.outsider)
     assert client.get(f"/api/v1/conversations/{conversation['id']}/handoff-targets",
                       headers=bearer(outsider)).status_code == 404
+
+
+def test_the_team_holding_a_conversation_is_named_wherever_the_conversation_is_shown(app, client, world, token_for,
+                                                                                    jobs_done):
+    """After a handoff a CM sees which team holds the conversation: its JSON carries `team` ({id, name}) beside
+    `team_id` in the handoff's answer, the conversation, the list and the live `conversation.updated` (whose wire
+    form keeps it); a rename shows in the next event of this process at once."""
+    sav_team, _sav_agent = _after_sales(app, world)
+    _dm(client, "ho-team", "Mon vélo est arrivé rayé")
+    jobs_done()
+    conversation = _conversation(app, "ho-team")
+    token, admin = token_for(world.agent), token_for(world.admin)
+    handed = client.post(f"/api/v1/conversations/{conversation.id}/handoff",
+                         json={"team_id": sav_team, "note": "Rayure à voir avec le transporteur"},
+                         headers=bearer(token))
+    assert handed.status_code == 200, handed.get_json()
+    sav = {"id": sav_team, "name": "SAV"}
+    assert handed.get_json()["team"] == sav
+    assert client.get(f"/api/v1/conversations/{conversation.id}", headers=bearer(admin)).get_json()["team"] == sav
+    listed = client.get("/api/v1/conversations", query_string={"status": "open"},
+                        headers=bearer(admin)).get_json()["items"]
+    assert next(item for item in listed if item["id"] == conversation.id)["team"] == sav
+
+    def last_update() -> dict:
+        with app.app_context():
+            row = db.session.execute(select(RealtimeEvent).where(RealtimeEvent.name == "conversation.updated")
+                                     .order_by(RealtimeEvent.id.desc()).limit(1)).scalar_one()
+            db.session.remove()
+            return row.payload
+
+    jobs_done()
+    assert last_update()["team"] == sav
+    renamed = client.patch(f"/api/v1/teams/{sav_team}", json={"name": "Service après-vente"}, headers=bearer(admin))
+    assert renamed.status_code == 200, renamed.get_json()
+    assert client.patch(f"/api/v1/conversations/{conversation.id}", json={"priority": "high"},
+                        headers=bearer(admin)).status_code == 200
+    jobs_done()
+    assert last_update()["team"] == {"id": sav_team, "name": "Service après-vente"}
+    _dm(client, "ho-team", "Une photo du vélo")  # the drain's event too
+    jobs_done()
+    assert last_update()["team"] == {"id": sav_team, "name": "Service après-vente"}
+    other = [item for item in listed if item["team_id"] is None]
+    assert all(item["team"] is None for item in other)

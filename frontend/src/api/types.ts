@@ -104,6 +104,8 @@ export interface Conversation {
   brand: NamedRef;
   channel: ChannelRef;
   team_id: Id | null;
+  /** The team holding it (after a handoff: the team it was handed to). */
+  team: NamedRef | null;
   assignee: NamedRef | null;
   contact: ContactRef;
   post: PostRef | null;

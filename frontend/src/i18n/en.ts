@@ -123,6 +123,7 @@ const en: MessageSchema = {
     claimConflict: "Already claimed by {name}.",
     claimConflictUnknown: "Already claimed by someone else.",
     brand: "Brand",
+    team: "Team",
     channel: "Channel",
     statusLabel: "Status",
     assignee: "Assignee",

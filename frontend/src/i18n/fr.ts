@@ -122,6 +122,7 @@ const fr = {
     claimConflict: "Déjà prise en charge par {name}.",
     claimConflictUnknown: "Déjà prise en charge par quelqu'un d'autre.",
     brand: "Marque",
+    team: "Équipe",
     channel: "Canal",
     statusLabel: "Statut",
     assignee: "Assignée à",

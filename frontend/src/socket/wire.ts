@@ -12,6 +12,7 @@ import type { Conversation } from "@/api/types";
 const NULLABLE = [
   "snoozed_until",
   "team_id",
+  "team",
   "assignee",
   "post",
   "last_message",
