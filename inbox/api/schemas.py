@@ -10,7 +10,6 @@ from marshmallow.utils import get_value
 from sqlalchemy.orm import object_session
 
 from inbox.db import db
-
 from inbox.models.conversation import PRIORITIES, STATUSES
 from inbox.services import windows
 
@@ -260,14 +259,14 @@ class _WindowFacts:
 
 
 class PageRefs:
-    """The nested brand, channel and assignee dicts of one page, built once per id (fifty conversations share a
-    few of each; all come from one statement, so one id has one name)."""
-    __slots__ = ("brands", "channels", "agents", "teams")
+    """The nested brand, channel, team and assignee dicts of one page, built once per id (fifty conversations share
+    a few of each; all come from one statement, so one id has one name)."""
+    __slots__ = ("brands", "channels", "teams", "agents")
 
     def __init__(self) -> None:
-        self.teams: dict[int, dict[str, Any]] = {}
         self.brands: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, tuple[dict[str, Any], _Channel]] = {}
+        self.teams: dict[int, dict[str, Any]] = {}
         self.agents: dict[int, dict[str, Any]] = {}
 
 
