@@ -163,8 +163,7 @@ class ConversationSchema(OutputSchema):
         return linked_ids(conversation)
 
     def _team(self, conversation: Any) -> dict[str, Any] | None:
-        from inbox.services.team_names import team_ref
-        return team_ref(object_session(conversation) or db.session, conversation.team_id)
+        return _team_of(conversation)
 
     def _last_message(self, conversation: Any) -> dict[str, Any] | None:
         if conversation.last_message_at is None:
@@ -331,6 +330,12 @@ def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, A
     ))
 
 
+def _team_of(conversation: Any) -> dict[str, Any] | None:
+    """The `team` of a loaded conversation's JSON, from the per-process copy of the team names."""
+    from inbox.services.team_names import team_ref  # the services import this module
+    return team_ref(object_session(conversation) or db.session, conversation.team_id)
+
+
 class _ConversationColumns:
     """A loaded Conversation seen as a row of the list item query, for conversation_item_json. Its brand, channel,
     contact, assignee and post are read from the relationships (the caller has them in the session), its team's
@@ -340,10 +345,9 @@ class _ConversationColumns:
                  "team_name")
 
     def __init__(self, conversation: Any, channel: Any = None, contact: Any = None) -> None:
-        from inbox.services.team_names import team_ref
         self._conversation = conversation
         self.brand_name = conversation.brand.name
-        team = team_ref(object_session(conversation) or db.session, conversation.team_id)
+        team = _team_of(conversation)
         self.team_name = team["name"] if team is not None else None
         channel = channel or conversation.channel
         self.channel_name, self.channel_kind = channel.name, channel.kind
