@@ -6,11 +6,13 @@ with `realtime.publish` go out after the commit, in seq order. It loops while ev
 
 Customer messages (the bulk of the traffic) are applied set-based, a few statements per batch instead of ten
 per message (`_apply_customer_batch`): one multi-row INSERT ... ON CONFLICT DO NOTHING each for contact
-identities, conversations and messages, conversations locked in (channel_id, thread_key) order so concurrent
-drains never deadlock on them. That runs without a savepoint (it cost two statements and a flush on every
-drain); if it fails, the whole transaction is rolled back and the batch is claimed again and applied one event
-at a time, each in its own savepoint, so one bad event never blocks the others (it is retried, then
-dead-lettered). Other kinds (echo, edit, delete, status) always take the per-event path.
+identities, conversations and messages. The messages go in before the conversations are locked, in (channel_id,
+thread_key) order so concurrent drains never deadlock on them, and FOR NO KEY UPDATE, which the messages' foreign
+key checks do not wait for: a drain waiting for another one's conversations has written its contacts and messages
+meanwhile, and only the conversations' state is applied one drain after the other. That runs without a savepoint
+(it cost two statements and a flush on every drain); if it fails, the whole transaction is rolled back and the
+batch is claimed again and applied one event at a time, each in its own savepoint, so one bad event never blocks
+the others (it is retried, then dead-lettered). Other kinds (echo, edit, delete, status) always take the per-event path.
 Messages are inserted with ON CONFLICT (channel_id, external_id) DO NOTHING: a duplicate delivery, or two
 workers on the same platform event, give one message.
 
@@ -21,7 +23,7 @@ per-process cache, the statement locking the conversations also reads what routi
 team policy) and their linked ids, languages are guessed from the batch's own messages where it opened the
 conversation, and the batch's live events are inserted together at the commit when nothing forces an earlier
 flush; their JSON is built from the loaded rows (`conversation_model_json`, `message_item_json`), not by
-marshmallow. A one-message drain to a known conversation sends seven statements.
+marshmallow. A one-message drain to a known conversation sends eight statements.
 
 Read and delivery receipts carry a watermark ("everything the page sent up to this time"): besides marking
 the outbound messages already stored, the latest watermark of each kind is kept on the conversation, so an
@@ -491,6 +493,7 @@ class _Pending:
     contact: Contact | None = None
     author_name: str | None = None
     post: Post | None = None
+    conversation_id: int | None = None
     conversation: Conversation | None = None
 
     @property
@@ -531,8 +534,10 @@ def _apply_customer_batch(ctx: BatchContext, batch: list[tuple[Routed, dict[str,
     if pending:
         _attach_contacts(ctx, pending)
         _attach_posts(ctx, pending)
-        _attach_conversations(ctx, pending)
-        _know_languages(ctx, _insert_customer_messages(ctx, pending))
+        created = _open_conversations(ctx, pending)
+        fresh = _insert_customer_messages(ctx, pending)
+        _attach_conversations(ctx, pending, created)
+        _know_languages(ctx, _note_inbound_messages(fresh))
     return [stats for _routed, stats in batch]
 
 
@@ -641,20 +646,23 @@ def _attach_posts(ctx: BatchContext, pending: list[_Pending]) -> None:
     ctx.loaded.extend(posts.values())
 
 
-def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
-    """Loads and locks the batch's existing conversations in (channel_id, thread_key) order, then opens the
-    missing ones (one INSERT ... ON CONFLICT DO NOTHING, in the same order; the first message of a thread
-    decides kind, contact and post) and loads and locks those. Every drain locks in that order, so concurrent
-    drains wait for each other but never deadlock. Most batches only add to existing conversations: one
-    statement (and the loads of their labels and SLA clocks), where inserting first cost one more every time.
-    Marks them touched (created or not) in first-seen order."""
+def _open_conversations(ctx: BatchContext, pending: list[_Pending]) -> set[int]:
+    """The id of every thread's conversation, before any is locked: the existing ones read (one statement, no
+    lock), the missing ones opened (one INSERT ... ON CONFLICT DO NOTHING in (channel_id, thread_key) order; the
+    first message of a thread decides kind, contact and post), and those another drain opened meanwhile read
+    again (the INSERT waited for it). Sets `conversation_id` on each pending message; returns the ids this
+    transaction opened.
+
+    The messages then go in before the conversations are locked (`_attach_conversations`): a drain waiting for
+    another one's conversations has its contacts, its conversations' ids and its messages written meanwhile,
+    and only what reads and writes the conversations' state waits."""
     session = ctx.session
     first: dict[tuple[int, str], _Pending] = {}
     for p in pending:
         first.setdefault(p.thread, p)
     keys = sorted(first)
-    by_key = _locked_conversations(ctx, keys)
-    missing = [key for key in keys if key not in by_key]
+    ids = _conversation_ids(session, keys)
+    missing = [key for key in keys if key not in ids]
     created: set[int] = set()
     if missing:
         now = utcnow()
@@ -663,10 +671,48 @@ def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
                  "contact_id": first[key].contact.id, "thread_key": key[1],
                  "post_id": first[key].post.id if first[key].post else None,
                  "created_at": now, "updated_at": now, "extra": {}} for key in missing]
-        created = {id_ for id_, in insert_rows(session, Conversation, rows, returning=("id",),  # in key order
-                                               conflict_on=("channel_id", "thread_key"))}
-        # (a key not created here was opened meanwhile by another drain: locked like the others, waiting for it)
-        by_key.update(_locked_conversations(ctx, missing, created))
+        for id_, channel_id, thread_key in insert_rows(session, Conversation, rows,  # in key order
+                                                       returning=("id", "channel_id", "thread_key"),
+                                                       conflict_on=("channel_id", "thread_key")):
+            ids[(channel_id, thread_key)] = id_
+            created.add(id_)
+        # a key not created here was opened meanwhile by another drain (committed: the INSERT waited for it)
+        raced = [key for key in missing if key not in ids]
+        if raced:
+            ids.update(_conversation_ids(session, raced))
+    for p in pending:
+        p.conversation_id = ids[p.thread]
+    return created
+
+
+def _conversation_ids(session: Session, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The ids of the conversations of these (channel_id, thread_key) keys that exist, without locking them."""
+    dialect = session.get_bind().dialect.name
+    query = _ids_query(dialect)
+    return {(channel_id, thread_key): id_ for id_, channel_id, thread_key
+            in session.execute(query, pairs_params(dialect, "keys", keys))}
+
+
+@functools.cache
+def _ids_query(dialect: str) -> Any:
+    return select(Conversation.id, Conversation.channel_id, Conversation.thread_key).where(
+        pairs_among(dialect, Conversation.channel_id, Conversation.thread_key, "keys"))
+
+
+def _attach_conversations(ctx: BatchContext, pending: list[_Pending], created: set[int]) -> None:
+    """Loads and locks the batch's conversations (`_open_conversations` found or opened them) in (channel_id,
+    thread_key) order: those that existed before this transaction, then those it opened (they have no labels
+    and no SLA clocks to load). Every drain locks in that order, so concurrent drains wait for each other but
+    never deadlock. Marks them touched (created or not) in first-seen order."""
+    first: dict[tuple[int, str], _Pending] = {}
+    for p in pending:
+        first.setdefault(p.thread, p)
+    keys = sorted(first)
+    existing = [key for key in keys if first[key].conversation_id not in created]
+    opened = [key for key in keys if first[key].conversation_id in created]
+    by_key = _locked_conversations(ctx, existing) if existing else {}
+    if opened:
+        by_key.update(_locked_conversations(ctx, opened, created))
     for key in first:
         conversation = by_key[key]
         ctx.conversations[conversation.id] = conversation
@@ -681,8 +727,8 @@ def _attach_conversations(ctx: BatchContext, pending: list[_Pending]) -> None:
 def _locked_conversations(ctx: BatchContext, keys: list[tuple[int, str]], created: set[int] | None = None
                           ) -> dict[tuple[int, str], Conversation]:
     """The conversations of these (channel_id, thread_key) keys (sorted), locked for update on PostgreSQL in
-    that order (only the conversations: FOR UPDATE OF), fresh from the database, with what their JSON shows
-    joined in the same statement (brand, labels, current SLA clocks: a few rows each) instead of a query per
+    that order (only the conversations: FOR NO KEY UPDATE OF), fresh from the database, with what their JSON
+    shows joined in the same statement (brand, labels, current SLA clocks: a few rows each) instead of a query per
     relationship. With `created` (ids this transaction just inserted): those have no labels and no SLA clocks
     yet, so their collections are set empty instead of loaded.
 
@@ -712,8 +758,8 @@ def _lock_query(dialect: str, created: bool) -> Any:
              .where(pairs_among(dialect, Conversation.channel_id, Conversation.thread_key, "keys"))
              .order_by(Conversation.channel_id, Conversation.thread_key)
              .options(joinedload(Conversation.brand)).execution_options(populate_existing=True))
-    if dialect == "postgresql":
-        query = query.with_for_update(of=Conversation)
+    if dialect == "postgresql":  # NO KEY UPDATE: another drain's messages can reference them meanwhile (FK checks)
+        query = query.with_for_update(of=Conversation, key_share=True)
     if created:
         return query.options(lazyload(Conversation.label_rows), lazyload(Conversation.current_sla_clocks))
     return query.options(joinedload(Conversation.label_rows), joinedload(Conversation.current_sla_clocks))
@@ -728,12 +774,12 @@ def _linked_ids_column(dialect: str) -> Any:
 
 
 def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]
-                              ) -> dict[int, list[tuple[datetime, int, str | None]]]:
+                              ) -> list[tuple[_Pending, dict[str, Any], int]]:
     """Inserts the batch's messages with ONE multi-row INSERT ... ON CONFLICT (channel_id, external_id) DO
-    NOTHING RETURNING (rows sorted by that key; a mid seen twice in the batch is inserted once), then, in
-    event order, updates each conversation in memory (`note_inbound`, flushed once later) and records
-    message.created built from the inserted values (no re-read). Counts duplicates in the events' stats.
-    Returns the inserted messages' (platform_time, id, text) by conversation id."""
+    NOTHING RETURNING (rows sorted by that key; a mid seen twice in the batch is inserted once), before their
+    conversations are locked (their ids are known: `_open_conversations`), then, in event order, records
+    message.created built from the inserted values (no re-read) and counts duplicates in the events' stats.
+    Returns each new message's pending item, row values and id, in event order."""
     session = ctx.session
     replies = _reply_targets(session, pending)
     values: dict[tuple[int, str], dict[str, Any]] = {}
@@ -745,19 +791,29 @@ def _insert_customer_messages(ctx: BatchContext, pending: list[_Pending]
                in insert_rows(session, Message, [values[key] for key in keys],
                               returning=("id", "channel_id", "external_id"), conflict_on=("channel_id", "external_id"))}
     _link_replies_within_batch(session, values, new_ids, replies)
-    inserted: dict[int, list[tuple[datetime, int, str | None]]] = {}
+    fresh = []
     for p in pending:
         message_id = new_ids.pop(p.message_key, None)  # popped: a second copy in the batch is a duplicate
         if message_id is None:
             p.stats["duplicates"] = p.stats.get("duplicates", 0) + 1
             continue
         row = values[p.message_key]
-        conversation = p.conversation
-        assert conversation is not None
-        note_inbound(conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
-        inserted.setdefault(row["conversation_id"], []).append((row["platform_time"], message_id, row["text"]))
+        fresh.append((p, row, message_id))
         ctx.thread_events.append(("message.created", message_item_json(_message_view(message_id, row)),
-                                  realtime.message_rooms(conversation.id)))
+                                  realtime.message_rooms(row["conversation_id"])))
+    return fresh
+
+
+def _note_inbound_messages(fresh: list[tuple[_Pending, dict[str, Any], int]]
+                           ) -> dict[int, list[tuple[datetime, int, str | None]]]:
+    """Once the conversations are locked, in event order: updates each conversation in memory for its new
+    messages (`note_inbound`, flushed once later). Returns the new messages' (platform_time, id, text) by
+    conversation id."""
+    inserted: dict[int, list[tuple[datetime, int, str | None]]] = {}
+    for p, row, message_id in fresh:
+        assert p.conversation is not None
+        note_inbound(p.conversation, row["platform_time"], _preview(p.item.text, p.item.attachments))
+        inserted.setdefault(row["conversation_id"], []).append((row["platform_time"], message_id, row["text"]))
     return inserted
 
 
@@ -803,13 +859,13 @@ def _message_view(message_id: int, row: dict[str, Any]) -> SimpleNamespace:
 def _customer_message_values(ctx: BatchContext, p: _Pending, reply_to: int | None) -> dict[str, Any]:
     """The messages row of a customer message, as `_apply_customer_message` writes it."""
     item = p.item
-    assert p.conversation is not None and p.contact is not None
+    assert p.conversation_id is not None and p.contact is not None
     extra = {k: v for k, v in item.extra.items() if k in ("quick_reply_payload", "postback_payload", "verb",
                                                           "parent_id", "post_id", "echo_id", "payload")}
     if item.kind == "postback":
         extra.setdefault("postback_payload", item.extra.get("payload"))
     return _message_defaults({
-        "conversation_id": p.conversation.id, "channel_id": p.channel.id, "direction": "in",
+        "conversation_id": p.conversation_id, "channel_id": p.channel.id, "direction": "in",
         "kind": "comment" if item.kind == "comment" else "message", "external_id": item.external_id,
         "author_type": "contact", "author_contact_id": p.contact.id, "author_name": p.author_name,
         "text": item.text, "attachments": [a.as_dict() for a in item.attachments],
@@ -1252,10 +1308,11 @@ def receipts_for(conversation: Conversation, at: datetime, status: str | None,
 
 
 def _locked_conversation_by_key(session: Session, channel_id: int, thread_key: str) -> Conversation | None:
-    """The thread's conversation (None if not opened yet), locked for update on PostgreSQL, fresh."""
+    """The thread's conversation (None if not opened yet), locked on PostgreSQL as the set-based drain locks
+    it (FOR NO KEY UPDATE), fresh."""
     query = select(Conversation).where(Conversation.channel_id == channel_id, Conversation.thread_key == thread_key)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=Conversation)
+        query = query.with_for_update(of=Conversation, key_share=True)
     return session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
 
 

@@ -247,10 +247,11 @@ def test_the_nudge_is_cleared_after_the_linger_before_the_claim(app: Any, monkey
 
 def test_routing_a_known_conversation_costs_no_statement_of_its_own(app: Any, held: Any,
                                                                     statements: Callable[[], list[str]]) -> None:
-    """A one-message drain to a known conversation: the claim, the contacts, the conversations (locked, read with
-    what routing needs and their links), the message, the conversation's changes, the live events and the raw
-    event's outcome. No savepoint and no routing query (they were a third of a one-message drain); the language
-    guess adds one query only while the conversation's first texts have not told its language."""
+    """A one-message drain to a known conversation: the claim, the contacts, the conversations' ids, the message,
+    the conversations (locked, read with what routing needs and their links), the conversation's changes, the live
+    events and the raw event's outcome. No savepoint and no routing query (they were a third of a one-message
+    drain); the language guess adds one query only while the conversation's first texts have not told its
+    language."""
     for k, body in enumerate(("bonjour, où est ma commande ?", "ok")):
         store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", body, mid=f"w_{k}"))
     _drain(app)
@@ -265,7 +266,7 @@ def test_routing_a_known_conversation_costs_no_statement_of_its_own(app: Any, he
         assert not any(s.startswith(("SAVEPOINT", "SELECT brand_routings", "SELECT assignment_policies",
                                      "SELECT conversation_links")) for s in sent), sent
         counts.append(len(sent))
-    assert counts == [6, 7], counts  # + the live events' INSERT: one per drain on PostgreSQL
+    assert counts == [7, 8], counts  # + the live events' INSERT: one per drain on PostgreSQL
 
 
 def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_stored(
@@ -315,14 +316,16 @@ def test_the_batchs_conversation_changes_are_one_update_and_what_it_wrote_is_sto
             db.session.get(Conversation, answered).last_inbound_at  # waiting again since the new message
 
 
-def test_a_one_message_drain_makes_seven_round_trips_on_postgresql(app: Any, held: Any, caches_held: None,
+def test_a_one_message_drain_makes_eight_round_trips_on_postgresql(app: Any, held: Any, caches_held: None,
                                                                    tmp_path: Any) -> None:
     """Each round trip to PostgreSQL costs both processes a wake-up, and on a busy box a wait for a core. A
     one-message drain to a known conversation whose language is known made ten: a ping, the BEGIN, the claim, the
     contacts, the conversations, the message, the conversation's changes, the outcomes, the live events, the
     COMMIT. Now the outcomes and the live events go with the COMMIT (`db.pipelined`), and a connection used less
     than a second ago is not pinged: seven, counted in libpq's protocol trace. (psycopg waits for the BEGIN's
-    answer before it sends anything else, even in pipeline mode, so the BEGIN keeps a round trip of its own.)"""
+    answer before it sends anything else, even in pipeline mode, so the BEGIN keeps a round trip of its own.)
+    The eighth reads the conversations' ids before the message goes in, so that the conversations are locked
+    only after it (concurrent drains then write their messages at once: see the test below)."""
     if db.dialect != "postgresql":
         pytest.skip("PostgreSQL's round trips (RELAIS_TEST_DB=postgresql)")
     from tests.helpers import protocol_trace, round_trips
@@ -334,7 +337,7 @@ def test_a_one_message_drain_makes_seven_round_trips_on_postgresql(app: Any, hel
         assert _drain(app) == 1
     assert len(traces) == 1, traces  # one transaction, one connection
     trips = round_trips(traces[0])
-    assert len(trips) == 7, trips
+    assert len(trips) == 8, trips
     assert trips[0] == ["BEGIN"], trips
     assert trips[-1][-1] == "COMMIT" and len(trips[-1]) == 3, trips  # after the outcomes and the live events
     with app.app_context():
@@ -370,4 +373,76 @@ def test_a_text_that_tells_no_language_leaves_nothing_for_the_commits_flush(app:
     assert dirty == [], dirty
     with app.app_context():
         assert db.session.execute(select(Conversation.language)).scalars().all() == [None] * 3
+        db.session.remove()
+
+
+def test_a_drain_waiting_for_anothers_conversation_has_written_its_messages_meanwhile(
+        app: Any, held: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two drains as two worker processes run them (the per-process drain lock bypassed), both with a message for
+    the same conversation. The first is held just before its commit, holding the conversation's lock. The second
+    finds the conversation's id and writes its message without waiting (the lock is FOR NO KEY UPDATE, which the
+    message's foreign key check does not wait for), and waits only to lock the conversation, to update its state.
+    Once the first commits, the second applies its message on top of what the first wrote."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its drains never overlap")
+    store_verified(messenger_message_payload(PAGE_ID, "psid-0", "bonjour", mid="m_0"))
+    assert _drain(app) == 1
+    for k in (1, 2):  # ids in that order: the first drain claims m_1 (batches of one)
+        store_verified(messenger_message_payload(PAGE_ID, "psid-0", f"message {k}", mid=f"m_{k}"))
+
+    holding, release = threading.Event(), threading.Event()
+    original = ingest._commit_with_outcomes
+
+    def held_commit(session: Any, events: Any) -> None:
+        if threading.current_thread().name == "drain-first":
+            holding.set()
+            release.wait(15)  # the transaction (and the conversation's lock) stays open until released
+        original(session, events)
+
+    monkeypatch.setattr(ingest, "_commit_with_outcomes", held_commit)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                assert ingest._drain_one_batch(1) == 1
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, name=f"drain-{n}") for n in ("first", "second")]
+    threads[0].start()
+    assert holding.wait(10), errors
+    threads[1].start()
+    waiting: list[str] = []
+    deadline = time.monotonic() + 10
+    while not waiting and time.monotonic() < deadline:
+        with db.engine.connect() as conn:
+            waiting = list(conn.execute(text(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalars())
+        time.sleep(0.02)
+    try:
+        assert len(waiting) == 1, waiting
+        # what it waits for is the conversations' locking read (pg_stat_activity shows its first 1 kB), so its
+        # message's INSERT is behind it
+        assert waiting[0].startswith("SELECT conversations.id, conversations.kind, conversations.status"), waiting
+        with db.engine.connect() as conn:
+            inserts = conn.execute(text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE a.wait_event_type = 'Lock' AND l.relation = 'messages'::regclass "
+                "AND l.mode = 'RowExclusiveLock' AND l.granted")).scalar()
+        assert inserts == 1  # the waiting drain has written to messages
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(20)
+    assert not errors, errors
+    with app.app_context():
+        conversation = db.session.execute(select(Conversation)).scalar_one()
+        texts = db.session.execute(select(Message.text).where(Message.conversation_id == conversation.id)
+                                   .order_by(Message.id)).scalars().all()
+        assert texts == ["bonjour", "message 1", "message 2"]
+        assert conversation.last_message_preview == "message 2"
+        assert db.session.execute(select(WebhookEvent.status)).scalars().all() == ["processed"] * 3
         db.session.remove()
