@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -76,25 +77,39 @@ def load(url: str, *, prefix: str, count: int, batch: int = 1, rate: float = 0.0
 
 
 class CountWatcher:
-    """Polls `SELECT count(*)` of the run's message rows until it reaches `expected` (or times out)."""
+    """Polls the run's message rows every 50 ms until their count reaches `expected` (or times out).
+
+    `query` counts them: `SELECT count(*) FROM <table> WHERE <column> LIKE %s` (the run's prefix). Polled as it
+    is, it read the whole table 20 times a second (every earlier run's rows too): 3-5 ms of PostgreSQL's CPU each
+    time by the end of figure 1's closed loops, up to a tenth of a core taken from the stack it measures. So it
+    polls only the rows added since it started (`id >` the largest id then, an index range), first counting them
+    without the LIKE, and runs the exact query (bounded the same way) once that count is reached."""
 
     def __init__(self, stack: Stack, query: str, prefix: str, expected: int, timeout: float = 180.0):
         self.stack, self.query, self.prefix, self.expected, self.timeout = stack, query, prefix, expected, timeout
         self.done_at: float | None = None
         self.last = 0
+        table = re.match(r"SELECT count\(\*\) FROM (\w+) WHERE ", query)
+        assert table is not None, query
+        self.table = table.group(1)
+        self.floor = stack.sql(f"SELECT coalesce(max(id), 0) FROM {self.table}")[0][0]
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         import psycopg
         deadline = time.time() + self.timeout
+        added = f"SELECT count(*) FROM {self.table} WHERE id > %s"
+        exact = self.query.replace(" WHERE ", " WHERE id > %s AND ", 1)
         with psycopg.connect(self.stack.database_url, autocommit=True) as conn:
             while time.time() < deadline:
-                self.last = conn.execute(self.query, (self.prefix + "%",)).fetchone()[0]  # type: ignore[index]
-                if self.last >= self.expected:
-                    self.done_at = time.time()
-                    return
+                if conn.execute(added, (self.floor,)).fetchone()[0] >= self.expected:  # type: ignore[index]
+                    self.last = conn.execute(exact, (self.floor, self.prefix + "%")).fetchone()[0]  # type: ignore[index]
+                    if self.last >= self.expected:
+                        self.done_at = time.time()
+                        return
                 time.sleep(0.05)
+            self.last = conn.execute(exact, (self.floor, self.prefix + "%")).fetchone()[0]  # type: ignore[index]
 
     def wait(self) -> float | None:
         self._thread.join()
