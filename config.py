@@ -100,6 +100,7 @@ class Settings:
     send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
     ingest_linger_ms: float = 5.0             # INGEST_LINGER_MS: a small drain waits this long so batches form
+    ingest_drain_lanes: int = 2               # INGEST_DRAIN_LANES: a backlog's batches applied at once per process
     profile_lookup_batch_ms: float = 1000.0   # PROFILE_LOOKUP_BATCH_MS: new customers' name lookups gathered per job
     database_pool_size: int = 20              # DATABASE_POOL_SIZE: PostgreSQL connections a process keeps open
     database_max_overflow: int = 10           # DATABASE_MAX_OVERFLOW: extra ones in a burst, closed after use
@@ -194,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),
         event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
         ingest_linger_ms=_float("INGEST_LINGER_MS", get("INGEST_LINGER_MS") or "5", minimum=0.0, maximum=100.0),
+        ingest_drain_lanes=_int("INGEST_DRAIN_LANES", get("INGEST_DRAIN_LANES") or "2", minimum=1, maximum=8),
         profile_lookup_batch_ms=_float("PROFILE_LOOKUP_BATCH_MS", get("PROFILE_LOOKUP_BATCH_MS") or "1000",
                                        minimum=0.0, maximum=60000.0),
         database_pool_size=_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE") or "20", minimum=1, maximum=500),

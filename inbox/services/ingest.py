@@ -134,18 +134,30 @@ def _default_linger() -> float:
     return 0.005
 
 
+def _default_lanes() -> int:
+    """INGEST_DRAIN_LANES (config.py; default 2) on PostgreSQL; 1 on SQLite, which has one writer at a time."""
+    if not has_app_context() or db.dialect != "postgresql":
+        return 1
+    return int(current_app.extensions["relais.settings"].ingest_drain_lanes)
+
+
 _DRAIN_LOCK = threading.Lock()
 _backlog = False  # the last drain of this process stopped with a full batch: the next one does not linger
 
 
 def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None,
-                         before_claim: Callable[[], None] | None = None) -> int:
+                         before_claim: Callable[[], None] | None = None, lanes: int | None = None) -> int:
     """Process pending raw events until none is left (or the time budget is spent). Returns how many.
 
-    One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): batches
-    are then applied in id order, so a read receipt is never applied before the echo it covers when the two
-    land in different batches. (Worker processes still drain concurrently, with SKIP LOCKED; the watermarks kept
-    on conversations cover the receipts and echoes they apply in either order.)
+    One drain at a time per process (the embedded mode's job threads and reconciler, an RQ worker): while
+    batches come one at a time they are applied in id order, so a read receipt is never applied before the echo
+    it covers when the two land in different batches.
+
+    A backlog (a batch came full) is drained by `lanes` threads at once (INGEST_DRAIN_LANES by default, on
+    PostgreSQL; see `_Lane`), as worker processes drain concurrently, with SKIP LOCKED: one lane applies its
+    batch's conversations while another claims, parses and writes the messages of the next, and each waits for
+    PostgreSQL while the other runs Python. The watermarks kept on conversations cover the receipts and echoes
+    that concurrent drains apply in either order.
 
     Unless the previous drain left a backlog, it first lingers `linger` seconds (INGEST_LINGER_MS by default):
     a drain's cost is mostly fixed (a transaction, a dozen statements, an RQ job), so under moderate load a
@@ -157,20 +169,58 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
     conversation.updated, message.created, message.updated (after each batch's commit)."""
     global _backlog
     linger = _default_linger() if linger is None else linger
+    lanes = _default_lanes() if lanes is None else lanes
     if linger > 0 and not _backlog:
         time.sleep(linger)  # outside the lock: another drain of this process may run meanwhile
     if before_claim is not None:
         before_claim()
     started = time.monotonic()
     total = 0
+    helpers: list[_Lane] = []
     with _DRAIN_LOCK:
-        while True:
-            done = _drain_one_batch(batch_size)
-            total += done
-            _backlog = done >= batch_size
-            if not _backlog or time.monotonic() - started >= time_budget:
-                break
+        try:
+            while True:
+                done = _drain_one_batch(batch_size)
+                total += done
+                _backlog = done >= batch_size
+                if not _backlog or time.monotonic() - started >= time_budget:
+                    break
+                if len(helpers) < lanes - 1:
+                    helpers.append(_Lane(batch_size, started + time_budget))
+        finally:
+            for helper in helpers:
+                total += helper.join()
     return total
+
+
+class _Lane:
+    """Another thread of this process draining a backlog beside the drain that started it: full batches, until
+    one comes back short (or the drain's time budget is spent). Each of its batches is its own transaction on
+    its own connection, claimed with SKIP LOCKED like another worker's; a failure is logged and ends the lane
+    (what it had claimed is rolled back, so the drain or the reconciler takes it again)."""
+
+    def __init__(self, batch_size: int, deadline: float) -> None:
+        self.batch_size, self.deadline, self.done = batch_size, deadline, 0
+        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._run, name="relais-drain-lane", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self._app.app_context():
+            try:
+                while time.monotonic() < self.deadline:
+                    done = _drain_one_batch(self.batch_size)
+                    self.done += done
+                    if done < self.batch_size:
+                        break
+            except Exception:  # noqa: BLE001 - the starting drain (or the reconciler) takes the batch again
+                log.exception("a drain lane failed")
+            finally:
+                db.session.remove()
+
+    def join(self) -> int:
+        self._thread.join()
+        return self.done
 
 
 @functools.cache

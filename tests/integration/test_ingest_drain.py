@@ -446,3 +446,73 @@ def test_a_drain_waiting_for_anothers_conversation_has_written_its_messages_mean
         assert conversation.last_message_preview == "message 2"
         assert db.session.execute(select(WebhookEvent.status)).scalars().all() == ["processed"] * 3
         db.session.remove()
+
+
+def test_a_backlog_is_drained_by_two_lanes_at_once_on_postgresql(app: Any, held: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain that finds a full batch starts a second lane (INGEST_DRAIN_LANES, 2 by default) that claims the
+    next batches beside it (SKIP LOCKED), on PostgreSQL; on SQLite (one writer) it drains alone. Either way every
+    message goes in once, every conversation ends on its latest message whatever order the batches committed
+    in, and each message is announced once."""
+    base_ms = int(time.time() * 1000) - 60_000
+    for k in range(60):
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k % 7}", f"message {k}", mid=f"m_{k}",
+                                                 ts_ms=base_ms + k * 10))
+    seen: list[str] = []
+    original = ingest._drain_one_batch
+
+    def spy(batch_size: int) -> int:
+        seen.append(threading.current_thread().name)
+        if threading.current_thread() is threading.main_thread():
+            time.sleep(0.02)  # the lane claims its first batch meanwhile
+        return original(batch_size)
+
+    monkeypatch.setattr(ingest, "_drain_one_batch", spy)
+    assert _drain(app, batch_size=10) == 60
+    if db.dialect == "postgresql":
+        assert set(seen) == {threading.main_thread().name, "relais-drain-lane"}, seen
+    else:
+        assert set(seen) == {threading.main_thread().name}, seen
+    with app.app_context():
+        assert db.session.execute(select(WebhookEvent.status)).scalars().all() == ["processed"] * 60
+        rows = db.session.execute(select(Message.external_id, Message.text, Conversation.thread_key,
+                                         Conversation.last_message_preview)
+                                  .join(Conversation, Conversation.id == Message.conversation_id)).all()
+        assert sorted(r.external_id for r in rows) == sorted(f"m_{k}" for k in range(60))
+        latest = {f"dm:psid-{p}": f"message {max(k for k in range(60) if k % 7 == p)}" for p in range(7)}
+        assert {r.thread_key: r.last_message_preview for r in rows} == latest
+        created = db.session.execute(select(RealtimeEvent.payload).where(RealtimeEvent.name == "message.created")
+                                     ).scalars().all()
+        assert sorted(p["external_id"] for p in created) == sorted(f"m_{k}" for k in range(60))
+        db.session.remove()
+
+
+def test_a_failed_lane_leaves_its_batch_to_the_next_drain(app: Any, held: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A lane whose batch fails (here: at its commit, after it claimed and applied it) logs it and stops; its
+    transaction is rolled back, so its raw events are pending again and it announced nothing. The drain that
+    started it finishes its own batches, and the next drain takes what is left: each message in once."""
+    if db.dialect != "postgresql":
+        pytest.skip("lanes drain on PostgreSQL only")
+    for k in range(40):
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k % 3}", f"message {k}", mid=f"m_{k}"))
+    original = ingest._commit_with_outcomes
+    failed: list[int] = []
+
+    def failing_lane(session: Any, events: Any) -> None:
+        if threading.current_thread().name == "relais-drain-lane" and not failed:
+            failed.append(len(events))
+            raise RuntimeError("lane down")
+        original(session, events)
+
+    monkeypatch.setattr(ingest, "_commit_with_outcomes", failing_lane)
+    first = _drain(app, batch_size=10)
+    assert failed == [10] and "a drain lane failed" in caplog.text
+    assert first + _drain(app, batch_size=10, lanes=1) == 40
+    with app.app_context():
+        assert db.session.execute(select(WebhookEvent.status)).scalars().all() == ["processed"] * 40
+        assert sorted(db.session.execute(select(Message.external_id)).scalars()) == sorted(f"m_{k}" for k in range(40))
+        created = db.session.execute(select(RealtimeEvent.payload).where(RealtimeEvent.name == "message.created")
+                                     ).scalars().all()
+        assert sorted(p["external_id"] for p in created) == sorted(f"m_{k}" for k in range(40))
+        db.session.remove()

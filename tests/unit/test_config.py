@@ -165,6 +165,14 @@ def test_ingest_linger_is_bounded_milliseconds() -> None:
             load_settings({"INGEST_LINGER_MS": bad})
 
 
+def test_ingest_drain_lanes_are_a_bounded_integer() -> None:
+    assert load_settings({}).ingest_drain_lanes == 2
+    assert load_settings({"INGEST_DRAIN_LANES": "1"}).ingest_drain_lanes == 1
+    for bad in ("0", "9", "two"):
+        with pytest.raises(ConfigError, match="^INGEST_DRAIN_LANES:"):
+            load_settings({"INGEST_DRAIN_LANES": bad})
+
+
 def test_database_pool_sizes_are_bounded_integers() -> None:
     settings = load_settings({})
     assert (settings.database_pool_size, settings.database_max_overflow) == (20, 10)
