@@ -190,3 +190,45 @@ def round_trips(trace: list[str]) -> list[list[str]]:
             trips.append(sent)
             sent = []
     return trips
+
+
+@contextlib.contextmanager
+def two_drains_first_held(app: Any, monkeypatch: Any) -> Iterator[list[BaseException]]:
+    """Two drains as two worker processes run them (the per-process drain lock bypassed), each of a batch of one, in
+    threads named "drain-first" and "drain-second": the first is held just before its commit (its transaction and
+    its locks open) and the second started once it holds. The block runs meanwhile; on leaving it the first is
+    released and both are joined. Yields the errors the drains raised (check them after the block)."""
+    from inbox.db import db
+    from inbox.services import ingest
+
+    holding, release = threading.Event(), threading.Event()
+    original = ingest._commit_with_outcomes
+
+    def held_commit(session: Any, events: Any) -> None:
+        if threading.current_thread().name == "drain-first":
+            holding.set()
+            release.wait(15)  # the transaction (and the conversation's lock) stays open until released
+        original(session, events)
+
+    monkeypatch.setattr(ingest, "_commit_with_outcomes", held_commit)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                assert ingest._drain_one_batch(1) == 1
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, name=f"drain-{n}") for n in ("first", "second")]
+    threads[0].start()
+    try:
+        assert holding.wait(10), errors  # the first drain applied its event and holds its transaction open
+        threads[1].start()
+        yield errors
+    finally:
+        release.set()
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(20)

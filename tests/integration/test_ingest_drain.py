@@ -19,7 +19,7 @@ from inbox.models import Agent, Channel, Conversation, Message, RealtimeEvent, W
 from inbox.services import admin, ingest
 from inbox.webhooks import app_secret_fingerprint
 from tests.factories import PAGE_ID
-from tests.helpers import poison_drain, store_verified
+from tests.helpers import poison_drain, store_verified, two_drains_first_held
 
 
 @pytest.fixture
@@ -390,39 +390,15 @@ def test_a_drain_waiting_for_anothers_conversation_has_written_its_messages_mean
     for k in (1, 2):  # ids in that order: the first drain claims m_1 (batches of one)
         store_verified(messenger_message_payload(PAGE_ID, "psid-0", f"message {k}", mid=f"m_{k}"))
 
-    holding, release = threading.Event(), threading.Event()
-    original = ingest._commit_with_outcomes
-
-    def held_commit(session: Any, events: Any) -> None:
-        if threading.current_thread().name == "drain-first":
-            holding.set()
-            release.wait(15)  # the transaction (and the conversation's lock) stays open until released
-        original(session, events)
-
-    monkeypatch.setattr(ingest, "_commit_with_outcomes", held_commit)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                assert ingest._drain_one_batch(1) == 1
-                db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, name=f"drain-{n}") for n in ("first", "second")]
-    threads[0].start()
-    assert holding.wait(10), errors
-    threads[1].start()
-    waiting: list[str] = []
-    deadline = time.monotonic() + 10
-    while not waiting and time.monotonic() < deadline:
-        with db.engine.connect() as conn:
-            waiting = list(conn.execute(text(
-                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")).scalars())
-        time.sleep(0.02)
-    try:
+    with two_drains_first_held(app, monkeypatch) as errors:
+        waiting: list[str] = []
+        deadline = time.monotonic() + 10
+        while not waiting and time.monotonic() < deadline:
+            with db.engine.connect() as conn:
+                waiting = list(conn.execute(text(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalars())
+            time.sleep(0.02)
         assert len(waiting) == 1, waiting
         # what it waits for is the conversations' locking read (pg_stat_activity shows its first 1 kB), so its
         # message's INSERT is behind it
@@ -433,10 +409,6 @@ def test_a_drain_waiting_for_anothers_conversation_has_written_its_messages_mean
                 "WHERE a.wait_event_type = 'Lock' AND l.relation = 'messages'::regclass "
                 "AND l.mode = 'RowExclusiveLock' AND l.granted")).scalar()
         assert inserts == 1  # the waiting drain has written to messages
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(20)
     assert not errors, errors
     with app.app_context():
         conversation = db.session.execute(select(Conversation)).scalar_one()

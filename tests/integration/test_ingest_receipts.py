@@ -9,7 +9,6 @@ Runs on SQLite, and on PostgreSQL with RELAIS_TEST_DB=postgresql.
 """
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -30,7 +29,7 @@ from inbox.demo.fake_meta import (
 from inbox.models import Conversation, Message, WebhookEvent
 from inbox.services import ingest
 from tests.factories import PAGE_ID
-from tests.helpers import store_verified
+from tests.helpers import store_verified, two_drains_first_held
 
 PSID = "psid-receipts"
 
@@ -209,34 +208,8 @@ def test_receipt_and_echo_drained_concurrently(app: Any, drains: Any, monkeypatc
     for payload in ((echo, receipt) if first == "echo" else (receipt, echo)):
         store_verified(payload)  # ids in that order: the first drain claims the first one (batches of one)
 
-    holding, release = threading.Event(), threading.Event()
-    original = ingest._commit_with_outcomes
-
-    def held(session: Any, events: Any) -> None:
-        if threading.current_thread().name == "drain-first":
-            holding.set()
-            release.wait(15)  # the transaction (and the conversation's lock) stays open until released
-        original(session, events)
-
-    monkeypatch.setattr(ingest, "_commit_with_outcomes", held)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                assert ingest._drain_one_batch(1) == 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, name=f"drain-{n}") for n in ("first", "second")]
-    threads[0].start()
-    assert holding.wait(10), errors  # the first drain applied its event and holds its transaction open
-    threads[1].start()
-    with app.app_context():
+    with two_drains_first_held(app, monkeypatch) as errors, app.app_context():
         _wait_for_lock_wait(app)
-    release.set()
-    for thread in threads:
-        thread.join(20)
     assert not errors, errors
     message = _message(app, external_id="m_echo")
     assert message.delivery_status == "read"
