@@ -293,7 +293,7 @@ def json_document_insert(dialect: Any, table: Any, rows: list[dict[str, Any]], *
     for row in rows:
         document.append({name: (encode(row[name]) if encode is not None and row[name] is not None else row[name])
                          for name, encode in zip(columns, encoders)})
-    return sql, (_dump_document(document),)
+    return sql, (json_text(document),)
 
 
 def json_text(value: Any) -> str:
@@ -301,9 +301,6 @@ def json_text(value: Any) -> str:
     by orjson, as the live events are (`realtime.relay.dump_json`). The standard library's encoder was ~4% of the
     drain's CPU here (each message's attachments and extra, each raw event's stats: py-spy)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-_dump_document = json_text
 
 
 def _json_document_insert(dialect: Any, table: Any, columns: tuple[str, ...], returning: tuple[str, ...]
