@@ -80,6 +80,9 @@ def test_a_refused_reply_shows_why_and_is_sent_again_from_the_console(page, live
     _post_webhook(live_server, messenger_message_payload(PAGE_ID, "psid-again", "Vous êtes là ?", mid="m_again_1"))
     rows = page.get_by_test_id("conversation-row")
     expect(rows).to_have_count(1)
+    # the new customer's name lookup (a Graph GET, gathered for up to a second) is done: the failure injected below
+    # goes to the next Graph call, which must be the send
+    expect(rows.first).to_contain_text("Client gain")
     rows.first.click()
 
     fake_meta.fail_next(1, code=100, message="(#100) The recipient is not available right now")  # not retryable
