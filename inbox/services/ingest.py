@@ -584,9 +584,9 @@ def _apply_customer_batch(ctx: BatchContext, batch: list[tuple[Routed, dict[str,
     if pending:
         _attach_contacts(ctx, pending)
         _attach_posts(ctx, pending)
-        created = _open_conversations(ctx, pending)
+        first, created = _open_conversations(ctx, pending)
         fresh = _insert_customer_messages(ctx, pending)
-        _attach_conversations(ctx, pending, created)
+        _attach_conversations(ctx, pending, first, created)
         _know_languages(ctx, _note_inbound_messages(fresh))
     return [stats for _routed, stats in batch]
 
@@ -696,12 +696,13 @@ def _attach_posts(ctx: BatchContext, pending: list[_Pending]) -> None:
     ctx.loaded.extend(posts.values())
 
 
-def _open_conversations(ctx: BatchContext, pending: list[_Pending]) -> set[int]:
+def _open_conversations(ctx: BatchContext, pending: list[_Pending]
+                        ) -> tuple[dict[tuple[int, str], _Pending], set[int]]:
     """The id of every thread's conversation, before any is locked: the existing ones read (one statement, no
     lock), the missing ones opened (one INSERT ... ON CONFLICT DO NOTHING in (channel_id, thread_key) order; the
     first message of a thread decides kind, contact and post), and those another drain opened meanwhile read
-    again (the INSERT waited for it). Sets `conversation_id` on each pending message; returns the ids this
-    transaction opened.
+    again (the INSERT waited for it). Sets `conversation_id` on each pending message; returns the first message
+    of each thread (by (channel_id, thread_key), in first-seen order) and the ids this transaction opened.
 
     The messages then go in before the conversations are locked (`_attach_conversations`): a drain waiting for
     another one's conversations has its contacts, its conversations' ids and its messages written meanwhile,
@@ -732,7 +733,7 @@ def _open_conversations(ctx: BatchContext, pending: list[_Pending]) -> set[int]:
             ids.update(_conversation_ids(session, raced))
     for p in pending:
         p.conversation_id = ids[p.thread]
-    return created
+    return first, created
 
 
 def _conversation_ids(session: Session, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -749,14 +750,13 @@ def _ids_query(dialect: str) -> Any:
         pairs_among(dialect, Conversation.channel_id, Conversation.thread_key, "keys"))
 
 
-def _attach_conversations(ctx: BatchContext, pending: list[_Pending], created: set[int]) -> None:
-    """Loads and locks the batch's conversations (`_open_conversations` found or opened them) in (channel_id,
-    thread_key) order: those that existed before this transaction, then those it opened (they have no labels
-    and no SLA clocks to load). Every drain locks in that order, so concurrent drains wait for each other but
-    never deadlock. Marks them touched (created or not) in first-seen order."""
-    first: dict[tuple[int, str], _Pending] = {}
-    for p in pending:
-        first.setdefault(p.thread, p)
+def _attach_conversations(ctx: BatchContext, pending: list[_Pending], first: dict[tuple[int, str], _Pending],
+                          created: set[int]) -> None:
+    """Loads and locks the batch's conversations (`_open_conversations` found or opened them, and gave each
+    thread's `first` message) in (channel_id, thread_key) order: those that existed before this transaction, then
+    those it opened (they have no labels and no SLA clocks to load). Every drain locks in that order, so
+    concurrent drains wait for each other but never deadlock. Marks them touched (created or not) in first-seen
+    order."""
     keys = sorted(first)
     existing = [key for key in keys if first[key].conversation_id not in created]
     opened = [key for key in keys if first[key].conversation_id in created]
