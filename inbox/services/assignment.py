@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, exists, func, or_, select, true, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from inbox import realtime
@@ -397,8 +398,22 @@ def language_of_first_texts(messages: Iterable[tuple[datetime, int, str | None]]
 
 
 @functools.cache
-def _first_texts_query() -> Any:
-    """The first FIRST_TEXTS customer texts of each of `conversation_ids`, in order (built once)."""
+def _first_texts_query(dialect: str) -> Any:
+    """The first FIRST_TEXTS customer texts of each of `conversation_ids`, in order (built once per dialect).
+
+    On PostgreSQL, a LATERAL LIMIT per conversation over ix_messages_conversation_time (the ids one array: one
+    statement text whatever their count): a few index entries per conversation, however long it is. A window
+    over every customer message of the conversations read them all: 18 against 4 ms for 600 conversations of 25
+    messages, and a drain asks again for every conversation whose first texts tell no language. SQLite (the
+    embedded mode) keeps the window."""
+    if dialect == "postgresql":
+        ids = func.unnest(bindparam("conversation_ids", type_=postgresql.ARRAY(Integer))).table_valued(
+            "id").render_derived(name="c")
+        firsts = (select(Message.text, Message.platform_time, Message.id)
+                  .where(Message.conversation_id == ids.c.id, Message.direction == "in", Message.text.is_not(None))
+                  .order_by(Message.platform_time, Message.id).limit(FIRST_TEXTS).lateral("m"))
+        return (select(ids.c.id, firsts.c.text).select_from(ids).join(firsts, true())
+                .order_by(ids.c.id, firsts.c.platform_time, firsts.c.id))
     ranked = (select(Message.conversation_id, Message.text,
                      func.row_number().over(partition_by=Message.conversation_id,
                                             order_by=(Message.platform_time, Message.id)).label("n"))
@@ -412,7 +427,8 @@ def first_texts_languages(session: Session, conversation_ids: list[int]) -> dict
     """The language guess of each conversation from its first customer texts, in one query."""
     texts: dict[int, list[str]] = {}
     if conversation_ids:
-        for conversation_id, text in session.execute(_first_texts_query(), {"conversation_ids": conversation_ids}):
+        query = _first_texts_query(session.get_bind().dialect.name)
+        for conversation_id, text in session.execute(query, {"conversation_ids": conversation_ids}):
             texts.setdefault(conversation_id, []).append(text)
     return {cid: detect_language(" ".join(texts.get(cid, []))) for cid in conversation_ids}
 

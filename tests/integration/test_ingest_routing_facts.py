@@ -129,6 +129,23 @@ def test_languages_are_guessed_as_from_the_first_three_texts(app: Any, held: Any
         db.session.remove()
 
 
+def test_the_first_texts_read_skip_replies_and_empty_texts_and_stop_at_three(app: Any, held: Any) -> None:
+    """`first_texts_languages` (a LATERAL LIMIT per conversation on PostgreSQL, a window on SQLite) reads each
+    conversation's first three customer texts by platform time: not the page's replies, not a message without
+    text, not the later texts; a conversation without any tells nothing."""
+    echo = messaging_echo(PAGE_ID, "long", "hello the thanks, your order", mid="l3", ts_ms=T0 + 3000)
+    _drain(app, _dm("long", "ok", "l1", 1), _dm("long", None, "l2", 2), page_payload(page_entry(PAGE_ID,
+           messaging=[echo])), _dm("long", "bonjour", "l4", 4), _dm("long", "merci", "l5", 5),
+           *[_dm("long", "hello the order, thanks please", f"l{n}", n) for n in range(6, 10)],
+           _dm("short", "hello the", "s1", 1), _dm("silent", "ok", "q1", 1))
+    with app.app_context():
+        ids = {key: _conversation(f"dm:{key}").id for key in ("long", "short", "silent")}
+        assert db.session.execute(select(Message.text).where(Message.external_id == "l3")).scalar() is not None
+        guesses = assignment.first_texts_languages(db.session, sorted(ids.values()) + [10 ** 9])
+        assert guesses == {ids["long"]: "fr", ids["short"]: "en", ids["silent"]: None, 10 ** 9: None}
+        db.session.remove()
+
+
 def test_routing_facts_read_with_the_lock_route_as_before(app: Any, held: Any) -> None:
     """A brand routing set after the conversations opened: the next message puts each team-less conversation in
     the default team, read with its lock, in the same UPDATE as the message's changes (no UPDATE of its own), and
