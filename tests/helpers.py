@@ -71,14 +71,14 @@ def poison_drain(monkeypatch: Any) -> None:
     conversation, after the conversation is opened): the batch falls back to one event at a time."""
     from inbox.services import ingest
 
-    real_note_inbound = ingest.note_inbound
+    real_note_inbounds = ingest.note_inbounds  # the set-based pass's, and one at a time's through note_inbound
 
-    def note_inbound(conversation: Any, at: Any, preview: str | None) -> None:
-        if preview == POISON:
+    def note_inbounds(conversation: Any, messages: list[tuple[Any, str | None]]) -> None:
+        if any(preview == POISON for _at, preview in messages):
             raise RuntimeError("cannot apply this one")
-        real_note_inbound(conversation, at, preview)
+        real_note_inbounds(conversation, messages)
 
-    monkeypatch.setattr(ingest, "note_inbound", note_inbound)
+    monkeypatch.setattr(ingest, "note_inbounds", note_inbounds)
 
 
 def prepared_at_each_request(engine: Any, request: Callable[[], None], *, tries: int = 200,
