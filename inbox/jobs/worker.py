@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     rq_backend = backend()
     queues = [rq_backend.queues[name] for name in args.queues]  # type: ignore[union-attr]
     app.app_context().push()
-    freeze_startup_heap()  # a full GC walking the app would stall the drain (live latency)
+    freeze_startup_heap(batch_work=True)  # a full GC walking the app would stall the drain (live latency)
     if INGEST in args.queues and args.burst:  # no thread to wait for nudges: drain what is stored, then the jobs
         run_job(app, drain_webhook_events, ())
     elif INGEST in args.queues:  # the drain runs on nudges, in a thread of its own (inbox.jobs.nudge)
