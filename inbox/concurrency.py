@@ -52,8 +52,9 @@ def freeze_startup_heap(*, batch_work: bool = False) -> None:
     once): the collector's thresholds are raised to BATCH_GC_THRESHOLDS. At CPython's default a 2,000-message
     drain set off ~60 young collections and every few drains a full one, and each found the batch's objects
     alive and moved them up a generation: 250-360 ms of every 15,000 messages' ~3 s of drain CPU on the
-    benchmark box (10%, gc.callbacks), 110-140 ms raised, the longest pause ~6 ms (bench/RESULTS.md). The web
-    process keeps the default: its requests hold few objects at a time and its pauses are on the ack's path."""
+    benchmark box (10%, gc.callbacks), 110-140 ms raised, the longest pause ~6 ms (bench/RESULTS.md; `python -m
+    bench.drain_cost` reports the collector's part of the drain's CPU). The web process keeps the default: its
+    requests hold few objects at a time and its pauses are on the ack's path."""
     import gc
 
     gc.collect()
