@@ -464,10 +464,14 @@ def _bind_processor(column: Any, dialect: Any) -> Any:
     the statement, `_array_value`): each value is serialised by orjson here, and a DumpedJSON goes through as it
     is. (Each value wrapped for psycopg's jsonb dumper, after SQLAlchemy's JSON bind step, was 5% of a 10-entry
     drain's CPU, the INSERT's values dumped one by one in Python; PostgreSQL parses the same text either way.)"""
-    impl = column.type.dialect_impl(dialect)
-    if not isinstance(impl, JSON) or dialect.name != "postgresql":
-        return impl.bind_processor(dialect)
-    return _json_array_value
+    if _json_on_postgresql(column, dialect):
+        return _json_array_value
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _json_on_postgresql(column: Any, dialect: Any) -> bool:
+    """A JSON column on PostgreSQL: its unnest array is text[], each value cast back in the statement."""
+    return dialect.name == "postgresql" and isinstance(column.type.dialect_impl(dialect), JSON)
 
 
 def _json_array_value(value: Any) -> str:
@@ -479,9 +483,9 @@ def _json_array_value(value: Any) -> str:
 
 def _array_value(column: Any, dialect: Any, quote: Callable[[str], str]) -> str:
     """A column of the unnest `v` as it is written: a JSON column's text cast back to its type."""
-    impl = column.type.dialect_impl(dialect)
-    if isinstance(impl, JSON) and dialect.name == "postgresql":
-        return f"v.{quote(column.name)}::{'jsonb' if isinstance(impl, postgresql.JSONB) else 'json'}"
+    if _json_on_postgresql(column, dialect):
+        cast = "jsonb" if isinstance(column.type.dialect_impl(dialect), postgresql.JSONB) else "json"
+        return f"v.{quote(column.name)}::{cast}"
     return f"v.{quote(column.name)}"
 
 
@@ -515,7 +519,7 @@ def _array_element_type(column: Any, dialect: Any) -> str:
     """The type an `insert_rows` array is cast to: the column's, but a string column's without its length. An
     explicit cast to varchar(n) silently truncates a longer value; the INSERT's own assignment to the column
     refuses it ("value too long"), as a plain INSERT does. A JSON column's: text (`_bind_processor`)."""
-    if isinstance(column.type.dialect_impl(dialect), String | JSON):
+    if isinstance(column.type.dialect_impl(dialect), String) or _json_on_postgresql(column, dialect):
         return "text"
     return column.type.compile(dialect=dialect)
 

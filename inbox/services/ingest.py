@@ -1113,9 +1113,9 @@ def note_inbounds(conversation: Conversation, messages: list[tuple[datetime, str
     attributes read once and each changed one written once (a drain's batch brings several messages per
     conversation; the ORM attributes' descriptors per message were 6% of its CPU)."""
     first_in, last_in = conversation.first_inbound_at, conversation.last_inbound_at
-    last_out, waiting, last_at = conversation.last_outbound_at, conversation.waiting_since, conversation.last_message_at
-    unanswered = moved = False
-    last_preview = None
+    last_out, waiting = conversation.last_outbound_at, conversation.waiting_since
+    unanswered = False
+    latest_at, latest_preview = messages[0]
     for at, preview in messages:
         if first_in is None or at < first_in:
             first_in = at
@@ -1125,8 +1125,8 @@ def note_inbounds(conversation: Conversation, messages: list[tuple[datetime, str
             unanswered = True
             if waiting is None or at < waiting:
                 waiting = at
-        if last_at is None or at >= last_at:
-            last_at, last_preview, moved = at, preview, True
+        if at >= latest_at:  # the latest, the last of equals: what one at a time would leave
+            latest_at, latest_preview = at, preview
     if first_in != conversation.first_inbound_at:
         conversation.first_inbound_at = first_in
     if last_in != conversation.last_inbound_at:
@@ -1137,11 +1137,7 @@ def note_inbounds(conversation: Conversation, messages: list[tuple[datetime, str
         conversation.status = "open"
         conversation.snoozed_until = None
         conversation.resolved_at = None
-    if moved:
-        conversation.last_message_at = last_at
-        conversation.last_message_preview = last_preview
-        conversation.last_message_direction = "in"
-    conversation.updated_at = utcnow()
+    _note_last_message(conversation, latest_at, latest_preview, "in")
 
 
 def note_public_reply(conversation: Conversation, at: datetime, preview: str | None) -> None:
