@@ -98,6 +98,7 @@ class Settings:
     proxy_hops: int = 0                       # PROXY_HOPS: trusted reverse proxies setting X-Forwarded-*
     reconcile_interval_seconds: float = 10.0  # RECONCILE_INTERVAL_SECONDS
     send_max_attempts: int = 6                # SEND_MAX_ATTEMPTS
+    send_concurrency: int = 8                 # SEND_CONCURRENCY: platform calls a process makes at once (sends)
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
     ingest_linger_ms: float = 5.0             # INGEST_LINGER_MS: a small drain waits this long so batches form
     ingest_drain_lanes: int = 2               # INGEST_DRAIN_LANES: a backlog's batches applied at once per process
@@ -193,6 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_interval_seconds=_float("RECONCILE_INTERVAL_SECONDS", get("RECONCILE_INTERVAL_SECONDS") or "10",
                                           minimum=0.05),
         send_max_attempts=_int("SEND_MAX_ATTEMPTS", get("SEND_MAX_ATTEMPTS") or "6", minimum=1),
+        send_concurrency=_int("SEND_CONCURRENCY", get("SEND_CONCURRENCY") or "8", minimum=1, maximum=64),
         event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
         ingest_linger_ms=_float("INGEST_LINGER_MS", get("INGEST_LINGER_MS") or "5", minimum=0.0, maximum=100.0),
         ingest_drain_lanes=_int("INGEST_DRAIN_LANES", get("INGEST_DRAIN_LANES") or "2", minimum=1, maximum=8),

@@ -5,8 +5,12 @@ Agents' replies (REST API, from a separate `bench.replier` process, 8 threads) t
   A. clean: replies/s from the first reply POST until the last one is `sent` (DB) and counted at the fake;
   B. with 613 and 429 (Retry-After 2 s) rate-limit answers injected: every reply sent exactly once (200 calls
      per idempotency key at the fake), none lost, and the gap before each retry honours the backoff (>= 1 s,
-     the smallest first retry of backoff_seconds with base 2 s and equal jitter) and Retry-After.
-Reference in the same run: a bare client (bench.refs graph-send, 8 threads) POSTing Send API calls to the fake.
+     the smallest first retry of backoff_seconds with base 2 s and equal jitter) and Retry-After;
+  C. with every Graph call answered `--latency` seconds late (250 ms: the fake otherwise answers in about a
+     millisecond, a real platform does not), two replies per conversation written one after the other: replies/s,
+     and whether each conversation's replies reached the fake in the order they were written.
+Reference in the same run: a bare client (bench.refs graph-send, 8 threads) POSTing Send API calls to the fake,
+without and with the latency.
 """
 from __future__ import annotations
 
@@ -24,14 +28,14 @@ NAME = "outbound"
 
 
 def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list[dict[str, Any]] | None = None,
-            timeout: float = 120.0) -> dict[str, Any]:
+            timeout: float = 120.0, per_conversation: int = 1) -> dict[str, Any]:
     out = OUT / f"replies-{prefix}.json"
     if inject:
         for failure in inject:
             requests.post(stack.fake_url + "/_fake/fail", json=failure, timeout=5).raise_for_status()
     run_procs([[PY, "-m", "bench.replier", "--url", stack.base_url, "--token", stack.world["agent_token"],
                 "--conversations", ",".join(map(str, conversation_ids)), "--prefix", prefix, "--threads", "8",
-                "--out", str(out)]])
+                "--out", str(out), "--per-conversation", str(per_conversation)]])
     rows = json.loads(out.read_text())["rows"]
     keys = {r[0] for r in rows if r[3] == 201}
     deadline = time.time() + timeout
@@ -46,9 +50,11 @@ def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list
     calls = [c for c in requests.get(stack.fake_url + "/_bench/calls", timeout=10).json()["calls"]
              if c[4] and str(c[4]).startswith(prefix + "-")]
     ok_per_key: dict[str, int] = {}
-    for c in calls:
+    accepted_by_conversation: dict[str, list[str]] = {}  # the keys the fake accepted, in the order it got them
+    for c in sorted(calls, key=lambda c: c[0]):
         if c[3] == 200:
             ok_per_key[c[4]] = ok_per_key.get(c[4], 0) + 1
+            accepted_by_conversation.setdefault(c[4].split("-bench-")[1][:8], []).append(c[4])
     first_post = min(r[1] for r in rows)
     last_ok = max((c[0] for c in calls if c[3] == 200), default=None)
     # backoff: for every failed call, the gap to the next call for the same key
@@ -74,6 +80,9 @@ def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list
         "api_replies_per_s": len(rows) / (max(r[2] for r in rows) - first_post),
         "seconds": (last_ok - first_post) if last_ok else None,
         "retry_gaps_613": sorted(gaps_613), "retry_gaps_429": sorted(gaps_429),
+        "per_conversation": per_conversation,
+        # conversations whose replies the fake accepted in another order than they were written (key suffix -k)
+        "out_of_order": sum(1 for keys in accepted_by_conversation.values() if keys != sorted(keys)),
     }
 
 
@@ -100,13 +109,16 @@ def settle_profile_lookups(stack: Stack, expected: int, listed_at: float | None,
     return out
 
 
-def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
+LATENCY_S = 0.25
+
+
+def run(n_clean: int = 300, n_faulty: int = 100, n_latency: int = 60, latency: float = LATENCY_S) -> dict[str, Any]:
     info = machine_info()
     results: dict[str, Any] = {"machine": info}
     with Stack(fake_meta=True, label=NAME) as stack:
         results["workers"] = stack.workers
         # conversations to answer: one customer message each (reply window open)
-        total = n_clean + n_faulty
+        total = n_clean + n_faulty + n_latency
         watcher = CountWatcher(stack, RELAIS_COUNT, "ob", total)
         load(stack.base_url + "/webhooks/meta", prefix="ob", count=total, batch=10, procs=1, threads=4,
              psids=total)
@@ -130,6 +142,17 @@ def run(n_clean: int = 300, n_faulty: int = 100) -> dict[str, Any]:
         f = results["faulty"]
         log(f"faulty: {f['delivery_statuses']} once {f['sent_exactly_once']} twice+ {f['sent_more_than_once']} "
             f"never {f['never_sent']} gaps613 {f['retry_gaps_613'][:3]} gaps429 {f['retry_gaps_429'][:3]}")
+        if n_latency:
+            requests.post(stack.fake_url + "/_bench/latency", json={"seconds": latency}, timeout=5).raise_for_status()
+            ref_out = OUT / "ref-graph-send-latency.json"
+            run_procs([[PY, "-m", "bench.refs", "graph-send", "--base", stack.fake_url + "/v21.0", "--count", "80",
+                        "--threads", "8", "--out", str(ref_out)]])
+            results["ref_graph_send_latency"] = json.loads(ref_out.read_text())
+            results["latency"] = replies(stack, ids[n_clean + n_faulty:total], "rC", per_conversation=2)
+            results["latency"]["latency_s"] = latency
+            c = results["latency"]
+            log(f"latency {latency} s: {c['replies_per_s']} replies/s (bare client "
+                f"{results['ref_graph_send_latency']['per_s']:.0f} calls/s), out of order {c['out_of_order']}")
     return save_figure(NAME, results, report)
 
 
@@ -153,6 +176,7 @@ def report(res: dict[str, Any]) -> str:
              f"| **B. 8 x 613 + 8 x 429 injected** | {b['replies_created']} | {b['replies_per_s'] or 0:.0f} (incl. backoff) | | "
              f"{b['api_replies_per_s']:.0f} | {b['sent_exactly_once']} | {b['sent_more_than_once']} | {b['never_sent']} | "
              f"{b['delivery_statuses']} |",
+             *_latency_rows(res),
              "", f"Backoff honoured (B): gap before the retry after a 613: {g(b['retry_gaps_613'])} (floor 1.0 s); "
              f"after a 429 with Retry-After 2: {g(b['retry_gaps_429'])} (floor 2.0 s). "
              f"Fake saw {b['fake_calls']} calls, {b['fake_failures']} answered with an error.",
@@ -168,12 +192,28 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _latency_rows(res: dict[str, Any]) -> list[str]:
+    c, ref = res.get("latency"), res.get("ref_graph_send_latency")
+    if not c or not ref:
+        return []
+    ms = f"{c['latency_s'] * 1000:.0f} ms"
+    ratio = f"{c['replies_per_s'] / ref['per_s']:.2f}x" if c["replies_per_s"] else "n/a"
+    return [f"| reference: bare client, 8 threads, every call {ms} late | {ref['count']} | "
+            f"{ref['per_s']:.0f} calls/s | 1.00 | | | | | |",
+            f"| **C. every Graph call {ms} late, 2 replies per conversation** | {c['replies_created']} | "
+            f"**{c['replies_per_s'] or 0:.1f}** | **{ratio}** | {c['api_replies_per_s']:.0f} | "
+            f"{c['sent_exactly_once']} | {c['sent_more_than_once']} | {c['never_sent']} | {c['delivery_statuses']}; "
+            f"conversations whose replies arrived out of order: **{c['out_of_order']}** |"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clean", type=int, default=300)
     parser.add_argument("--faulty", type=int, default=100)
+    parser.add_argument("--latency-conversations", type=int, default=60)
+    parser.add_argument("--latency", type=float, default=LATENCY_S, help="seconds every Graph call takes in run C")
     args = parser.parse_args()
-    run(args.clean, args.faulty)
+    run(args.clean, args.faulty, args.latency_conversations, args.latency)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def main() -> None:
                                                        "160:1,100" if args.quick else "640:1,100,500",
                                                        profile=not args.quick,
                                                        rq_workers=(1,) if args.quick else (1, 2))),
-        ("outbound", lambda: outbound.run(100, 40) if args.quick else outbound.run(300, 100)),
+        ("outbound", lambda: outbound.run(100, 40, 20) if args.quick else outbound.run(300, 100, 60)),
         ("profile", lambda: profile.run(600 if args.quick else 1500)),
         ("queue_scale", lambda: queue_scale.run([10000, 1000000] if full else [10000], fixes=full)),
         ("sla_timers", lambda: sla_timers.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 50)),

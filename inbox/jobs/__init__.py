@@ -50,19 +50,30 @@ class EmbeddedBackend:
 
     def start(self) -> None:
         for name in QUEUES:
-            t = threading.Thread(target=self._run_queue, args=(name,), name=f"relais-jobs-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+            for k in range(self._threads_for(name)):
+                t = threading.Thread(target=self._run_queue, args=(name,), name=f"relais-jobs-{name}-{k}",
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
         t = threading.Thread(target=self._run_timer, name="relais-jobs-timer", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _threads_for(self, name: str) -> int:
+        """One thread per queue, but SEND_CONCURRENCY for the sends: a send waits on the platform, and one
+        slow call must not hold up every other agent's reply (their order within a conversation is kept by the
+        send's claim, `services.delivery`)."""
+        if name != SEND or self.app is None:
+            return 1
+        return self.app.extensions["relais.settings"].send_concurrency
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         with self._lock:
             self._delayed_cv.notify_all()
-        for q in self._queues.values():
-            q.put(None)
+        for name, q in self._queues.items():
+            for _k in range(self._threads_for(name)):
+                q.put(None)
         for t in self._threads:
             t.join(timeout)
 
@@ -400,6 +411,88 @@ def shutdown() -> None:
     if _backend is not None:
         _backend.stop()
         _backend = None
+
+
+class JobPool:
+    """One queue's jobs run on `threads` threads of this process, instead of one after the other on the RQ
+    worker's thread: `make worker` starts one for the sends (SEND_CONCURRENCY), whose time is spent waiting
+    on the platform (a Graph call takes 100-500 ms): one worker sent 26 replies/s to an instant fake, and at
+    a real platform's latency one at a time would be 2-10 a second for every agent of the instance.
+
+    The RQ job hands its work to the pool and returns (`in_pool`); the database stays the truth. A message
+    handed over and not yet claimed when the process stops is still `queued`: the reconciler sends it
+    (`services.reconciler`), as it does for a job lost with Redis. The same work handed over again while it
+    waits runs once (a send's claim makes a second run harmless anyway)."""
+
+    def __init__(self, app: Flask, queue: str, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.app, self.queue = app, queue
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"relais-{queue}")
+        self._lock = threading.Lock()
+        self._waiting: set[tuple[Callable[..., Any], tuple[Any, ...]]] = set()
+        self._running = 0
+        self._local = threading.local()
+
+    def submit(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        key = (func, args)
+        with self._lock:
+            if key in self._waiting:
+                return
+            self._waiting.add(key)
+        self._executor.submit(self._run, key)
+
+    def _run(self, key: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
+        with self._lock:
+            self._waiting.discard(key)
+            self._running += 1
+        self._local.inside = True
+        try:
+            run_job(self.app, *key)
+        finally:
+            self._local.inside = False
+            with self._lock:
+                self._running -= 1
+
+    def inside(self) -> bool:
+        """Whether the calling thread is one of the pool's."""
+        return getattr(self._local, "inside", False)
+
+    def busy(self) -> int:
+        """Jobs waiting or running."""
+        with self._lock:
+            return len(self._waiting) + self._running
+
+    def stop(self) -> None:
+        """Lets the running jobs finish (a send under way gets its outcome recorded); the waiting ones are
+        dropped (their messages are still `queued`: the reconciler sends them)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_pools: dict[str, JobPool] = {}
+
+
+def start_pool(app: Flask, queue: str, threads: int) -> JobPool:
+    """Run `queue`'s pooled jobs (`in_pool`) on `threads` threads of this process (see JobPool)."""
+    pool = _pools.get(queue)
+    if pool is None:
+        pool = _pools[queue] = JobPool(app, queue, threads)
+    return pool
+
+
+def stop_pools() -> None:
+    for queue in list(_pools):
+        _pools.pop(queue).stop()
+
+
+def in_pool(queue: str, func: Callable[..., Any], *args: Any) -> Any:
+    """`func(*args)` on this process's pool for `queue` if one is started (returns None at once), else here
+    (the embedded mode runs the sends on threads of its own; tests call the job directly)."""
+    pool = _pools.get(queue)
+    if pool is None or pool.inside():
+        return func(*args)
+    pool.submit(func, args)
+    return None
 
 
 _AFTER_COMMIT = "relais.enqueue_after_commit"

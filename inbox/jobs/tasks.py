@@ -34,10 +34,12 @@ def drain_webhook_events() -> int:
 
 @task
 def send_message(message_id: int) -> str | None:
-    """Send one outbound message to its platform, at most once (see services.delivery)."""
+    """Send one outbound message to its platform, at most once (see services.delivery); in a worker, on its
+    pool of send threads (`inbox.jobs.JobPool`): the job returns at once, the message's status tells."""
+    from inbox.jobs import SEND, in_pool
     from inbox.services.delivery import deliver_message
 
-    return deliver_message(message_id)
+    return in_pool(SEND, deliver_message, message_id)
 
 
 @task

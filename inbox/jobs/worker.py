@@ -1,7 +1,8 @@
 """`python -m inbox.jobs.worker` (make worker): an RQ worker for Relais' queues, plus the reconciler.
 
 Runs RQ's SimpleWorker (jobs in this process, no fork per job: ~5x the throughput, and a drain job batches
-many events anyway) with the app context pushed once, and the scheduler for delayed retries. With the ingest
+many events anyway) with the app context pushed once, and the scheduler for delayed retries. Send jobs hand
+their platform call to a pool of SEND_CONCURRENCY threads (`inbox.jobs.JobPool`). With the ingest
 queue, a thread takes the drain's nudges (`inbox.jobs.consume_nudges`: not RQ jobs). The reconciler thread
 re-processes whatever a lost job or a killed worker left behind.
 """
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from rq import SimpleWorker
 
     from inbox.concurrency import freeze_startup_heap
-    from inbox.jobs import backend, run_job, start_nudge_consumer
+    from inbox.jobs import SEND, backend, run_job, start_nudge_consumer, start_pool, stop_pools
     from inbox.jobs.tasks import drain_webhook_events
     from inbox.services.reconciler import start_reconciler_thread
     from inbox.services.sla_timer import start_sla_timer
@@ -49,9 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_reconciler:
         start_reconciler_thread(app)
         start_sla_timer(app)
+    if SEND in args.queues:  # the sends wait on the platforms: several at once (SEND_CONCURRENCY)
+        start_pool(app, SEND, settings.send_concurrency)
     worker = SimpleWorker(queues, connection=rq_backend.redis)  # type: ignore[union-attr]
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in queues))
-    worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
+    try:
+        worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
+    finally:
+        stop_pools()  # the sends under way get their outcome; the others stay queued for the reconciler
     return 0
 
 

@@ -6,6 +6,11 @@ enqueue, two workers) only one sends. It records the claim's time (sending_since
 leaves the message "sending"; once the claim is STUCK_SENDING_AFTER old the reconciler marks it "unknown"
 (never resent automatically: the platform may have it), unless the platform's echo proves it was sent.
 
+A conversation's replies leave in the order they were written: the claim passes over a message while an
+earlier reply of its conversation is still queued (a retry waiting for its backoff included) or sending, and
+each outcome other than a retry hands the conversation's next queued reply to a send job. Sends of different
+conversations run at once (a worker's pool of SEND_CONCURRENCY threads, `inbox.jobs.JobPool`).
+
 While the platform call runs, a drain (in any process) may apply the echo of this very send and its receipts.
 Recording the outcome therefore takes the conversation's row lock first, as those drains do, then reads the
 message fresh (locked too): the status only moves forward (sending -> sent -> delivered -> read), a
@@ -20,9 +25,9 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from adapters import api as api_adapter
 from adapters import meta
@@ -71,14 +76,26 @@ def meta_credentials(channel: Channel) -> meta.MetaCredentials:
                                 app_secret=creds["app_secret"])
 
 
+# a reply in these states holds back the later replies of its conversation
+IN_FLIGHT = ("queued", "sending")
+
+
+def _earlier_in_flight() -> Any:
+    """An earlier reply of the same conversation still on its way (the claim's order condition)."""
+    earlier = aliased(Message)
+    return exists().where(earlier.conversation_id == Message.conversation_id, earlier.id < Message.id,
+                          earlier.delivery_status.in_(IN_FLIGHT))
+
+
 def deliver_message(message_id: int) -> str | None:
-    """Send message `message_id` if it is queued and due; returns its resulting status (None if not ours)."""
+    """Send message `message_id` if it is queued, due and the next of its conversation; returns its resulting
+    status (None if not ours)."""
     now = utcnow()
     with db.transaction() as session:
         claimed = session.execute(
             update(Message)
             .where(Message.id == message_id, Message.delivery_status == "queued",
-                   (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now))
+                   (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now), ~_earlier_in_flight())
             .values(delivery_status="sending", delivery_attempts=Message.delivery_attempts + 1, sending_since=now)
         ).rowcount
         if claimed != 1:
@@ -200,6 +217,22 @@ def apply_outcome(session: Any, message: Message, status: str, error: str | None
     conversation = session.get(Conversation, message.conversation_id)
     realtime.publish(session, "message.updated", _message_schema.dump(message),
                      realtime.message_rooms(conversation.id))
+    if status not in IN_FLIGHT:
+        release_next(session, message)
+
+
+def release_next(session: Any, message: Message) -> None:
+    """`message` is no longer on its way: once the session commits, a send job for the next queued reply of its
+    conversation, which the claim held back behind it (one with a retry time has its own delayed job)."""
+    from inbox.jobs import SEND, enqueue_after_commit
+    from inbox.jobs.tasks import send_message
+
+    with session.no_autoflush:  # the other replies' rows are read; this one's changes can wait for the commit
+        row = session.execute(select(Message.id, Message.next_attempt_at).where(
+            Message.conversation_id == message.conversation_id, Message.delivery_status == "queued",
+            Message.id > message.id).order_by(Message.id).limit(1)).first()
+    if row is not None and (row.next_attempt_at is None or row.next_attempt_at <= utcnow()):
+        enqueue_after_commit(session, send_message, row.id, queue=SEND)
 
 
 def _record_success(message_id: int, conversation_id: int, result: SendResult) -> str:
@@ -223,6 +256,7 @@ def _record_success(message_id: int, conversation_id: int, result: SendResult) -
                          realtime.message_rooms(conversation.id))
         realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
                          realtime.conversation_rooms(conversation.brand_id))
+        release_next(session, message)
         return message.delivery_status
 
 

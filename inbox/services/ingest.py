@@ -1264,6 +1264,9 @@ def _mark_sent(session: Session, conversation: Conversation, message: Message, a
     holds (a read receipt applied before this echo, or before the send was recorded). `message` must be read
     under the locks (`locked_message`): a status the platform proved (sent, delivered, read) is left as is."""
     sent = message.delivery_status in ("queued", "sending", "unknown", "failed")
+    if message.delivery_status in ("queued", "sending"):  # the conversation's next reply waited for this one
+        from inbox.services.delivery import release_next
+        release_next(session, message)
     if sent:
         message.delivery_status = "sent"
         message.delivery_error = None
