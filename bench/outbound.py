@@ -134,10 +134,14 @@ def run(n_clean: int = 300, n_faulty: int = 100, n_latency: int = 60, latency: f
                     "--threads", "8", "--out", str(ref_out)]])
         results["ref_graph_send"] = json.loads(ref_out.read_text())
         log(f"ref bare Send API client: {results['ref_graph_send']['per_s']:.0f} calls/s")
+        cpu0 = stack.cpu_snapshot()
         results["clean"] = replies(stack, ids[:n_clean], "rA")
+        cpu1 = stack.cpu_snapshot()
+        # what a reply costs each process (the web's API call, the worker's send job, PostgreSQL), run A only
+        results["clean"]["cpu_ms_per_reply"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / n_clean, 2) for k in cpu0}
         log(f"clean: {results['clean']['replies_per_s']} replies/s {results['clean']['delivery_statuses']}")
         inject = [{"n": 8, "code": 613}, {"n": 8, "code": 4, "http_status": 429, "retry_after": 2}]
-        results["faulty"] = replies(stack, ids[n_clean:total], "rB", inject=inject)
+        results["faulty"] = replies(stack, ids[n_clean:n_clean + n_faulty], "rB", inject=inject)
         results["faulty"]["injected"] = inject
         f = results["faulty"]
         log(f"faulty: {f['delivery_statuses']} once {f['sent_exactly_once']} twice+ {f['sent_more_than_once']} "
@@ -165,8 +169,8 @@ def report(res: dict[str, Any]) -> str:
 
     lines = ["## 3. Outbound (replies through the send job to FakeMeta)", "", machine_line(res["machine"]), "",
              "Replies posted by an agent through `POST /api/v1/conversations/<id>/messages` (8 threads, separate "
-             f"process), one per conversation; {res.get('workers', 2)} RQ worker(s); FakeMeta in its own "
-             "process.", "",
+             f"process), one per conversation (run C: two); {res.get('workers', 2)} RQ worker(s); FakeMeta in its "
+             "own process.", "",
              "| run | replies | replies/s until sent (at the fake) | ratio to bare client | API 201/s | sent exactly once | sent twice+ | never sent | final statuses |",
              "|---|---|---|---|---|---|---|---|---|",
              f"| reference: bare client -> FakeMeta Send API, 8 threads | {ref['count']} | {ref['per_s']:.0f} calls/s | 1.00 | | | | | |",
@@ -181,6 +185,18 @@ def report(res: dict[str, Any]) -> str:
              f"after a 429 with Retry-After 2: {g(b['retry_gaps_429'])} (floor 2.0 s). "
              f"Fake saw {b['fake_calls']} calls, {b['fake_failures']} answered with an error.",
              ""]
+    cpu = a.get("cpu_ms_per_reply")
+    if cpu:
+        lines += [f"Where a reply's time goes (run A, CPU per reply): web {cpu['web']} ms (the API call), worker "
+                  f"{cpu['workers']} ms (the send job: claim, platform call, outcome, live events), PostgreSQL "
+                  f"{cpu['postgres_total']} ms. At 0 latency the worker's CPU bounds run A: 1,000 / "
+                  f"{cpu['workers']} ms = {1000 / cpu['workers']:.0f} replies/s (measured "
+                  f"{a['replies_per_s'] or 0:.0f})." if cpu["workers"] else "", ""]
+    if res.get("latency"):
+        lines += ["Run C: a real platform answers in hundreds of milliseconds. A worker's send jobs run on a pool of "
+                  "SEND_CONCURRENCY (8) threads, so replies of different conversations wait for the platform together "
+                  "(the bare client's 8 threads are the ceiling); one conversation's replies still leave one after the "
+                  "other, in the order they were written (counted at the fake from their idempotency keys).", ""]
     p = res.get("profiles")
     if p:
         lines += [f"Profile lookups (one `fetch_contact_profiles` job per ingest batch, Graph GETs to the same fake) "
