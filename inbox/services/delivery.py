@@ -19,13 +19,14 @@ delivered, read) is never put back in the queue or marked failed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -34,18 +35,16 @@ from adapters import meta
 from adapters.base import PlatformError, SendResult
 from adapters.http import PlatformClient, backoff_seconds, new_session
 from inbox import realtime
-from inbox.api.schemas import ConversationSchema, MessageSchema
+from inbox.api.schemas import PageRefs, conversation_model_json, message_item_json
 from inbox.db import db, utcnow
 from inbox.models import Channel, Contact, ContactIdentity, Conversation, Message
-from inbox.services import sla
+from inbox.services import handoff, sla
 from inbox.services.channels import credentials
 from inbox.services.ingest import note_public_reply, receipts_for
 from inbox.services.locking import locked_message
 from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
-_message_schema = MessageSchema()
-_conversation_schema = ConversationSchema()
 
 
 _graph = threading.local()
@@ -101,13 +100,10 @@ def deliver_message(message_id: int) -> str | None:
         if claimed != 1:
             _retry_when_due(session, message_id, now)
             return None
-        message = session.get(Message, message_id)
-        assert message is not None
-        conversation = session.get(Conversation, message.conversation_id)
-        assert conversation is not None
-        channel = conversation.channel
-        request = _build_request(session, message, conversation, channel)
-        conversation_id = conversation.id
+        row = session.execute(_claimed_query(), {"message_id": message_id}).one()
+        message, channel = row.Message, row.Channel
+        request = _build_request(session, message, row, channel)
+        conversation_id = message.conversation_id
     try:
         result = _send(request)
     except PlatformError as exc:
@@ -120,8 +116,19 @@ def deliver_message(message_id: int) -> str | None:
     return _record_success(message_id, conversation_id, result)
 
 
-def _build_request(session: Any, message: Message, conversation: Conversation, channel: Channel) -> dict[str, Any]:
-    """Everything the platform call needs, read inside the claim transaction (no DB access while sending)."""
+@functools.cache
+def _claimed_query() -> Any:
+    """The claimed message, its conversation's kind, thread key and contact, and its channel, in one statement: a
+    loaded Conversation would bring its labels and SLA clocks (two more statements), which a send does not use."""
+    return (select(Message, Conversation.kind, Conversation.thread_key, Conversation.contact_id, Channel)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Message.id == bindparam("message_id")))
+
+
+def _build_request(session: Any, message: Message, conversation: Any, channel: Channel) -> dict[str, Any]:
+    """Everything the platform call needs, read inside the claim transaction (no DB access while sending).
+    `conversation`: its kind, thread_key and contact_id."""
     request: dict[str, Any] = {"channel_kind": channel.kind, "reply_type": message.reply_type,
                                "conversation_kind": conversation.kind, "text": message.text or "",
                                "key": message.idempotency_key, "tag": (message.extra or {}).get("tag"),
@@ -215,8 +222,7 @@ def apply_outcome(session: Any, message: Message, status: str, error: str | None
     message.delivery_status = status
     message.delivery_error = error
     conversation = session.get(Conversation, message.conversation_id)
-    realtime.publish(session, "message.updated", _message_schema.dump(message),
-                     realtime.message_rooms(conversation.id))
+    realtime.publish(session, "message.updated", message_item_json(message), realtime.message_rooms(conversation.id))
     if status not in IN_FLIGHT:
         release_next(session, message)
 
@@ -240,7 +246,7 @@ def _record_success(message_id: int, conversation_id: int, result: SendResult) -
     applied meanwhile took it further, then the receipts kept on the conversation (a read receipt applied while
     the message was still `sending`). Publishes message.updated and conversation.updated. Returns the status."""
     with db.transaction() as session:
-        message, conversation = locked_message(session, message_id, conversation_id)
+        message, conversation = locked_message(session, message_id, conversation_id, with_refs=True)
         _take_external_id(session, message, result.external_id)
         if message.delivery_status not in PROVEN_SENT:  # sending, or unknown / queued / failed set meanwhile
             message.delivery_status = "sent"
@@ -252,9 +258,10 @@ def _record_success(message_id: int, conversation_id: int, result: SendResult) -
         note_public_reply(conversation, message.sent_at, (message.text or "")[:280] or None)
         sla.refresh_conversation(session, conversation, f"message:{message.id}")
         session.flush()
-        realtime.publish(session, "message.updated", _message_schema.dump(message),
+        realtime.publish(session, "message.updated", message_item_json(message),
                          realtime.message_rooms(conversation.id))
-        realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
+        realtime.publish(session, "conversation.updated",
+                         conversation_model_json(conversation, handoff.linked_ids(conversation), PageRefs(), utcnow()),
                          realtime.conversation_rooms(conversation.brand_id))
         release_next(session, message)
         return message.delivery_status

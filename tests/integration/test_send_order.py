@@ -250,3 +250,32 @@ def test_the_claim_passes_over_a_reply_behind_one_on_its_way(app, client, world,
             assert delivery.deliver_message(second) is None
             db.session.remove()
         assert (delivery_status(app, first), delivery_status(app, second)) == (earlier, "queued")
+
+
+def test_a_sent_reply_s_live_events_carry_what_the_api_shows(app, client, world, token_for, fake_meta, jobs_done):
+    """The send's outcome builds its message.updated and conversation.updated from rows (as the drain does), not
+    with marshmallow: the same JSON as the schemas'."""
+    from inbox.api.schemas import ConversationSchema, MessageSchema
+    from inbox.models import RealtimeEvent
+    from inbox.realtime.wire import expand_conversation
+
+    conversation_id = _conversations(app, client, ["order-json"], jobs_done)["order-json"]
+    reply_id = _reply(client, token_for(world.agent), conversation_id, "voici")
+    wait_until(lambda: delivery_status(app, reply_id) == "sent")
+    jobs_done()
+
+    def without_clock_seconds(data: dict[str, Any]) -> dict[str, Any]:  # computed from "now" at each dump
+        return {**data, "sla": [{k: v for k, v in clock.items() if not k.endswith("seconds_left")}
+                                for clock in data.get("sla", [])]}
+
+    with app.app_context():
+        events = db.session.execute(select(RealtimeEvent.name, RealtimeEvent.payload)
+                                    .order_by(RealtimeEvent.id.desc())).all()
+        message_event = next(p for n, p in events if n == "message.updated" and p["id"] == reply_id)
+        conversation_event = next(p for n, p in events if n == "conversation.updated" and p["id"] == conversation_id)
+        assert message_event["delivery_status"] == "sent"
+        assert message_event == MessageSchema().dump(db.session.get(Message, reply_id))
+        full = ConversationSchema().dump(db.session.get(Conversation, conversation_id))
+        assert without_clock_seconds(expand_conversation(conversation_event)) == without_clock_seconds(full)
+        assert full["last_message"]["text"] == "voici" and full["last_message"]["direction"] == "out"
+        db.session.remove()
