@@ -179,6 +179,7 @@ const en: MessageSchema = {
     },
     failedWith: "Failed: {error}",
     retryingAfter: "retrying after an error: {error}",
+    afterPreviousReply: "waiting for the previous reply to go out",
     uncertain: "The platform did not confirm the send: it may have received the message.",
     resend: "Send again",
     resendAnyway: "Send again anyway",

@@ -178,6 +178,7 @@ const fr = {
     },
     failedWith: "Échec : {error}",
     retryingAfter: "nouvel essai après une erreur : {error}",
+    afterPreviousReply: "attend l'envoi de la réponse précédente",
     uncertain: "La plateforme n'a pas confirmé l'envoi : elle a peut-être reçu le message.",
     resend: "Renvoyer",
     resendAnyway: "Renvoyer quand même",

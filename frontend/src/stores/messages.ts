@@ -28,6 +28,31 @@ export function compareMessages(a: Message, b: Message): number {
 export const isCustomerComment = (message: Message): boolean =>
   message.kind === "comment" && message.direction === "in";
 
+const ON_ITS_WAY = new Set(["queued", "sending"]);
+
+/**
+ * The ids (as strings) of the thread's queued replies that wait for an earlier reply of the conversation still
+ * queued or sending: the server sends a conversation's replies in the order they were written, one after the
+ * other (inbox/services/delivery.py), so these go once that one is out (or has failed). A reply waiting to be
+ * tried again shows why instead (its delivery_error), so it is not listed.
+ */
+export function heldBackReplies(items: readonly Message[]): Set<string> {
+  const held = new Set<string>();
+  const inFlight = items
+    .filter((m) => m.direction === "out" && m.delivery_status && ON_ITS_WAY.has(m.delivery_status))
+    .map((m) => Number(m.id))
+    .filter(Number.isFinite);
+  if (inFlight.length < 2) return held;
+  const first = Math.min(...inFlight);
+  for (const m of items) {
+    const id = Number(m.id);
+    if (m.direction === "out" && m.delivery_status === "queued" && !m.delivery_error && id > first) {
+      held.add(String(m.id));
+    }
+  }
+  return held;
+}
+
 /**
  * The thread of the open conversation. Live events replace messages by id (older seqs are ignored);
  * Pages and the send answer never overwrite a version a live event already brought ("keep-live").

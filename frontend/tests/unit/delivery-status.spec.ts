@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { messagesApi } from "@/api";
 import MessageItem from "@/components/MessageItem.vue";
 import { createAppI18n } from "@/i18n";
-import { useMessageStore } from "@/stores/messages";
+import { heldBackReplies, useMessageStore } from "@/stores/messages";
 import { message } from "../factories";
 
 function outbound(delivery_status: string, delivery_error: string | null) {
@@ -73,5 +73,40 @@ describe("sending a failed reply again", () => {
     await store.resend(5);
     expect(retry).toHaveBeenCalledWith(5);
     expect(store.items.map((m) => [m.id, m.delivery_status, m.delivery_error])).toEqual([[5, "queued", null]]);
+  });
+});
+
+describe("a reply waiting for the one before it", () => {
+  beforeEach(() => setActivePinia(createPinia()));
+
+  const reply = (id: number, delivery_status: string, delivery_error: string | null = null) =>
+    message({ id, direction: "out", author: { type: "agent", id: 1, name: "Camille" },
+              delivery_status: delivery_status as never, delivery_error });
+
+  it("lists the queued replies behind an earlier one still queued or sending, as the server sends them", () => {
+    const customer = message({ id: 1, direction: "in" });
+    expect(heldBackReplies([customer, reply(2, "sending"), reply(3, "queued"), reply(4, "queued")]))
+      .toEqual(new Set(["3", "4"]));
+    // the first one on its way is not held, and a retry says why instead; what comes after it waits
+    expect(heldBackReplies([reply(2, "queued", "retrying after: (#613) rate limit"), reply(3, "queued")]))
+      .toEqual(new Set(["3"]));
+    // nothing before it on its way: sent, failed and unknown replies hold nothing back
+    expect(heldBackReplies([reply(2, "sent"), reply(3, "failed"), reply(4, "unknown"), reply(5, "queued")]).size)
+      .toBe(0);
+    expect(heldBackReplies([reply(2, "queued")]).size).toBe(0);
+  });
+
+  it("says so beside 'queued'", () => {
+    const wrapper = mount(MessageItem, {
+      props: { message: reply(3, "queued"), heldBack: true },
+      global: { plugins: [createAppI18n("fr")] },
+    });
+    expect(wrapper.get("[data-testid='delivery-status']").text()).toContain("en file");
+    expect(wrapper.get("[data-testid='delivery-held-back']").text()).toBe("attend l'envoi de la réponse précédente");
+    const sent = mount(MessageItem, {
+      props: { message: reply(3, "sent"), heldBack: true },
+      global: { plugins: [createAppI18n("en")] },
+    });
+    expect(sent.find("[data-testid='delivery-held-back']").exists()).toBe(false);
   });
 });
