@@ -7,17 +7,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox import realtime
-from inbox.api.schemas import ConversationSchema, MessageSchema
+from inbox.api.schemas import PageRefs, conversation_model_json, message_item_json
 from inbox.db import utcnow
 from inbox.errors import Conflict, DomainError, NotFound, ReplyWindowClosed, ValidationFailed
 from inbox.jobs import SEND, enqueue_after_commit
 from inbox.models import Agent, Conversation, Message
-from inbox.services import access
+from inbox.services import access, handoff
 from inbox.services.windows import private_reply_open, reply_window
 
 MESSENGER_MAX_TEXT = 2000
-_message_schema = MessageSchema()
-_conversation_schema = ConversationSchema()
 
 
 class PlatformRefused(DomainError):
@@ -46,7 +44,7 @@ def create_reply(session: Session, agent: Agent, conversation_id: int, *, text: 
         message = Message(kind="note", **values)
         session.add(message)
         session.flush()
-        realtime.publish(session, "message.created", _message_schema.dump(message), rooms)
+        realtime.publish(session, "message.created", message_item_json(message), rooms)
         return message
 
     extra: dict[str, object] = {}
@@ -87,8 +85,9 @@ def create_reply(session: Session, agent: Agent, conversation_id: int, *, text: 
         conversation.assigned_at = now
     conversation.updated_at = now
     session.flush()
-    realtime.publish(session, "message.created", _message_schema.dump(message), rooms)
-    realtime.publish(session, "conversation.updated", _conversation_schema.dump(conversation),
+    realtime.publish(session, "message.created", message_item_json(message), rooms)
+    realtime.publish(session, "conversation.updated",
+                     conversation_model_json(conversation, handoff.linked_ids(conversation), PageRefs(), now),
                      realtime.conversation_rooms(conversation.brand_id))
     from inbox.jobs.tasks import send_message
     enqueue_after_commit(session, send_message, message.id, queue=SEND)
@@ -130,7 +129,7 @@ def retry_message(session: Session, agent: Agent, message_id: int) -> Message:
     message.next_attempt_at = None
     message.delivery_attempts = 0
     session.flush()
-    realtime.publish(session, "message.updated", _message_schema.dump(message),
+    realtime.publish(session, "message.updated", message_item_json(message),
                      realtime.message_rooms(conversation.id))
     from inbox.jobs.tasks import send_message
     enqueue_after_commit(session, send_message, message.id, queue=SEND)
@@ -171,6 +170,6 @@ def moderate_comment(session: Session, agent: Agent, message_id: int, action: st
     history.append({"action": action, "agent_id": agent.id, "at": now.isoformat()})
     message.extra = {**message.extra, "moderation": history}
     session.flush()
-    realtime.publish(session, "message.updated", _message_schema.dump(message),
+    realtime.publish(session, "message.updated", message_item_json(message),
                      realtime.message_rooms(conversation.id))
     return message
