@@ -55,4 +55,37 @@ describe("composer", () => {
     expect(wrapper.get("[data-testid='composer-error']").text()).toBe("Envoi refusé : Fenêtre de 24 h fermée.");
     expect((wrapper.get("[data-testid='composer-text']").element as HTMLTextAreaElement).value).toBe("Bonjour");
   });
+
+  it("keeps what the agent typed while the previous message was sending", async () => {
+    let answer: (m: ReturnType<typeof message>) => void = () => {};
+    vi.spyOn(messagesApi, "send").mockImplementation(() => new Promise((resolve) => { answer = resolve; }));
+    const wrapper = mountComposer("dm");
+    const box = () => wrapper.get("[data-testid='composer-text']").element as HTMLTextAreaElement;
+    await wrapper.get("[data-testid='composer-text']").setValue("Bonjour");
+    await wrapper.get("form").trigger("submit");
+    await wrapper.get("[data-testid='composer-text']").setValue("Bonjour\nEt votre numéro de commande ?");
+    answer(message({ id: 901, conversation_id: 3 }));
+    await flushPromises();
+    expect(box().value).toBe("Et votre numéro de commande ?");
+
+    await wrapper.get("form").trigger("submit");
+    await wrapper.get("[data-testid='composer-text']").setValue("Autre chose");  // rewritten meanwhile: kept whole
+    answer(message({ id: 902, conversation_id: 3 }));
+    await flushPromises();
+    expect(box().value).toBe("Autre chose");
+  });
+
+  it("leaves another conversation's text alone when the agent moved on while sending", async () => {
+    let answer: (m: ReturnType<typeof message>) => void = () => {};
+    vi.spyOn(messagesApi, "send").mockImplementation(() => new Promise((resolve) => { answer = resolve; }));
+    const wrapper = mountComposer("dm");
+    await wrapper.get("[data-testid='composer-text']").setValue("Bonjour");
+    await wrapper.get("form").trigger("submit");
+    await wrapper.setProps({ conversation: conversation({ id: 4, kind: "dm" }) });
+    await wrapper.get("[data-testid='composer-text']").setValue("Brouillon de la 4");
+    answer(message({ id: 903, conversation_id: 3 }));
+    await flushPromises();
+    expect((wrapper.get("[data-testid='composer-text']").element as HTMLTextAreaElement).value)
+      .toBe("Brouillon de la 4");
+  });
 });
