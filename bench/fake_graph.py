@@ -25,12 +25,11 @@ class TimedFakeMeta(FakeMeta):
             with self._lock:
                 return (200, {"calls": list(self.calls)}, {}), 0.0
         if raw_path.startswith("/_bench/latency"):
-            self.latency = float(body["seconds"])
+            self.latency = float(body.get("seconds", 0.0)) if isinstance(body, dict) else 0.0
             return (200, {"latency": self.latency}, {}), 0.0
         answer, delay = super().handle(method, raw_path, body)
         if not raw_path.startswith("/_fake/"):
             delay += self.latency  # slept by the server's thread for this call only (a thread per connection)
-        if not raw_path.startswith("/_fake/"):
             message = body.get("message") if isinstance(body, dict) else None
             if isinstance(message, str):
                 import json
