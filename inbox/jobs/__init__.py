@@ -417,7 +417,7 @@ class JobPool:
     """One queue's jobs run on `threads` threads of this process, instead of one after the other on the RQ
     worker's thread: `make worker` starts one for the sends (SEND_CONCURRENCY), whose time is spent waiting
     on the platform. When every Graph call took 250 ms, one worker sending one reply at a time sent 3.7 replies
-    a second for every agent of the instance; with 8 threads, 26-28 (bench figure 3, run C).
+    a second for every agent of the instance; with 8 threads, 25-29 (bench figure 3, run C).
 
     The RQ job hands its work to the pool and returns (`in_pool`); the database stays the truth. A message
     handed over and not yet claimed when the process stops is still `queued`: the reconciler sends it
