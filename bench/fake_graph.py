@@ -1,8 +1,8 @@
 """FakeMeta (inbox.demo.fake_meta) in its own process, with a timestamp on every recorded call, for the
 outbound figure: `python -m bench.fake_graph --port P --app-secret S`.
 GET /_bench/calls -> {"calls": [[epoch s, method, path, status, metadata, retry_after], ...]}.
-POST /_bench/latency {"seconds": s} -> every Graph call answers `s` seconds late from then on (a real platform's
-latency: the fake answers in about a millisecond otherwise; the outbound figure's run C)."""
+FakeMeta's POST /_fake/latency {"seconds": s} makes every Graph call answer `s` seconds late (the outbound
+figure's run C)."""
 from __future__ import annotations
 
 import argparse
@@ -17,19 +17,14 @@ from inbox.demo.fake_meta import FakeMeta
 class TimedFakeMeta(FakeMeta):
     def __init__(self, *args: Any, **kwargs: Any):
         self.calls: list[list[Any]] = []
-        self.latency = 0.0
         super().__init__(*args, **kwargs)
 
     def handle(self, method: str, raw_path: str, body: Any):
         if raw_path.startswith("/_bench/calls"):
             with self._lock:
                 return (200, {"calls": list(self.calls)}, {}), 0.0
-        if raw_path.startswith("/_bench/latency"):
-            self.latency = float(body.get("seconds", 0.0)) if isinstance(body, dict) else 0.0
-            return (200, {"latency": self.latency}, {}), 0.0
         answer, delay = super().handle(method, raw_path, body)
         if not raw_path.startswith("/_fake/"):
-            delay += self.latency  # slept by the server's thread for this call only (a thread per connection)
             message = body.get("message") if isinstance(body, dict) else None
             if isinstance(message, str):
                 import json

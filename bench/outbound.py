@@ -147,7 +147,7 @@ def run(n_clean: int = 300, n_faulty: int = 100, n_latency: int = 60, latency: f
         log(f"faulty: {f['delivery_statuses']} once {f['sent_exactly_once']} twice+ {f['sent_more_than_once']} "
             f"never {f['never_sent']} gaps613 {f['retry_gaps_613'][:3]} gaps429 {f['retry_gaps_429'][:3]}")
         if n_latency:
-            requests.post(stack.fake_url + "/_bench/latency", json={"seconds": latency}, timeout=5).raise_for_status()
+            requests.post(stack.fake_url + "/_fake/latency", json={"seconds": latency}, timeout=5).raise_for_status()
             ref_out = OUT / "ref-graph-send-latency.json"
             run_procs([[PY, "-m", "bench.refs", "graph-send", "--base", stack.fake_url + "/v21.0", "--count", "80",
                         "--threads", "8", "--out", str(ref_out)]])

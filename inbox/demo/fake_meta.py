@@ -373,7 +373,8 @@ class FakeMeta:
     appsecret_proof (and the proof's value when `app_secret` is given) and recorded in `requests`.
     `on_event(kind, details)` is told about sends ("message_sent", "comment_reply") so the demo can post the
     echoes Meta would. Control endpoints: GET /_fake/requests, POST /_fake/reset, POST /_fake/fail (JSON
-    with the arguments of `fail_next`). Thread-safe. Use as a context manager or call `stop()`.
+    with the arguments of `fail_next`), POST /_fake/latency ({"seconds": s}, `set_latency`). Thread-safe. Use
+    as a context manager or call `stop()`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, graph_version: str = GRAPH_VERSION,
@@ -388,6 +389,7 @@ class FakeMeta:
         self._failures: deque[_Failure] = deque()
         self._privately_replied: set[str] = set()
         self._counter = 0
+        self.latency = 0.0
         self._server = _Server((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -431,12 +433,18 @@ class FakeMeta:
         with self._lock:
             self._failures.extend([failure] * n)
 
+    def set_latency(self, seconds: float) -> None:
+        """Answer every Graph call `seconds` late from now on, as a real platform does (hundreds of milliseconds;
+        the fake otherwise answers in about one). Each call waits on its own connection's thread."""
+        self.latency = max(0.0, float(seconds))
+
     def reset(self) -> None:
-        """Forget recorded calls, pending failures and which comments were privately answered."""
+        """Forget recorded calls, pending failures, which comments were privately answered, and the latency."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
             self._privately_replied.clear()
+            self.latency = 0.0
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -471,7 +479,7 @@ class FakeMeta:
             self._requests.append(RecordedRequest(method, path, query, body, answer[0]))
         if self.log:
             self.log(f"graph {method} {path} -> {answer[0]}")
-        return answer, delay
+        return answer, delay + self.latency
 
     def _control(self, method: str, path: str, body: Any) -> Answer:
         if method == "GET" and path == "/_fake/requests":
@@ -485,6 +493,12 @@ class FakeMeta:
             except TypeError as exc:
                 return 400, {"error": {"message": f"bad fail_next arguments: {exc}"}}, {}
             return 200, {"success": True}, {}
+        if method == "POST" and path == "/_fake/latency":
+            try:
+                self.set_latency((body if isinstance(body, dict) else {})["seconds"])
+            except (KeyError, TypeError, ValueError) as exc:
+                return 400, {"error": {"message": f"bad latency: {exc!r}"}}, {}
+            return 200, {"latency": self.latency}, {}
         return 404, {"error": {"message": f"unknown control endpoint {method} {path}"}}, {}
 
     def _graph(self, method: str, path: str, query: dict[str, str], body: Any) -> Answer:

@@ -419,10 +419,11 @@ class JobPool:
     on the platform. When every Graph call took 250 ms, one worker sending one reply at a time sent 3.7 replies
     a second for every agent of the instance; with 8 threads, 25-29 (bench figure 3, run C).
 
-    The RQ job hands its work to the pool and returns (`in_pool`); the database stays the truth. A message
-    handed over and not yet claimed when the process stops is still `queued`: the reconciler sends it
-    (`services.reconciler`), as it does for a job lost with Redis. The same work handed over again while it
-    waits runs once (a send's claim makes a second run harmless anyway)."""
+    The RQ job hands its work to the pool and returns (`in_pool`); the database stays the truth. Work handed
+    over and not started when the worker stops goes back to its queue as the job that handed it over, for the
+    next worker (a message it would have sent is still `queued`; if that enqueue fails, or the process is
+    killed, the reconciler sends it, as it does for a job lost with Redis). The same work handed over again
+    while it waits runs once (a send's claim makes a second run harmless anyway)."""
 
     def __init__(self, app: Flask, queue: str, threads: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -430,21 +431,22 @@ class JobPool:
         self.app, self.queue = app, queue
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"relais-{queue}")
         self._lock = threading.Lock()
-        self._waiting: set[tuple[Callable[..., Any], tuple[Any, ...]]] = set()
+        # work handed over and not started yet -> the job to enqueue again if the pool stops first
+        self._waiting: dict[tuple[Callable[..., Any], tuple[Any, ...]], Callable[..., Any] | None] = {}
         self._running = 0
         self._local = threading.local()
 
-    def submit(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def submit(self, func: Callable[..., Any], args: tuple[Any, ...], job: Callable[..., Any] | None = None) -> None:
         key = (func, args)
         with self._lock:
             if key in self._waiting:
                 return
-            self._waiting.add(key)
+            self._waiting[key] = job
         self._executor.submit(self._run, key)
 
     def _run(self, key: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
         with self._lock:
-            self._waiting.discard(key)
+            self._waiting.pop(key, None)
             self._running += 1
         self._local.inside = True
         try:
@@ -463,10 +465,22 @@ class JobPool:
         with self._lock:
             return len(self._waiting) + self._running
 
-    def stop(self) -> None:
-        """Lets the running jobs finish (a send under way gets its outcome recorded); the waiting ones are
-        dropped (their messages are still `queued`: the reconciler sends them)."""
+    def stop(self) -> list[tuple[Any, ...]]:
+        """Lets the running jobs finish (a send under way gets its outcome recorded) and enqueues the waiting
+        ones again as the jobs that handed them over. Returns the args of those it enqueued again."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left, self._waiting = self._waiting, {}
+        requeued = []
+        for (func, args), job in left.items():
+            if job is None:
+                continue
+            try:
+                enqueue(job, *args, queue=self.queue)
+                requeued.append(args)
+            except Exception:  # Redis down: the reconciler picks the work up from the database
+                log.exception("could not enqueue %s%r again; the reconciler will pick it up", job.__qualname__, args)
+        return requeued
 
 
 _pools: dict[str, JobPool] = {}
@@ -485,13 +499,14 @@ def stop_pools() -> None:
         _pools.pop(queue).stop()
 
 
-def in_pool(queue: str, func: Callable[..., Any], *args: Any) -> Any:
+def in_pool(queue: str, func: Callable[..., Any], *args: Any, job: Callable[..., Any] | None = None) -> Any:
     """`func(*args)` on this process's pool for `queue` if one is started (returns None at once), else here
-    (the embedded mode runs the sends on threads of its own; tests call the job directly)."""
+    (the embedded mode runs the sends on threads of its own; tests call the job directly). `job`: the job
+    function to enqueue again with `args` if the pool stops before running it (`JobPool.stop`)."""
     pool = _pools.get(queue)
     if pool is None or pool.inside():
         return func(*args)
-    pool.submit(func, args)
+    pool.submit(func, args, job)
     return None
 
 

@@ -39,7 +39,7 @@ def send_message(message_id: int) -> str | None:
     from inbox.jobs import SEND, in_pool
     from inbox.services.delivery import deliver_message
 
-    return in_pool(SEND, deliver_message, message_id)
+    return in_pool(SEND, deliver_message, message_id, job=send_message)
 
 
 @task

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level="WARNING")
     finally:
-        stop_pools()  # the sends under way get their outcome; the others stay queued for the reconciler
+        stop_pools()  # the sends under way get their outcome; the others go back to the queue for the next worker
     return 0
 
 

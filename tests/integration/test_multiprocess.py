@@ -409,3 +409,49 @@ def test_rate_limited_send_is_retried_by_the_worker_and_sent_once(live: Stack) -
     assert [r.status for r in sends] == [400, 429, 200], [(r.status, r.body) for r in sends]
     assert all(r.body["message"]["text"] == reply_text for r in sends)
     assert status() == ("sent", 3)
+
+
+# ---------------------------------------------------------------------------------------------------- (e)
+def test_a_worker_stopped_while_sending_finishes_its_sends_and_hands_the_others_on(live: Stack) -> None:
+    """A worker sends on a pool of SEND_CONCURRENCY (8) threads. Stopped (SIGTERM) while every Graph call takes
+    1.5 s, it records the outcome of the 8 sends under way before it exits and puts the replies it had not
+    started back in the send queue: the next worker sends them, and every reply reaches the platform once."""
+    event_ids, mids, _texts = _post_many(live, "stopping", 10)
+    _all_once(live, event_ids, mids, timeout=30)
+    psids = [psid for (psid,) in live.sql("SELECT c.thread_key FROM conversations c JOIN messages m ON "
+                                          "m.conversation_id = c.id WHERE m.external_id = ANY(%s)", mids)]
+    # the new contacts' name lookups are Graph calls too: let them happen before the platform slows down
+    wait_for(lambda: {f"/{p.split(':', 1)[1]}" for p in psids} <= {r.path for r in live.fake.requests
+                                                                   if r.method == "GET"}, 30,
+             lambda: f"profile lookups missing\n{live.describe()}")
+    conversation_ids = [cid for (cid,) in live.sql("SELECT conversation_id FROM messages WHERE external_id = "
+                                                   "ANY(%s) ORDER BY conversation_id", mids)]
+
+    def sends() -> list[Any]:
+        return [r for r in live.fake.requests if r.path == f"/{PAGE_ID}/messages"]
+
+    def statuses(ids: list[int]) -> list[str]:
+        return sorted(s for (s,) in live.sql("SELECT delivery_status FROM messages WHERE id = ANY(%s)", ids))
+
+    live.fake.set_latency(1.5)
+    try:
+        ids = []
+        for k, conversation_id in enumerate(conversation_ids):
+            reply = live.api(live.web_a, "POST", f"/conversations/{conversation_id}/messages",
+                             json={"text": f"on it {k}"})
+            assert reply.status_code == 201, reply.text
+            ids.append(reply.json()["id"])
+        wait_for(lambda: len(sends()) >= 8, 20, lambda: f"{len(sends())} sends at the fake\n{live.describe()}")
+        time.sleep(0.3)
+        assert len(sends()) == 8, "the worker's 8 send threads, the other replies waiting for one"
+        live.stop_workers()  # SIGTERM while the 8 calls wait on the platform
+        assert statuses(ids) == ["queued"] * 2 + ["sent"] * 8, live.describe()
+        live.fake.set_latency(0)
+        live.start_worker("worker-after-stop")
+        wait_for(lambda: statuses(ids) == ["sent"] * 10, 20,
+                 lambda: f"statuses {statuses(ids)}\n{live.describe()}", interval=0.2)
+        time.sleep(1.2)  # one reconcile interval: a duplicate send would show up now
+        texts = sorted(r.body["message"]["text"] for r in sends())
+        assert texts == sorted(f"on it {k}" for k in range(10)), texts
+    finally:
+        live.fake.set_latency(0)

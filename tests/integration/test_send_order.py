@@ -242,6 +242,35 @@ def test_in_pool_runs_here_without_a_pool_and_once_for_work_handed_over_twice(ap
     assert all(name.startswith("relais-send") for _n, name in runs)
 
 
+def test_a_stopping_pool_finishes_the_work_under_way_and_enqueues_the_rest_again(app, monkeypatch):
+    gate = threading.Event()
+    ran: list[int] = []
+    enqueued: list[tuple[Any, tuple[Any, ...], str]] = []
+    monkeypatch.setattr(jobs, "enqueue", lambda func, *args, queue="default", delay=0.0:
+                        enqueued.append((func, args, queue)))
+
+    def work(n: int) -> None:
+        gate.wait(5)
+        ran.append(n)
+
+    def handed_over_by(n: int) -> None:  # stands for the RQ job that handed `work` over
+        raise AssertionError("not run here")
+
+    pool = jobs.start_pool(app, jobs.SEND, 1)
+    jobs.in_pool(jobs.SEND, work, 1, job=handed_over_by)
+    wait_until(lambda: pool.busy() == 1)
+    jobs.in_pool(jobs.SEND, work, 2, job=handed_over_by)
+    jobs.in_pool(jobs.SEND, work, 3)  # no job to hand it back to: left to the reconciler
+    stopping = threading.Thread(target=jobs.stop_pools)
+    stopping.start()
+    time.sleep(0.1)
+    assert stopping.is_alive()  # waiting for the work under way
+    gate.set()
+    stopping.join(5)
+    assert ran == [1]
+    assert enqueued == [(handed_over_by, (2,), jobs.SEND)]
+
+
 @pytest.mark.parametrize("earlier", ["queued", "sending"])
 def test_the_claim_passes_over_a_reply_behind_one_on_its_way(app, client, world, jobs_done, earlier):
     with BACKGROUND_LOCK:
