@@ -130,6 +130,19 @@ def test_a_final_failure_lets_the_next_reply_go(app, client, world, token_for, f
     assert [text for _r, text in _accepted(fake_meta)] == ["second"]
 
 
+def _our_reply(conversation: Conversation, text: str, key: str, status: str = "queued", at: Any = None) -> int:
+    """Our reply in `status`, written straight to the database in the app context's session (no send job);
+    claimed at `at` when sending. Returns its id."""
+    at = at or utcnow()
+    message = Message(conversation_id=conversation.id, channel_id=conversation.channel_id, direction="out",
+                      kind="message", reply_type="reply", author_type="agent", author_name="Agent", text=text,
+                      platform_time=at, received_at=at, delivery_status=status, idempotency_key=key,
+                      sending_since=at if status == "sending" else None, attachments=[], edit_history=[], extra={})
+    db.session.add(message)
+    db.session.flush()
+    return message.id
+
+
 def _two_replies(app: Any, client: Any, jobs_done: Any, psid: str, first_status: str) -> tuple[int, int]:
     """A conversation with our first reply in `first_status` (claimed STUCK_SENDING_AFTER ago when sending) and a
     second one queued behind it, written straight to the database (no send job for either)."""
@@ -137,17 +150,8 @@ def _two_replies(app: Any, client: Any, jobs_done: Any, psid: str, first_status:
     with app.app_context():
         conversation = db.session.get(Conversation, conversation_id)
         long_ago = utcnow() - STUCK_SENDING_AFTER - timedelta(seconds=5)
-        ids = []
-        for k, status in enumerate((first_status, "queued")):
-            message = Message(conversation_id=conversation.id, channel_id=conversation.channel_id, direction="out",
-                              kind="message", reply_type="reply", author_type="agent", author_name="Agent",
-                              text=f"reply {k}", platform_time=long_ago, received_at=long_ago,
-                              delivery_status=status, idempotency_key=f"{psid}-{k}",
-                              sending_since=long_ago if status == "sending" else None, attachments=[],
-                              edit_history=[], extra={})
-            db.session.add(message)
-            db.session.flush()
-            ids.append(message.id)
+        ids = [_our_reply(conversation, f"reply {k}", f"{psid}-{k}", status, long_ago)
+               for k, status in enumerate((first_status, "queued"))]
         db.session.commit()
         db.session.remove()
     return ids[0], ids[1]
@@ -190,17 +194,8 @@ def test_a_worker_s_send_jobs_run_on_its_pool(app, client, world, token_for, fak
     psids = ["pool-a", "pool-b"]
     conversations = _conversations(app, client, psids, jobs_done)
     with BACKGROUND_LOCK, app.app_context():
-        ids = []
-        for psid in psids:
-            conversation = db.session.get(Conversation, conversations[psid])
-            at = utcnow()
-            message = Message(conversation_id=conversation.id, channel_id=conversation.channel_id, direction="out",
-                              kind="message", reply_type="reply", author_type="agent", author_name="Agent",
-                              text=f"{psid} pooled", platform_time=at, received_at=at, delivery_status="queued",
-                              idempotency_key=f"{psid}-pooled", attachments=[], edit_history=[], extra={})
-            db.session.add(message)
-            db.session.flush()
-            ids.append(message.id)
+        ids = [_our_reply(db.session.get(Conversation, conversations[psid]), f"{psid} pooled", f"{psid}-pooled")
+               for psid in psids]
         db.session.commit()
         db.session.remove()
         platform = _Platform(together=2)
