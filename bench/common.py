@@ -428,3 +428,29 @@ def delete_redis_prefix(prefix: str) -> int:
             r.srem(registry, *ours)
     r.close()
     return deleted
+
+
+def child_on_fresh_database(root: Path, name: str, script: Path, args: list[str]) -> Any:
+    """`python -P script --child *args` in checkout `root` (its cwd and PYTHONPATH) on a fresh PostgreSQL database,
+    migrated and seeded (`bench.seed`) by that checkout's own code, with Redis under a key prefix of its own (the
+    app's events published as in production); returns the JSON of the child's last line. The database and the
+    Redis keys are deleted at the end (bench.drain_cost, bench.send_cost: one process, no web or worker)."""
+    db_name = f"relais_{name}_{int(time.time() * 1000)}"
+    prefix = f"relais-bench-{db_name}:"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    env = {"DATABASE_URL": f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{db_name}",
+           "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "RELAIS_EMBEDDED_WORKER": "0",
+           "SECRET_KEY": f"bench-{name}", "RELAIS_ENV": "test", "PYTHONPATH": str(root),
+           "PATH": str(Path(PY).parent) + ":/usr/bin:/bin"}
+    try:
+        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=root, env=env, check=True, capture_output=True)
+        subprocess.run([PY, "-m", "bench.seed"], cwd=root, env=env, check=True, capture_output=True)
+        out = subprocess.run([PY, "-P", str(script), "--child", *args], cwd=root, env=env, check=True,
+                             capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        delete_redis_prefix(prefix)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,29 +94,10 @@ def _side(root: Path, label: str, count: int, rounds: int, batch: int = 50, entr
           ) -> dict[str, list[float]]:
     """One fresh database, migrated and seeded by the side's own code; its rounds' CPU ms per message ("cpu") and
     the garbage collector's part of it ("gc")."""
-    import psycopg
+    from bench.common import child_on_fresh_database
 
-    from bench.common import ALEMBIC, PG_ADMIN, PY, REDIS_URL, delete_redis_prefix
-
-    db_name = f"relais_drain_{label}_{int(time.time() * 1000)}"
-    prefix = f"relais-bench-{db_name}:"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    env = {"DATABASE_URL": f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{db_name}",
-           "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-           "RELAIS_EMBEDDED_WORKER": "0", "SECRET_KEY": "bench-drain-cost", "RELAIS_ENV": "test",
-           "PYTHONPATH": str(root), "PATH": str(Path(PY).parent) + ":/usr/bin:/bin"}
-    try:
-        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=root, env=env, check=True, capture_output=True)
-        subprocess.run([PY, "-m", "bench.seed"], cwd=root, env=env, check=True, capture_output=True)
-        out = subprocess.run([PY, "-P", str(HERE), "--child", str(count), str(rounds), label, str(batch),
-                              str(entries)], cwd=root, env=env, check=True, capture_output=True, text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        delete_redis_prefix(prefix)
+    return child_on_fresh_database(root, f"drain_{label}", HERE, [str(count), str(rounds), label, str(batch),
+                                                                  str(entries)])
 
 
 def run(baseline: str, pairs: int = 4, count: int = 400, rounds: int = 4, batch: int = 50,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -91,32 +90,11 @@ def _child(sends: int, rounds: int) -> None:
 
 
 def run(sends: int = 300, rounds: int = 3) -> dict[str, Any]:
-    import psycopg
+    from bench.common import ROOT, child_on_fresh_database, log, machine_info, revision, save_figure
 
-    from bench.common import (ALEMBIC, PG_ADMIN, PY, REDIS_URL, ROOT, delete_redis_prefix, log, machine_info,
-                              revision, save_figure)
-
-    db_name = f"relais_send_cost_{int(time.time() * 1000)}"
-    prefix = f"relais-bench-{db_name}:"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    env = {"DATABASE_URL": f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{db_name}",
-           "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "RELAIS_EMBEDDED_WORKER": "0",
-           "SECRET_KEY": "bench-send-cost", "RELAIS_ENV": "test", "PYTHONPATH": str(ROOT),
-           "PATH": str(Path(PY).parent) + ":/usr/bin:/bin"}
     results: dict[str, Any] = {"machine": machine_info(), "this": f"{revision('HEAD')} (working tree)",
                                "sends": sends, "rounds": rounds}
-    try:
-        subprocess.run([ALEMBIC, "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
-        subprocess.run([PY, "-m", "bench.seed"], cwd=ROOT, env=env, check=True, capture_output=True)
-        out = subprocess.run([PY, "-P", str(HERE), "--child", str(sends), str(rounds)], cwd=ROOT, env=env,
-                             check=True, capture_output=True, text=True)
-        results.update(json.loads(out.stdout.strip().splitlines()[-1]))
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        delete_redis_prefix(prefix)
+    results.update(child_on_fresh_database(ROOT, "send_cost", HERE, [str(sends), str(rounds)]))
     log(f"send: CPU {[round(x, 2) for x in results['cpu']]} ms, statements {results['statements']} per send")
     return save_figure(NAME, results, report)
 
