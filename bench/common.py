@@ -384,6 +384,61 @@ class Stack:
         log(f"stack {self.db_name} torn down")
 
 
+def box_cpu() -> tuple[float, float, float, float]:
+    """The whole box's CPU seconds so far (all cores, /proc/stat): busy (user, nice, system, irq, softirq), of
+    which the kernel's (system, irq, softirq), the hypervisor's steal, and idle (idle, iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return ((user + nice + system + irq + softirq) / tick, (system + irq + softirq) / tick, steal / tick,
+            (idle + iowait) / tick)
+
+
+class CpuTimeline:
+    """Cores used by each part of a run, interval by interval, while it runs (a thread reading /proc every
+    `interval` seconds): what the stack's processes (`stack.cpu_snapshot()`), the `extra` processes (e.g. the
+    simulated consoles: name -> a function returning their pids) and the whole box used, so a latency figure can
+    be read against how busy the 2 cores were. `rows` once the `with` block is left: [the interval's middle (epoch
+    seconds), {part: cores}], with
+    "box" (every process and the kernel), "kernel" (of which system time), "steal" and "rest" (box minus the
+    parts named: load generators, Redis, the kernel, other tenants)."""
+
+    def __init__(self, stack: "Stack", extra: dict[str, Callable[[], list[int]]] | None = None,
+                 interval: float = 0.5) -> None:
+        import threading
+
+        self.stack, self.extra, self.interval = stack, extra or {}, interval
+        self.rows: list[list[Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu-timeline", daemon=True)
+
+    def _snapshot(self) -> dict[str, float]:
+        busy, kernel, steal, _idle = box_cpu()
+        snap = {**self.stack.cpu_snapshot(), "box": busy, "kernel": kernel, "steal": steal}
+        for name, pids in self.extra.items():
+            snap[name] = sum(cpu_seconds(p) for p in pids())
+        return snap
+
+    def _run(self) -> None:
+        before, at = self._snapshot(), time.time()
+        while not self._stop.wait(self.interval):
+            now_snap, now = self._snapshot(), time.time()
+            span = max(now - at, 1e-3)
+            cores = {k: max(0.0, (now_snap[k] - before[k]) / span) for k in now_snap}
+            named = sum(v for k, v in cores.items() if k not in ("box", "kernel", "steal"))
+            cores["rest"] = max(0.0, cores["box"] - named)
+            self.rows.append([round((at + now) / 2, 3), {k: round(v, 3) for k, v in cores.items()}])
+            before, at = now_snap, now
+
+    def __enter__(self) -> "CpuTimeline":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _postgres_cpu() -> float:
     """CPU seconds of every postgres process (shared server: an upper bound for our share)."""
     total = 0.0

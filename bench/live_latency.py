@@ -24,8 +24,8 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from bench.common import (OUT, PY, REDIS_URL, ROOT, WORKERS, Stack, cpu_seconds, log, machine_info, machine_line,
-                          ms, pct, run_procs, save_json, write_section)
+from bench.common import (OUT, PY, REDIS_URL, ROOT, WORKERS, CpuTimeline, Stack, cpu_seconds, log, machine_info,
+                          machine_line, ms, pct, run_procs, save_json, write_section)
 from bench.ingest import RELAIS_COUNT, CountWatcher, load
 
 NAME = "live_latency"
@@ -127,14 +127,33 @@ def run_agents(stack: Stack, n_agents: int, rate: float, seconds: float, webhook
         time.sleep(1.0)
         cpu0 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
         watcher = CountWatcher(stack, RELAIS_COUNT, prefix, count, timeout=120)
-        result = load(webhook_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1, threads=32)
-        watcher.wait()
-        time.sleep(3.0)  # the last events on their way to the clients
+        with CpuTimeline(stack, {"agents": lambda: [p.pid for p in agents.procs]}) as timeline:
+            result = load(webhook_url + "/webhooks/meta", prefix=prefix, count=count, rate=rate, procs=1,
+                          threads=32)
+            watcher.wait()
+            time.sleep(3.0)  # the last events on their way to the clients
         cpu1 = {**stack.cpu_snapshot(), "agents": sum(cpu_seconds(p.pid) for p in agents.procs)}
     figures = collect(result, agents, prefix, n_agents=n_agents, rate=rate, count=count)
     figures["stages"] = stages(stack, result, agents, prefix)
     figures["cpu_ms_per_msg"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / count, 3) for k in cpu0}
+    figures["cores_by_second"] = cores_by_second(timeline.rows, result)
     return figures
+
+
+def cores_by_second(rows: list[list[Any]], result: dict[str, Any]) -> list[dict[str, float]]:
+    """The CPU timeline's intervals averaged per second of the load, second 0 starting at the first POST (as
+    the latency by the second), up to the second after the last POST: the cores each part and the whole box
+    used while the messages were sent."""
+    posted = [r[2] for r in result["rows"]]
+    if not posted or not rows:
+        return []
+    start, end = min(posted), max(posted)
+    seconds: dict[int, list[dict[str, float]]] = {}
+    for at, cores in rows:
+        if start <= at <= end + 1.0:
+            seconds.setdefault(int(at - start), []).append(cores)
+    return [{"second": s} | {k: round(sum(c[k] for c in values) / len(values), 2) for k in values[0]}
+            for s, values in sorted(seconds.items())]
 
 
 LIST_EVENTS = ("conversation.created", "conversation.updated")
@@ -324,6 +343,31 @@ def profile_lines(prof: dict[str, Any], agents: int, rate: float) -> list[str]:
     return lines
 
 
+def cores_lines(timelines: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """How busy the box was in each second of the runs of the latency-by-the-second table (`CpuTimeline`)."""
+    timed = [(res, r) for res, r in timelines if r.get("cores_by_second")]
+    if not timed:
+        return []
+    width = max(len(r["cores_by_second"]) for _res, r in timed)
+    lines = ["", "Cores in use in the same seconds (/proc, every 0.5 s; the box has 2): the whole box, with in "
+             "brackets its system time (every process's system calls and interrupts: also counted in each part "
+             "below) and the hypervisor's steal; then the simulated consoles / the web process / the RQ workers / "
+             "every PostgreSQL process / the rest (the load generator, Redis, the kernel's own threads, other "
+             "tenants). A box near 2.0 has no core to spare: every part waits for the CPU, and the latencies above "
+             "grow with that wait.", "",
+             "| run | " + " | ".join(f"s{t}" for t in range(width)) + " |", "|---|" + "---|" * width]
+    for res, r in timed:
+        by = r["cores_by_second"]
+        note = f", {res['note']}" if res.get("note") else ""
+        label = f"{r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note}"
+        lines.append(f"| {label}: box (kernel, steal) | "
+                     + " | ".join(f"{c['box']:.2f} ({c['kernel']:.2f}, {c['steal']:.2f})" for c in by) + " |")
+        lines.append(f"| {label}: consoles / web / workers / PostgreSQL / rest | "
+                     + " | ".join(f"{c.get('agents', 0):.2f} / {c['web']:.2f} / {c['workers']:.2f} / "
+                                  f"{c['postgres_total']:.2f} / {c['rest']:.2f}" for c in by) + " |")
+    return lines
+
+
 def report(all_results: list[dict[str, Any]]) -> str:
     first = all_results[0]
     ref = first["ref_redis"]
@@ -391,6 +435,7 @@ def report(all_results: list[dict[str, Any]]) -> str:
             note = f", {res['note']}" if res.get("note") else ""
             lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} "
                          "(p50 / p99) | " + " | ".join(cells) + " |")
+        lines += cores_lines(timelines)
     staged = [(res, r) for res in all_results for r in res["runs"] if r.get("stages") and not res.get("profiled")]
     if staged:
         lines += ["", "Where each message's time to its first agent goes (p50 / p99 of each step, from the stack's own "
