@@ -93,10 +93,12 @@ def report_live(res: dict[str, Any]) -> str:
              f"{res['agents']} agents, {res['rate']:g} msg/s for {res['seconds']:g} s, baseline `{res['baseline']}` "
              f"against this checkout `{res['this']}`, alternated (each line: a fresh stack). Latency: webhook POST "
              "to the event showing the message at each agent's queue; steady: messages sent from 2 s on.", "",
-             "The stages are p50s in ms (bench.live_latency's `stages`): POST to stored, to acked, to its drain's "
-             "start, to its event built, to the first agent; then the spread from the first agent to each.", "",
+             "The stages are p50s in ms (bench.live_latency's `stages`): POST to stored, to acked, to claimed by a "
+             "drain, to its batch applied, to its event built, to the first agent; then the spread from the first "
+             "agent to each.", "",
              "| round | app | p50 ms | p99 ms | steady p50 / p99 ms | delivered | frames | ack p99 ms | "
-             "CPU ms/msg web | workers | consoles | stages: stored / acked / drain / built / first agent; spread |",
+             "CPU ms/msg web | workers | consoles | stages: stored / acked / claimed / applied / built / first agent; "
+             "spread |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, rnd in enumerate(res["rounds"], 1):
         for app in ("baseline", "this"):
@@ -113,8 +115,9 @@ def _stages(r: dict[str, Any]) -> str:
     stages = r.get("stages")
     if not stages:
         return "-"
-    steps = " / ".join(f"{stages[name][0] * 1000:.1f}" for name in ("stored", "acked", "drain started",
-                                                                   "event built", "first agent"))
+    from bench.live_latency import OLD_STAGES, STAGES
+
+    steps = " / ".join(f"{stages[name][0] * 1000:.1f}" for name in (STAGES if "claimed" in stages else OLD_STAGES))
     return f"{steps}; {r['spread_p50'] * 1000:.1f}"
 
 

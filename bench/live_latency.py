@@ -222,13 +222,20 @@ def _epoch(at: Any) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
 
 
+# the steps of `stages`, in order; before 2026-11-24 21:30 a run had "drain started" (ack -> batch applied) where
+# these have "claimed" and "applied"
+STAGES = ("stored", "acked", "claimed", "applied", "event built", "first agent")
+OLD_STAGES = ("stored", "acked", "drain started", "event built", "first agent")
+
+
 def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) -> dict[str, Any]:
     """Where each message's time to its first agent goes, from the stack's own timestamps (p50 / p99 in seconds
     of each step, over the messages of the run): POST started -> stored (`webhook_events.received_at`, the web
-    has read and verified it) -> acked (the load generator has the 200: the group commit) -> its drain batch
-    started (`processed_at`: wake-up, linger, the previous drain) -> its conversation event built
-    (`realtime_events.created_at`: the batch applied) -> the first agent has it (commit, publish, relay, the
-    websocket write and the Node client)."""
+    has read and verified it) -> acked (the load generator has the 200: the group commit) -> claimed by a drain
+    (the message's `received_at`, taken just after the drain's claim: the nudge, the linger, the previous drain)
+    -> its batch applied (`webhook_events.processed_at`: contacts, conversations locked, messages inserted) -> its
+    conversation event built (`realtime_events.created_at`) -> the first agent has it (the commit, the publish,
+    the relay, the websocket write and the Node client)."""
     rows = {f"{prefix}p0-{int(r[0])}": r for r in result["rows"] if r[4] == 200}
     stored: dict[str, tuple[float, float]] = {}
     for body, received_at, processed_at in stack.sql(
@@ -236,6 +243,8 @@ def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) ->
         m = BENCH_MID.search(bytes(body))
         if m and m.group(1).decode() in rows:
             stored[m.group(1).decode()] = (_epoch(received_at), _epoch(processed_at))
+    claimed = {external_id: _epoch(received_at) for external_id, received_at in stack.sql(
+        "SELECT external_id, received_at FROM messages WHERE external_id = ANY(%s)", list(rows))}
     built: dict[str, float] = {}
     for text, created_at in stack.sql(
             "SELECT payload->'last_message'->>'text', created_at FROM realtime_events "
@@ -248,15 +257,15 @@ def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) ->
     for _client, event, key, _seq, received, _t in agents.events:
         if event in LIST_EVENTS and key in rows:
             first[key] = min(received, first.get(key, received))
-    steps: dict[str, list[float]] = {"stored": [], "acked": [], "drain started": [], "event built": [],
-                                     "first agent": []}
+    steps: dict[str, list[float]] = {name: [] for name in STAGES}
     for key, r in rows.items():
-        if key not in stored or key not in built or key not in first:
+        if key not in stored or key not in claimed or key not in built or key not in first:
             continue
         received_at, processed_at = stored[key]
         steps["stored"].append(received_at - r[2])
         steps["acked"].append(r[3] - received_at)
-        steps["drain started"].append(processed_at - r[3])
+        steps["claimed"].append(claimed[key] - r[3])
+        steps["applied"].append(processed_at - claimed[key])
         steps["event built"].append(built[key] - processed_at)
         steps["first agent"].append(first[key] - built[key])
     return {name: [pct(v, 50), pct(v, 99)] for name, v in steps.items()} | {"messages": len(steps["stored"])}
@@ -439,17 +448,21 @@ def report(all_results: list[dict[str, Any]]) -> str:
     staged = [(res, r) for res in all_results for r in res["runs"] if r.get("stages") and not res.get("profiled")]
     if staged:
         lines += ["", "Where each message's time to its first agent goes (p50 / p99 of each step, from the stack's own "
-                  "timestamps: `webhook_events.received_at` and `processed_at`, `realtime_events.created_at`), then "
+                  "timestamps: `webhook_events.received_at` and `processed_at`, the message's `received_at` (taken "
+                  "as its drain claimed it), `realtime_events.created_at`), then "
                   "the fan-out's spread from that first agent to each of the others. A step's p50s do not add up to "
                   "the figure's p50 (each is the median of its own step).", "",
-                  "| run | POST -> stored (read, verified) | -> acked (group commit) | -> its drain started (nudge, "
-                  "linger, the previous drain) | -> its event built (the batch applied) | -> first agent (commit, "
-                  "publish, relay, write, Node) | first agent p50 / p99 | spread to the others p50 / p99 |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| run | POST -> stored (read, verified) | -> acked (group commit) | -> claimed by a drain (nudge, "
+                  "linger, the previous drain) | -> its batch applied (contacts, conversations locked, messages "
+                  "inserted) | -> its event built | -> first agent (commit, publish, relay, write, Node) | first "
+                  "agent p50 / p99 | spread to the others p50 / p99 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for res, r in staged:
             st = r["stages"]
-            cells = [f"{ms(st[name][0])} / {ms(st[name][1])}" for name in ("stored", "acked", "drain started",
-                                                                           "event built", "first agent")]
+            names = STAGES if "claimed" in st else OLD_STAGES  # an older run: ack -> batch applied in one step
+            cells = [f"{ms(st[name][0])} / {ms(st[name][1])}" for name in names]
+            if names is OLD_STAGES:
+                cells[2:3] = [f"{cells[2]} (with the next step)", "-"]
             note = ", webhooks on their own web process" if res.get("split") else ""
             lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} | "
                          + " | ".join(cells) + f" | {ms(r['first_agent_p50'])} / {ms(r['first_agent_p99'])} | "
