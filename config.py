@@ -101,6 +101,7 @@ class Settings:
     send_concurrency: int = 8                 # SEND_CONCURRENCY: platform calls a process makes at once (sends)
     event_max_attempts: int = 5               # EVENT_MAX_ATTEMPTS: raw webhook events then dead-letter
     ingest_linger_ms: float = 5.0             # INGEST_LINGER_MS: a small drain waits this long so batches form
+    #                                           (only while webhooks keep coming: services.ingest.LINGER_AFTER)
     ingest_drain_lanes: int = 2               # INGEST_DRAIN_LANES: a backlog's batches applied at once per process
     profile_lookup_batch_ms: float = 1000.0   # PROFILE_LOOKUP_BATCH_MS: new customers' name lookups gathered per job
     database_pool_size: int = 20              # DATABASE_POOL_SIZE: PostgreSQL connections a process keeps open

@@ -144,6 +144,10 @@ def _default_lanes() -> int:
 
 _DRAIN_LOCK = threading.Lock()
 _backlog = False  # the last drain of this process stopped with a full batch: the next one does not linger
+_last_end: float | None = None  # when the last drain of this process that found work ended (time.monotonic)
+# a drain lingers only when that was less than this many lingers ago (5 ms: 20 ms, about 50 webhooks a second):
+# below that rate another webhook would rarely arrive during the linger
+LINGER_AFTER = 4
 
 
 def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, linger: float | None = None,
@@ -160,18 +164,21 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
     PostgreSQL while the other runs Python. The watermarks kept on conversations cover the receipts and echoes
     that concurrent drains apply in either order.
 
-    Unless the previous drain left a backlog, it first lingers `linger` seconds (INGEST_LINGER_MS by default):
-    a drain's cost is mostly fixed (a transaction, a dozen statements, an RQ job), so under moderate load a
-    batch of several webhooks costs little more than one. `before_claim` runs after the linger, before the
-    first claim (the nudged job clears its nudge there: webhooks stored during the linger ride along instead of
-    queueing another drain).
+    While webhooks keep coming, it first lingers `linger` seconds (INGEST_LINGER_MS by default): a drain's cost
+    is mostly fixed (a transaction, a dozen statements), so under load a batch of several webhooks costs little
+    more than one. "Keep coming": the previous drain of this process that found work ended less than
+    LINGER_AFTER lingers ago (and did not leave a backlog, which the next drain takes at once). After a quiet
+    spell it claims at once: at a few webhooks a second the linger would batch almost nothing and only delay
+    the message (bench figure 2 at 20 msg/s: 20 -> 13 ms p50 without it). `before_claim` runs after the
+    linger, before the first claim (the nudged job clears its nudge there: webhooks stored during the linger
+    ride along instead of queueing another drain).
 
     Writes: conversations, messages, contacts, posts, webhook event statuses. Publishes: conversation.created,
     conversation.updated, message.created, message.updated (after each batch's commit)."""
-    global _backlog
+    global _backlog, _last_end
     linger = _default_linger() if linger is None else linger
     lanes = _default_lanes() if lanes is None else lanes
-    if linger > 0 and not _backlog:
+    if linger > 0 and not _backlog and _last_end is not None and time.monotonic() - _last_end < LINGER_AFTER * linger:
         time.sleep(linger)  # outside the lock: another drain of this process may run meanwhile
     if before_claim is not None:
         before_claim()
@@ -191,6 +198,8 @@ def drain_webhook_events(*, batch_size: int = 200, time_budget: float = 30.0, li
         finally:
             for helper in helpers:
                 total += helper.join()
+            if total:
+                _last_end = time.monotonic()
     return total
 
 

@@ -187,25 +187,41 @@ def test_a_channel_changed_by_another_process_is_seen_within_the_ttl(app: Any, h
     assert _echo_author(app, "m_echo_3") == "Renamed elsewhere"
 
 
-def test_the_drain_lingers_before_a_small_batch_only(app: Any, held: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_drain_lingers_before_a_small_batch_only_while_webhooks_keep_coming(app: Any, held: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small drain lingers only when the previous drain of the process that found work ended less than
+    LINGER_AFTER lingers ago (more webhooks are on their way); after a quiet spell, or after a drain that left a
+    backlog, it claims at once. The linger is 50 ms here (time.sleep is replaced, nothing waits) so that the
+    window, 200 ms, holds on a slow box."""
     slept: list[float] = []
     monkeypatch.setattr(ingest.time, "sleep", slept.append)
     monkeypatch.setattr(ingest, "_backlog", False)
+    monkeypatch.setattr(ingest, "_last_end", None)
+    linger = 0.05
     with app.app_context():
         store_verified(_messages(1)[0])
-        assert ingest.drain_webhook_events(linger=0.004) == 1
-        assert slept == [0.004]
-        assert ingest.drain_webhook_events(linger=0) == 0 and slept == [0.004]
-        for payload in _messages(3, start=1):
+        assert ingest.drain_webhook_events(linger=linger) == 1  # the process's first drain: nothing came before
+        assert slept == []
+        store_verified(_messages(1, start=1)[0])
+        assert ingest.drain_webhook_events(linger=linger) == 1  # just after one: more may be on their way
+        assert slept == [linger]
+        monkeypatch.setattr(ingest, "_last_end", time.monotonic() - ingest.LINGER_AFTER * linger - 0.01)
+        assert ingest.drain_webhook_events(linger=0) == 0 and slept == [linger]  # found nothing: not a mark
+        store_verified(_messages(1, start=2)[0])
+        assert ingest.drain_webhook_events(linger=linger) == 1  # after a quiet spell: at once
+        assert slept == [linger]
+        for payload in _messages(3, start=3):
             store_verified(payload)
-        assert ingest.drain_webhook_events(linger=0.004, batch_size=2, time_budget=0) == 2  # stopped with a backlog
-        assert ingest.drain_webhook_events(linger=0.004, batch_size=2) == 1  # at once: events were waiting
-        assert slept == [0.004, 0.004]
+        assert ingest.drain_webhook_events(linger=linger, batch_size=2, time_budget=0) == 2  # stopped with a backlog
+        assert slept == [linger, linger]
+        assert ingest.drain_webhook_events(linger=linger, batch_size=2) == 1  # at once: events were waiting
+        assert slept == [linger, linger]
+        monkeypatch.setattr(ingest, "_last_end", time.monotonic())
         assert ingest.drain_webhook_events() == 0  # the default comes from INGEST_LINGER_MS
-        assert slept == [0.004, 0.004, app.extensions["relais.settings"].ingest_linger_ms / 1000]
+        assert slept == [linger, linger, app.extensions["relais.settings"].ingest_linger_ms / 1000]
         db.session.remove()
     with app.app_context():
-        assert len(db.session.execute(select(Conversation.id)).all()) == 4
+        assert len(db.session.execute(select(Message.id)).all()) == 6  # every message in, of 5 customers
         db.session.remove()
 
 
@@ -236,11 +252,12 @@ def test_the_nudge_is_cleared_after_the_linger_before_the_claim(app: Any, monkey
     monkeypatch.setattr(ingest.time, "sleep",
                         lambda s: steps.append("linger") if threading.get_ident() == me else real_sleep(s))
     monkeypatch.setattr(ingest, "_backlog", False)
+    monkeypatch.setattr(ingest, "_last_end", time.monotonic())  # a drain just ended: webhooks keep coming
     claim = ingest._drain_one_batch
     monkeypatch.setattr(ingest, "_drain_one_batch",
                         lambda size: (steps.append("claim") if threading.get_ident() == me else None) or claim(size))
     with app.app_context():
-        ingest.drain_webhook_events(linger=0.004, before_claim=lambda: steps.append("clear nudge"))
+        ingest.drain_webhook_events(linger=0.05, before_claim=lambda: steps.append("clear nudge"))
         db.session.remove()
     assert steps == ["linger", "clear nudge", "claim"]
 
