@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -399,14 +400,11 @@ class CpuTimeline:
     `interval` seconds): what the stack's processes (`stack.cpu_snapshot()`), the `extra` processes (e.g. the
     simulated consoles: name -> a function returning their pids) and the whole box used, so a latency figure can
     be read against how busy the 2 cores were. `rows` once the `with` block is left: [the interval's middle (epoch
-    seconds), {part: cores}], with
-    "box" (every process and the kernel), "kernel" (of which system time), "steal" and "rest" (box minus the
-    parts named: load generators, Redis, the kernel, other tenants)."""
+    seconds), {part: cores}], with "box" (every process and the kernel), "kernel" (of which system time), "steal"
+    and "rest" (box minus the parts named: load generators, Redis, the kernel, other tenants)."""
 
     def __init__(self, stack: "Stack", extra: dict[str, Callable[[], list[int]]] | None = None,
                  interval: float = 0.5) -> None:
-        import threading
-
         self.stack, self.extra, self.interval = stack, extra or {}, interval
         self.rows: list[list[Any]] = []
         self._stop = threading.Event()
