@@ -385,14 +385,13 @@ class Stack:
         log(f"stack {self.db_name} torn down")
 
 
-def box_cpu() -> tuple[float, float, float, float]:
+def box_cpu() -> tuple[float, float, float]:
     """The whole box's CPU seconds so far (all cores, /proc/stat): busy (user, nice, system, irq, softirq), of
-    which the kernel's (system, irq, softirq), the hypervisor's steal, and idle (idle, iowait)."""
+    which the kernel's (system, irq, softirq), and the hypervisor's steal."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     tick = os.sysconf("SC_CLK_TCK")
-    return ((user + nice + system + irq + softirq) / tick, (system + irq + softirq) / tick, steal / tick,
-            (idle + iowait) / tick)
+    return (user + nice + system + irq + softirq) / tick, (system + irq + softirq) / tick, steal / tick
 
 
 class CpuTimeline:
@@ -411,7 +410,7 @@ class CpuTimeline:
         self._thread = threading.Thread(target=self._run, name="bench-cpu-timeline", daemon=True)
 
     def _snapshot(self) -> dict[str, float]:
-        busy, kernel, steal, _idle = box_cpu()
+        busy, kernel, steal = box_cpu()
         snap = {**self.stack.cpu_snapshot(), "box": busy, "kernel": kernel, "steal": steal}
         for name, pids in self.extra.items():
             snap[name] = sum(cpu_seconds(p) for p in pids())
