@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
+
+import orjson
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.utils import get_value
@@ -137,7 +140,9 @@ class ConversationSchema(OutputSchema):
     updated_at = UTC()
     reply_window = fields.Method("_reply_window")
     sla = fields.Method("_sla")
-    language = fields.String(allow_none=True)
+    language = fields.Method("_language", metadata={
+        "type": "string", "nullable": True,
+        "description": "the language guessed from the customer's first three texts (\"fr\", \"en\"), or null"})
     linked_conversation_ids = fields.Method("_linked_conversation_ids")
 
     def __init__(self, *args: Any, links: dict[int, list[int]] | None = None, **kwargs: Any) -> None:
@@ -164,6 +169,9 @@ class ConversationSchema(OutputSchema):
 
     def _team(self, conversation: Any) -> dict[str, Any] | None:
         return _team_of(conversation)
+
+    def _language(self, conversation: Any) -> str | None:
+        return conversation.language or None  # assignment.NO_LANGUAGE (guessed: none) shows as null
 
     def _last_message(self, conversation: Any) -> dict[str, Any] | None:
         if conversation.last_message_at is None:
@@ -239,7 +247,14 @@ class MessagePageDumpMixin:
 # tests/integration/test_list_items.py compares them with the schemas, key order included: a field added to
 # ConversationSchema, MessageSchema or SlaClockSchema must be added here too.
 def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
+    """`value.isoformat()`. For a UTC datetime (every UTCDateTime column's, as read or written) orjson's RFC 3339
+    text, which is the same string ("+00:00", microseconds only when there are some) at a third of the cost: a
+    drain of 2,000 messages formats ~6,000 of them, and `isoformat` was 5-7% of its CPU (py-spy, bench figure 1)."""
+    if value is None:
+        return None
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return orjson.dumps(value)[1:-1].decode()
+    return value.isoformat()
 
 
 class _Channel:
@@ -325,7 +340,7 @@ def conversation_item_json(row: Any, labels: list[str], clocks: list[dict[str, A
         ("reply_window", {"open": window["open"], "mode": window["mode"], "closes_at": _iso(window["closes_at"]),
                           "human_agent_until": _iso(window["human_agent_until"])}),
         ("sla", [sla_clock_json(clock) for clock in clocks]),
-        ("language", row.language),
+        ("language", row.language or None),  # NO_LANGUAGE (guessed: none) shows as null
         ("linked_conversation_ids", list(links)),
     ))
 

@@ -388,13 +388,30 @@ def _assigning_query() -> Any:
 
 
 FIRST_TEXTS = 3  # a conversation's language is guessed from its first three customer texts
+# `Conversation.language` once its first FIRST_TEXTS customer texts are in and tell no language ("ok", emoji, an
+# order number): the guess is made, and it is none. Stored so that no drain reads those texts again (None: not
+# guessed yet, or fewer texts so far, which a later text may complete). A message older than the conversation's
+# latest inbound one, arriving late, may be one of the first three: it makes the guess again (`ingest.note_inbounds`).
+# Like a guessed language it is kept when a text is edited later. The API and the live events show it as null, and
+# routing, which reads a language's truth, finds none.
+NO_LANGUAGE = ""
+
+
+def guess_from_first_texts(texts: list[str]) -> str | None:
+    """The language of a conversation from its first customer texts (at most FIRST_TEXTS, in order): the guess,
+    else NO_LANGUAGE when all FIRST_TEXTS are in (final), else None (a later text may tell)."""
+    guess = detect_language(" ".join(texts))
+    if guess is None and len(texts) >= FIRST_TEXTS:
+        return NO_LANGUAGE
+    return guess
 
 
 def language_of_first_texts(messages: Iterable[tuple[datetime, int, str | None]]) -> str | None:
     """The language guess from a conversation's customer messages as (platform_time, id, text): its first
-    FIRST_TEXTS texts in (platform_time, id) order, as `_guess_languages` reads them from the database."""
+    FIRST_TEXTS texts in (platform_time, id) order, as `_guess_languages` reads them from the database
+    (`guess_from_first_texts`: NO_LANGUAGE when the three tell none)."""
     firsts = sorted((m for m in messages if m[2] is not None), key=lambda m: (m[0], m[1]))[:FIRST_TEXTS]
-    return detect_language(" ".join(text for _at, _id, text in firsts if text is not None))
+    return guess_from_first_texts([text for _at, _id, text in firsts if text is not None])
 
 
 @functools.cache
@@ -424,13 +441,14 @@ def _first_texts_query(dialect: str) -> Any:
 
 
 def first_texts_languages(session: Session, conversation_ids: list[int]) -> dict[int, str | None]:
-    """The language guess of each conversation from its first customer texts, in one query."""
+    """The language guess of each conversation from its first customer texts, in one query
+    (`guess_from_first_texts`)."""
     texts: dict[int, list[str]] = {}
     if conversation_ids:
         query = _first_texts_query(session.get_bind().dialect.name)
         for conversation_id, text in session.execute(query, {"conversation_ids": conversation_ids}):
             texts.setdefault(conversation_id, []).append(text)
-    return {cid: detect_language(" ".join(texts.get(cid, []))) for cid in conversation_ids}
+    return {cid: guess_from_first_texts(texts.get(cid, [])) for cid in conversation_ids}
 
 
 def _guess_languages(session: Session, conversations: list[Conversation]) -> None:
@@ -463,8 +481,8 @@ def _route(session: Session, conversation: Conversation) -> Agent | None:
     if conversation.language is None:
         texts = session.execute(select(Message.text).where(
             Message.conversation_id == conversation.id, Message.direction == "in", Message.text.is_not(None))
-            .order_by(Message.platform_time, Message.id).limit(3)).scalars()
-        conversation.language = detect_language(" ".join(texts))
+            .order_by(Message.platform_time, Message.id).limit(FIRST_TEXTS)).scalars()
+        conversation.language = guess_from_first_texts(list(texts))
     if conversation.team_id is None:
         routing = session.get(BrandRouting, conversation.brand_id)
         if routing is not None and routing.default_team_id is not None:

@@ -1128,6 +1128,10 @@ def note_inbounds(conversation: Conversation, messages: list[tuple[datetime, str
     conversation; the ORM attributes' descriptors per message were 6% of its CPU)."""
     first_in, last_in = conversation.first_inbound_at, conversation.last_inbound_at
     last_out, waiting = conversation.last_outbound_at, conversation.waiting_since
+    if last_in is not None and conversation.language == assignment.NO_LANGUAGE \
+            and any(at < last_in for at, _preview in messages):
+        # an older message came late: it may be one of the first three texts, so the guess is made again
+        conversation.language = None
     unanswered = False
     latest_at, latest_preview = messages[0]
     for at, preview in messages:
