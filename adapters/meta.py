@@ -32,7 +32,7 @@ from adapters.base import (
     SendResult,
     SignatureError,
 )
-from adapters.http import PlatformClient, get_header, is_retryable_graph_code
+from adapters.http import PlatformClient, get_header, graph_error, is_retryable_graph_code
 
 GRAPH_VERSION = "v21.0"
 GRAPH_BASE_URL = f"https://graph.facebook.com/{GRAPH_VERSION}"
@@ -539,10 +539,60 @@ def moderate_comment(client: PlatformClient, creds: MetaCredentials, comment_id:
         raise PlatformError(f"Graph refused to {action} comment {comment_id}")
 
 
+PROFILE_FIELDS = "first_name,last_name,profile_pic"
+GRAPH_BATCH_LIMIT = 50  # calls in one Graph batch request [doc: graph-api/batch-requests]
+
+
 def get_user_profile(client: PlatformClient, creds: MetaCredentials, psid: str) -> Author:
     """The customer's name and picture (Messenger webhooks carry only the PSID)."""
-    answer = client.request("GET", f"/{_segment(psid)}", params={
-        **_auth(creds), "fields": "first_name,last_name,profile_pic"})
+    answer = client.request("GET", f"/{_segment(psid)}", params={**_auth(creds), "fields": PROFILE_FIELDS})
+    return _profile_author(psid, answer)
+
+
+def get_user_profiles(client: PlatformClient, creds: MetaCredentials,
+                      psids: list[str]) -> list[Author | PlatformError]:
+    """The names and pictures of up to GRAPH_BATCH_LIMIT customers of one page in ONE call: a Graph batch request
+    (POST to the version root with `batch`, a JSON array of {"method": "GET", "relative_url": "<PSID>?fields=..."},
+    and `include_headers=false`). Graph answers an array in the same order, each item {"code", "body": the call's
+    JSON as a string}, or null for a call that did not complete; each call counts against the rate limits as one.
+
+    Returns, for each psid in order, its Author, or the PlatformError of its own call: its Graph error envelope
+    (`graph_error`: retryable for rate limits and transient codes), retryable for a call that did not complete.
+    Raises PlatformError when the whole request fails (as `PlatformClient.request`), and a retryable one when the
+    answer is not such an array."""
+    if not psids or len(psids) > GRAPH_BATCH_LIMIT:
+        raise ValueError(f"a Graph batch holds 1 to {GRAPH_BATCH_LIMIT} calls, not {len(psids)}")
+    batch = [{"method": "GET", "relative_url": f"{_segment(psid)}?fields={PROFILE_FIELDS}"} for psid in psids]
+    answer = client.request("POST", "", data={**_auth(creds), "batch": json.dumps(batch),
+                                              "include_headers": "false"})
+    items = answer.get("data")
+    if not isinstance(items, list) or len(items) != len(psids):
+        raise PlatformError(f"Graph batch answer is not a list of {len(psids)} results", retryable=True)
+    return [_batch_item_profile(psid, item) for psid, item in zip(psids, items)]
+
+
+def _batch_item_profile(psid: str, item: Any) -> Author | PlatformError:
+    if not isinstance(item, dict):
+        return PlatformError("Graph batch call did not complete", retryable=True)
+    status = _as_status(item.get("code"))
+    try:
+        body = json.loads(item["body"]) if isinstance(item.get("body"), str) else None
+    except ValueError:
+        body = None
+    if status is not None and 200 <= status < 300 and isinstance(body, dict):
+        return _profile_author(psid, body)
+    envelope = body.get("error") if isinstance(body, dict) else None
+    if isinstance(envelope, dict):
+        return graph_error(envelope, http_status=status)
+    return PlatformError(f"Graph batch call answered HTTP {status} without a profile", http_status=status,
+                         retryable=status is None or status == 429 or status >= 500)
+
+
+def _as_status(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _profile_author(psid: str, answer: Mapping[str, Any]) -> Author:
     names = [answer.get(key) for key in ("first_name", "last_name")]
     name = " ".join(part for part in names if isinstance(part, str) and part) or None
     picture = answer.get("profile_pic")

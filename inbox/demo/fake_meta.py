@@ -1,7 +1,7 @@
 """A local fake of Meta for tests, benchmarks and the demo.
 
 - `FakeMeta`: the Graph API endpoints our senders call (send API, comment replies, moderation, user
-  profile), on 127.0.0.1, recording every call and failing on demand.
+  profile, batch requests), on 127.0.0.1, recording every call and failing on demand.
 - Payload builders (`messenger_message_payload`, `feed_comment_payload`, `page_entry`, `batch_payloads`...),
   `meta_json` (serialises like Meta: escaped unicode and slashes) and `sign_meta`.
 - `WebhookPoster`: posts a steady stream of realistic signed webhooks (French and English customers, stable
@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 GRAPH_VERSION = "v21.0"
+BATCH_LIMIT = 50  # calls in one Graph batch request
 DEFAULT_APP_ID = "1517776481860111"
 MESSENGER_TEXT_LIMIT = 2000
 
@@ -334,6 +335,7 @@ class _Failure:
     retry_after: float | None
     body: str | None
     delay: float
+    unfinished: bool = False  # a batch call Graph did not finish: null in the batch's answer
 
 
 DEFAULT_ERROR_MESSAGES: dict[int, str] = {
@@ -351,7 +353,7 @@ DEFAULT_ERROR_MESSAGES: dict[int, str] = {
 }
 
 # (status, JSON body, or raw text sent as HTML, headers)
-Answer = tuple[int, dict[str, Any] | str, dict[str, str]]
+Answer = tuple[int, dict[str, Any] | list[Any] | str, dict[str, str]]
 SendListener = Callable[[str, dict[str, Any]], None]
 
 
@@ -387,6 +389,7 @@ class FakeMeta:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[_Failure] = deque()
+        self._item_failures: deque[_Failure] = deque()  # the next calls inside batch requests
         self._privately_replied: set[str] = set()
         self._counter = 0
         self.latency = 0.0
@@ -419,19 +422,40 @@ class FakeMeta:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def profile_lookups(self) -> list[str]:
+        """The user ids whose profile was asked so far, in order: by a GET of their own or inside a batch request."""
+        asked: list[str] = []
+        for request in self.requests:
+            segments = [segment for segment in request.path.split("/") if segment]
+            if request.method == "GET" and len(segments) == 1:
+                asked.append(segments[0])
+            elif request.method == "POST" and not segments and isinstance(request.body, dict):
+                try:
+                    calls = json.loads(str(request.body.get("batch")))
+                except ValueError:
+                    continue
+                asked += [urlsplit(call["relative_url"]).path.strip("/") for call in calls if isinstance(call, dict)
+                          and str(call.get("method") or "GET").upper() == "GET"
+                          and isinstance(call.get("relative_url"), str)] if isinstance(calls, list) else []
+        return asked
+
     def fail_next(self, n: int = 1, code: int = 613, http_status: int = 400, message: str | None = None, *,
                   subcode: int | None = None, error_type: str = "OAuthException", retry_after: float | None = None,
-                  body: str | None = None, delay: float = 0.0) -> None:
+                  body: str | None = None, delay: float = 0.0, in_batch: bool = False,
+                  unfinished: bool = False) -> None:
         """Make the next `n` Graph calls fail with a Graph error envelope of `code`/`subcode`.
 
         e.g. rate limits (613, 4, 32), transient (2, http_status=500), outside the window (10,
         subcode=2018278). `retry_after` adds a Retry-After header; `body` replaces the JSON envelope with
-        that raw text (an HTML proxy page...); `delay` sleeps first (for client timeouts).
+        that raw text (an HTML proxy page...); `delay` sleeps first (for client timeouts). `in_batch`: the next
+        `n` calls inside batch requests instead (each answers its failure in the batch's array; with
+        `unfinished`, null, as for a call Graph did not finish).
         """
         failure = _Failure(code, http_status, message or DEFAULT_ERROR_MESSAGES.get(code, f"(#{code}) Error"),
-                           subcode, error_type, retry_after, body, delay)
+                           subcode, error_type, retry_after, body, delay, unfinished)
         with self._lock:
-            self._failures.extend([failure] * n)
+            (self._item_failures if in_batch or unfinished else self._failures).extend([failure] * n)
 
     def set_latency(self, seconds: float) -> None:
         """Answer every Graph call `seconds` late from now on, as a real platform does (hundreds of milliseconds;
@@ -443,6 +467,7 @@ class FakeMeta:
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+            self._item_failures.clear()
             self._privately_replied.clear()
             self.latency = 0.0
 
@@ -466,12 +491,13 @@ class FakeMeta:
         if url.path.startswith("/_fake/"):
             return self._control(method, url.path, body), 0.0
         prefix = f"/{self.graph_version}"
-        path = url.path[len(prefix):] if url.path.startswith(prefix + "/") else url.path
+        versioned = url.path == prefix or url.path.startswith(prefix + "/")  # the root: batch requests
+        path = url.path[len(prefix):] if versioned else url.path
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
         if failure is not None:
             answer, delay = _failure_answer(failure), failure.delay
-        elif not url.path.startswith(prefix + "/"):
+        elif not versioned:
             answer, delay = _graph_error(100, f"Unknown path components: {url.path}", http_status=404), 0.0
         else:
             answer, delay = self._graph(method, path, query, body), 0.0
@@ -507,6 +533,8 @@ class FakeMeta:
         if refusal is not None:
             return refusal
         segments = [segment for segment in path.split("/") if segment]
+        if method == "POST" and not segments and "batch" in params:
+            return self._batch(params)
         if method == "POST" and len(segments) == 2 and segments[1] == "messages":
             return self._send_api(segments[0], params)
         if method == "POST" and len(segments) == 2 and segments[1] == "comments":
@@ -524,6 +552,38 @@ class FakeMeta:
         return _graph_error(100, f"Unsupported {method.lower()} request. Object with ID "
                                  f"'{segments[0] if segments else ''}' does not exist or does not support "
                                  "this operation", subcode=33, error_type="GraphMethodException")
+
+    def _batch(self, params: dict[str, Any]) -> Answer:
+        """A Graph batch request: each call of the `batch` JSON array ({"method", "relative_url"}) answered as the
+        fake answers it alone, with the request's access token and proof; the answer is an array in the same
+        order of {"code", "body": the call's JSON as a string} (`include_headers=false`), a call failed by
+        `fail_next(..., in_batch=True)` answering its failure, and null for one failed with `unfinished=True`."""
+        try:
+            calls = json.loads(str(params["batch"]))
+        except ValueError:
+            calls = None
+        if not isinstance(calls, list) or not calls:
+            return _graph_error(100, "(#100) The parameter batch is required and must be a JSON array")
+        if len(calls) > BATCH_LIMIT:
+            return _graph_error(100, f"(#100) Too many requests in batch message. Maximum batch size is {BATCH_LIMIT}")
+        auth = {key: params[key] for key in ("access_token", "appsecret_proof") if key in params}
+        answers: list[dict[str, Any] | None] = []
+        for call in calls:
+            with self._lock:
+                failure = self._item_failures.popleft() if self._item_failures else None
+            if failure is not None and failure.unfinished:
+                answers.append(None)
+                continue
+            if failure is not None:
+                status, body, _headers = _failure_answer(failure)
+            elif not isinstance(call, dict) or not isinstance(call.get("relative_url"), str):
+                status, body, _headers = _graph_error(100, "(#100) Each batch call needs a relative_url")
+            else:
+                url = urlsplit("/" + call["relative_url"].lstrip("/"))
+                query = {**auth, **dict(parse_qsl(url.query, keep_blank_values=True))}
+                status, body, _headers = self._graph(str(call.get("method") or "GET").upper(), url.path, query, None)
+            answers.append({"code": status, "body": body if isinstance(body, str) else json.dumps(body)})
+        return 200, answers, {}
 
     def _check_auth(self, params: dict[str, Any]) -> Answer | None:
         token, proof = params.get("access_token"), params.get("appsecret_proof")

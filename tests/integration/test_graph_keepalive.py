@@ -41,8 +41,8 @@ def test_a_connection_idle_too_long_is_not_reused(app, fake_meta, monkeypatch):
 
 
 def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, monkeypatch):
-    """Two gathered lookup jobs one after the other (three new customers), their GETs made by one lookup thread
-    (LOOKUP_CONCURRENCY 1 here): three Graph GETs over one connection."""
+    """Two gathered lookup jobs one after the other (three new customers), their calls made by one lookup thread
+    (LOOKUP_CONCURRENCY 1 here): a batch request for the first two, a GET for the third, over one connection."""
     from inbox.services import profiles
 
     monkeypatch.setattr(profiles, "LOOKUP_CONCURRENCY", 1)
@@ -64,7 +64,8 @@ def test_name_lookup_jobs_in_a_row_share_one_connection(app, world, fake_meta, m
     with app.app_context():
         assert tasks.fetch_contact_profiles(lookups[:2]) == 2
         assert tasks.fetch_contact_profiles(lookups[2:]) == 1
-    assert sorted(r.path for r in fake_meta.requests) == sorted(f"/{p}" for p in psids)
+    assert sorted(fake_meta.profile_lookups) == sorted(psids)
+    assert [r.method for r in fake_meta.requests] == ["POST", "GET"]
     profiles._lookups.shutdown()
     assert fake_meta.connections - before == 1
 

@@ -71,10 +71,10 @@ def test_a_drains_statements_do_not_grow_with_its_size(app: Any, held: Any, stat
     left is the claim, contacts, conversations (locked, with what their JSON shows, routing needs and their
     links), messages, the language guess (these texts tell none yet: read again until three are in), the
     conversation updates, the live events and the raw events' outcome. (SQLite inserts live events one row at a
-    time: those are left out of its count.) The per-process channel, credential and SLA policy caches are kept for the whole test (`caches_held`):
-    on a slow, busy box (a clean-clone CI run) more than their few seconds passed between two drains and one
-    drain read the channel (another time the policies) again, one statement more that has nothing to do with the
-    batch's size."""
+    time: those are left out of its count.) The per-process channel, credential and SLA policy caches are kept
+    for the whole test (`caches_held`): on a slow, busy box (a clean-clone CI run) more than their few seconds
+    passed between two drains and one drain read the channel (another time the policies) again, one statement
+    more that has nothing to do with the batch's size."""
     for payload in _messages(5):
         store_verified(payload)
     _drain(app)

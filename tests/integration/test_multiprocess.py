@@ -389,7 +389,7 @@ def test_rate_limited_send_is_retried_by_the_worker_and_sent_once(live: Stack) -
              lambda: f"inbound {mid} never stored\n{live.describe()}")
     conversation_id = live.sql("SELECT conversation_id FROM messages WHERE external_id = %s", mid)[0][0]
     # the new contact's profile lookup is a Graph call too: let it happen before failures are injected
-    wait_for(lambda: any(r.method == "GET" and r.path == f"/{psid}" for r in live.fake.requests), 20,
+    wait_for(lambda: psid in live.fake.profile_lookups, 20,
              lambda: f"no profile lookup for {psid}\n{live.describe()}")
 
     live.fake.fail_next(1, code=613, retry_after=0.2)                       # Graph's call rate limit (HTTP 400)
@@ -421,8 +421,7 @@ def test_a_worker_stopped_while_sending_finishes_its_sends_and_hands_the_others_
     psids = [psid for (psid,) in live.sql("SELECT c.thread_key FROM conversations c JOIN messages m ON "
                                           "m.conversation_id = c.id WHERE m.external_id = ANY(%s)", mids)]
     # the new contacts' name lookups are Graph calls too: let them happen before the platform slows down
-    wait_for(lambda: {f"/{p.split(':', 1)[1]}" for p in psids} <= {r.path for r in live.fake.requests
-                                                                   if r.method == "GET"}, 30,
+    wait_for(lambda: {p.split(':', 1)[1] for p in psids} <= set(live.fake.profile_lookups), 30,
              lambda: f"profile lookups missing\n{live.describe()}")
     conversation_ids = [cid for (cid,) in live.sql("SELECT conversation_id FROM messages WHERE external_id = "
                                                    "ANY(%s) ORDER BY conversation_id", mids)]

@@ -338,7 +338,7 @@ def test_messenger_contact_name_is_fetched_from_the_profile_api(app, client, wor
     token = token_for(world.agent)
     conversation = _list(client, token)["items"][0]
     assert conversation["contact"]["name"]  # filled by the profile lookup job, not by the webhook
-    assert any(r.method == "GET" and r.path == "/psid-profile" for r in fake_meta.requests)
+    assert "psid-profile" in fake_meta.profile_lookups
 
 
 def test_a_looked_up_name_is_pushed_as_contact_updated_to_the_brand_not_as_whole_conversations(
@@ -389,7 +389,7 @@ def test_a_rate_limited_profile_lookup_is_tried_again_after_the_platforms_delay(
     with app.app_context():
         assert tasks.fetch_contact_profiles(*args) == 1
     assert _list(client, token)["items"][0]["contact"]["name"] not in (None, "", "psid-limited")
-    assert [r.path for r in fake_meta.requests if r.method == "GET"].count("/psid-limited") == 2
+    assert fake_meta.profile_lookups.count("psid-limited") == 2
 
 
 def test_live_events_wait_for_the_real_commit_not_a_savepoint(app, world):

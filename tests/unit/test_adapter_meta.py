@@ -7,13 +7,14 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters import meta
-from adapters.base import InboundEvent, PayloadError, PlatformError, SignatureError
+from adapters.base import Author, InboundEvent, PayloadError, PlatformError, SignatureError
 from adapters.http import PlatformClient
 from inbox.demo import fake_meta as fm
 
@@ -558,6 +559,62 @@ def test_user_profile(graph: PlatformClient) -> None:
     author = meta.get_user_profile(graph, CREDS, psid)
     assert author.external_id == psid and author.name == fm.PERSONAS[2].name
     assert author.avatar_url is not None and author.avatar_url.startswith("https://")
+
+
+def test_user_profiles_in_one_batch_request(graph: PlatformClient, fake_graph: fm.FakeMeta) -> None:
+    psids = [fm.psid_for(PAGE, k) for k in range(5)]
+    authors = meta.get_user_profiles(graph, CREDS, psids)
+    assert [a.external_id for a in authors if isinstance(a, Author)] == psids
+    assert [a.name for a in authors if isinstance(a, Author)] == [fm.PERSONAS[k].name for k in range(5)]
+    (call,) = fake_graph.requests  # one HTTP call, to the version root, with the page's token and proof
+    assert (call.method, call.path, call.status) == ("POST", "", 200)
+    assert call.body["access_token"] == "page-token" and call.body["appsecret_proof"] == PROOF
+    assert call.body["include_headers"] == "false"
+    assert [c["relative_url"] for c in json.loads(call.body["batch"])] == \
+        [f"{psid}?fields=first_name,last_name,profile_pic" for psid in psids]
+
+
+def test_a_batch_calls_own_failures_come_back_in_place(graph: PlatformClient, fake_graph: fm.FakeMeta) -> None:
+    fake_graph.fail_next(1, code=613, in_batch=True)  # rate limited
+    fake_graph.fail_next(1, code=100, in_batch=True)  # no such user
+    fake_graph.fail_next(1, unfinished=True)          # null: Graph did not finish it
+    psids = [fm.psid_for(PAGE, k) for k in range(4)]
+    limited, refused, unfinished, found = meta.get_user_profiles(graph, CREDS, psids)
+    assert isinstance(limited, PlatformError) and limited.code == 613 and limited.retryable
+    assert isinstance(refused, PlatformError) and refused.code == 100 and not refused.retryable
+    assert isinstance(unfinished, PlatformError) and unfinished.retryable
+    assert isinstance(found, Author) and found.name == fm.PERSONAS[3].name
+
+
+def test_a_failed_batch_request_raises(graph: PlatformClient, fake_graph: fm.FakeMeta) -> None:
+    fake_graph.fail_next(1, code=4)
+    with pytest.raises(PlatformError) as caught:
+        meta.get_user_profiles(graph, CREDS, [fm.psid_for(PAGE, 0), fm.psid_for(PAGE, 1)])
+    assert caught.value.code == 4 and caught.value.retryable
+    with pytest.raises(ValueError):
+        meta.get_user_profiles(graph, CREDS, [f"psid-{k}" for k in range(meta.GRAPH_BATCH_LIMIT + 1)])
+    # Graph itself refuses more than 50 calls in a batch
+    too_many = json.dumps([{"method": "GET", "relative_url": f"psid-{k}"} for k in range(51)])
+    with pytest.raises(PlatformError, match="Maximum batch size is 50"):
+        graph.request("POST", "", data={"access_token": "page-token", "appsecret_proof": PROOF, "batch": too_many})
+
+
+def test_an_answer_that_is_not_the_batchs_array_is_retryable() -> None:
+    class Answers:
+        def __init__(self, answer: Any) -> None:
+            self.answer = answer
+
+        def request(self, *_args: Any, **_kwargs: Any) -> Any:
+            return self.answer
+
+    for answer in ({"data": [None]}, {"data": "nope"}, {}):
+        with pytest.raises(PlatformError) as caught:
+            meta.get_user_profiles(Answers(answer), CREDS, ["a", "b"])  # type: ignore[arg-type]
+        assert caught.value.retryable
+    odd = meta.get_user_profiles(Answers({"data": [{"code": 200, "body": "not json"}, {"code": 502}]}),  # type: ignore[arg-type]
+                                 CREDS, ["a", "b"])
+    assert all(isinstance(a, PlatformError) for a in odd)
+    assert [a.retryable for a in odd if isinstance(a, PlatformError)] == [False, True]
 
 
 @pytest.mark.parametrize(("code", "subcode", "http_status", "reason", "retryable"), [
