@@ -103,6 +103,8 @@ class Settings:
     ingest_linger_ms: float = 5.0             # INGEST_LINGER_MS: a small drain waits this long so batches form
     #                                           (only while webhooks keep coming: services.ingest.LINGER_AFTER)
     ingest_drain_lanes: int = 2               # INGEST_DRAIN_LANES: a backlog's batches applied at once per process
+    ingest_drain_batch: int = 400             # INGEST_DRAIN_BATCH: raw webhooks a drain transaction claims at most
+    #                                           (on PostgreSQL; SQLite, one writer, at most 200)
     profile_lookup_batch_ms: float = 1000.0   # PROFILE_LOOKUP_BATCH_MS: new customers' name lookups gathered per job
     database_pool_size: int = 20              # DATABASE_POOL_SIZE: PostgreSQL connections a process keeps open
     database_max_overflow: int = 10           # DATABASE_MAX_OVERFLOW: extra ones in a burst, closed after use
@@ -199,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         event_max_attempts=_int("EVENT_MAX_ATTEMPTS", get("EVENT_MAX_ATTEMPTS") or "5", minimum=1),
         ingest_linger_ms=_float("INGEST_LINGER_MS", get("INGEST_LINGER_MS") or "5", minimum=0.0, maximum=100.0),
         ingest_drain_lanes=_int("INGEST_DRAIN_LANES", get("INGEST_DRAIN_LANES") or "2", minimum=1, maximum=8),
+        ingest_drain_batch=_int("INGEST_DRAIN_BATCH", get("INGEST_DRAIN_BATCH") or "400", minimum=1, maximum=5000),
         profile_lookup_batch_ms=_float("PROFILE_LOOKUP_BATCH_MS", get("PROFILE_LOOKUP_BATCH_MS") or "1000",
                                        minimum=0.0, maximum=60000.0),
         database_pool_size=_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE") or "20", minimum=1, maximum=500),

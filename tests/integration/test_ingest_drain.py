@@ -520,6 +520,30 @@ def test_a_backlog_is_drained_by_two_lanes_at_once_on_postgresql(app: Any, held:
         db.session.remove()
 
 
+def test_a_drains_batch_is_the_setting_on_postgresql_and_at_most_200_on_sqlite(
+        app: Any, held: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain claims INGEST_DRAIN_BATCH raw webhooks (400 by default) per transaction on PostgreSQL; SQLite,
+    whose drain holds the write lock the acks wait for, at most 200."""
+    sizes: list[int] = []
+    original = ingest._drain_one_batch
+
+    def spy(batch_size: int) -> int:
+        sizes.append(batch_size)
+        return original(batch_size)
+
+    monkeypatch.setattr(ingest, "_drain_one_batch", spy)
+    store_verified(messenger_message_payload(PAGE_ID, "psid-0", "bonjour", mid="b_0"))
+    assert _drain(app) == 1
+    from dataclasses import replace
+
+    monkeypatch.setitem(app.extensions, "relais.settings", replace(app.extensions["relais.settings"],
+                                                                   ingest_drain_batch=3))
+    for k in range(4):
+        store_verified(messenger_message_payload(PAGE_ID, f"psid-{k}", "encore", mid=f"b_{k + 1}"))
+    assert _drain(app, lanes=1) == 4
+    assert sizes == ([400, 3, 3] if db.dialect == "postgresql" else [200, 3, 3]), sizes
+
+
 def test_a_failed_lane_leaves_its_batch_to_the_next_drain(app: Any, held: Any, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     """A lane whose batch fails (here: at its commit, after it claimed and applied it) logs it and stops; its

@@ -165,6 +165,14 @@ def test_ingest_linger_is_bounded_milliseconds() -> None:
             load_settings({"INGEST_LINGER_MS": bad})
 
 
+def test_ingest_drain_batch_is_a_bounded_integer() -> None:
+    assert load_settings({}).ingest_drain_batch == 400
+    assert load_settings({"INGEST_DRAIN_BATCH": "50"}).ingest_drain_batch == 50
+    for bad in ("0", "5001", "many"):
+        with pytest.raises(ConfigError, match="^INGEST_DRAIN_BATCH:"):
+            load_settings({"INGEST_DRAIN_BATCH": bad})
+
+
 def test_ingest_drain_lanes_are_a_bounded_integer() -> None:
     assert load_settings({}).ingest_drain_lanes == 2
     assert load_settings({"INGEST_DRAIN_LANES": "1"}).ingest_drain_lanes == 1
