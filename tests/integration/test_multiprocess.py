@@ -444,7 +444,8 @@ def test_a_worker_stopped_while_sending_finishes_its_sends_and_hands_the_others_
         time.sleep(0.3)
         assert len(sends()) == 8, "the worker's 8 send threads, the other replies waiting for one"
         live.stop_workers()  # SIGTERM while the 8 calls wait on the platform
-        assert statuses(ids) == ["queued"] * 2 + ["sent"] * 8, live.describe()
+        stopped = statuses(ids)
+        assert stopped == ["queued"] * 2 + ["sent"] * 8, f"statuses {stopped}\n{live.describe()}"
         live.fake.set_latency(0)
         live.start_worker("worker-after-stop")
         wait_for(lambda: statuses(ids) == ["sent"] * 10, 20,
