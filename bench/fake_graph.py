@@ -1,11 +1,13 @@
 """FakeMeta (inbox.demo.fake_meta) in its own process, with a timestamp on every recorded call, for the
 outbound figure: `python -m bench.fake_graph --port P --app-secret S`.
-GET /_bench/calls -> {"calls": [[epoch s, method, path, status, metadata, retry_after], ...]}.
+GET /_bench/calls -> {"calls": [[epoch s, method, path, status, metadata, retry_after, profiles asked], ...]} (profiles
+asked: 1 for a profile GET, the number of calls of a batch request, else 0).
 FakeMeta's POST /_fake/latency {"seconds": s} makes every Graph call answer `s` seconds late (the outbound
 figure's run C)."""
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 import time
@@ -27,15 +29,25 @@ class TimedFakeMeta(FakeMeta):
         if not raw_path.startswith("/_fake/"):
             message = body.get("message") if isinstance(body, dict) else None
             if isinstance(message, str):
-                import json
                 try:
                     message = json.loads(message)
                 except ValueError:
                     message = None
             metadata = message.get("metadata") if isinstance(message, dict) else None
+            path = raw_path.split("?")[0]
+            segments = [segment for segment in path.split("/") if segment][1:]  # after the version
+            if method == "GET" and len(segments) == 1:
+                asked = 1
+            elif method == "POST" and not segments and isinstance(body, dict) and "batch" in body:
+                try:
+                    asked = len(json.loads(str(body["batch"])))
+                except (ValueError, TypeError):
+                    asked = 0
+            else:
+                asked = 0
             with self._lock:
-                self.calls.append([time.time(), method, raw_path.split("?")[0], answer[0], metadata,
-                                   answer[2].get("Retry-After")])
+                self.calls.append([time.time(), method, path, answer[0], metadata, answer[2].get("Retry-After"),
+                                   asked])
         return answer, delay
 
 

@@ -258,17 +258,22 @@ def stages(stack: Stack, result: dict[str, Any], agents: Agents, prefix: str) ->
         if event in LIST_EVENTS and key in rows:
             first[key] = min(received, first.get(key, received))
     steps: dict[str, list[float]] = {name: [] for name in STAGES}
+    startup: dict[str, list[float]] = {name: [] for name in STAGES}  # the messages sent before STEADY_AFTER_S
+    start = min((r[2] for r in rows.values()), default=0.0)
     for key, r in rows.items():
         if key not in stored or key not in claimed or key not in built or key not in first:
             continue
         received_at, processed_at = stored[key]
-        steps["stored"].append(received_at - r[2])
-        steps["acked"].append(r[3] - received_at)
-        steps["claimed"].append(claimed[key] - r[3])
-        steps["applied"].append(processed_at - claimed[key])
-        steps["event built"].append(built[key] - processed_at)
-        steps["first agent"].append(first[key] - built[key])
-    return {name: [pct(v, 50), pct(v, 99)] for name, v in steps.items()} | {"messages": len(steps["stored"])}
+        for target in (steps, startup) if r[2] - start < STEADY_AFTER_S else (steps,):
+            target["stored"].append(received_at - r[2])
+            target["acked"].append(r[3] - received_at)
+            target["claimed"].append(claimed[key] - r[3])
+            target["applied"].append(processed_at - claimed[key])
+            target["event built"].append(built[key] - processed_at)
+            target["first agent"].append(first[key] - built[key])
+    return {name: [pct(v, 50), pct(v, 99)] for name, v in steps.items()} | {"messages": len(steps["stored"])} \
+        | {"startup": {name: [pct(v, 50), pct(v, 99)] for name, v in startup.items()}
+           | {"messages": len(startup["stored"])}}
 
 
 def run(rate: float = 200.0, seconds: float = 10.0, agent_counts: tuple[int, ...] = (1, 100, 500),
@@ -467,6 +472,11 @@ def report(all_results: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} | "
                          + " | ".join(cells) + f" | {ms(r['first_agent_p50'])} / {ms(r['first_agent_p99'])} | "
                          f"{ms(r['spread_p50'])} / {ms(r['spread_p99'])} |")
+            early = st.get("startup")
+            if early and early.get("messages") and r["agents"] == max(x["agents"] for x in res["runs"]):
+                lines.append(f"| the same, its first {STEADY_AFTER_S} s only ({early['messages']} messages) | "
+                             + " | ".join(f"{ms(early[name][0])} / {ms(early[name][1])}" for name in STAGES)
+                             + " | | |")
     for res in all_results:
         if res.get("web_profile"):
             lines += profile_lines(res["web_profile"], max(r["agents"] for r in res["runs"]), res["rate"])

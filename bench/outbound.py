@@ -88,20 +88,22 @@ def replies(stack: Stack, conversation_ids: list[int], prefix: str, inject: list
 
 def settle_profile_lookups(stack: Stack, expected: int, listed_at: float | None,
                            timeout: float = 120.0, quiet: float = 2.0) -> dict[str, Any]:
-    """Waits until the fake has seen `expected` profile GETs (or none for `quiet` s); returns their count and
-    timing relative to the moment every message was listed."""
+    """Waits until the fake has been asked `expected` profiles (by GETs and batch requests; or none for `quiet` s);
+    returns how many, in how many calls, and their timing relative to the moment every message was listed."""
     deadline = time.time() + timeout
     last_count, last_change = -1, time.time()
     gets: list[list[Any]] = []
+    asked = 0
     while time.time() < deadline:
         calls = requests.get(stack.fake_url + "/_bench/calls", timeout=10).json()["calls"]
-        gets = [c for c in calls if c[1] == "GET"]
-        if len(gets) != last_count:
-            last_count, last_change = len(gets), time.time()
-        if len(gets) >= expected or time.time() - last_change >= quiet:
+        gets = [c for c in calls if len(c) > 6 and c[6]]
+        asked = sum(c[6] for c in gets)
+        if asked != last_count:
+            last_count, last_change = asked, time.time()
+        if asked >= expected or time.time() - last_change >= quiet:
             break
         time.sleep(0.2)
-    out: dict[str, Any] = {"expected": expected, "lookups": len(gets),
+    out: dict[str, Any] = {"expected": expected, "lookups": asked, "calls": len(gets),
                            "ok": sum(1 for c in gets if c[3] == 200)}
     if gets and listed_at:
         out["first_after_listed_s"] = round(min(c[0] for c in gets) - listed_at, 2)
@@ -199,9 +201,10 @@ def report(res: dict[str, Any]) -> str:
                   "other, in the order they were written (counted at the fake from their idempotency keys).", ""]
     p = res.get("profiles")
     if p:
-        lines += [f"Profile lookups (one `fetch_contact_profiles` job per ingest batch, Graph GETs to the same fake) "
-                  f"for the {p['expected']} new contacts, awaited before the reference and runs A/B so that the "
-                  f"injected failures reach send calls: {p['lookups']} GETs, {p['ok']} answered 200, the last one "
+        lines += [f"Profile lookups (`fetch_contact_profiles` jobs gathered per second: Graph batch requests of 50, "
+                  f"or a GET for a lone customer, to the same fake) for the {p['expected']} new contacts, awaited "
+                  f"before the reference and runs A/B so that the injected failures reach send calls: {p['lookups']} "
+                  f"profiles asked in {p.get('calls', p['lookups'])} calls, {p['ok']} answered 200, the last one "
                   f"{p.get('last_after_listed_s', 'n/a')} s after every message was listed (first "
                   f"{p.get('first_after_listed_s', 'n/a')} s).", ""]
     lines += ["Raw data: `bench/out/outbound.json`."]
