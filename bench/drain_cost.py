@@ -13,9 +13,9 @@ two runs minutes apart; this one measures only what a drain change changes.
 Each side: migrate, seed (`bench.seed`), freeze the app as that side's worker does (`freeze_startup_heap`, with the
 worker's collector thresholds where the side has them), then `--rounds` rounds of `--count` Messenger webhooks of
 `--entries` messages each (1 by default; figure 1's batched webhooks: 10) from 200 customers, stored as the ack
-path stores them and drained in batches of `--batch` webhooks (50 by default; the worker's: 400 on PostgreSQL, INGEST_DRAIN_BATCH); the first
-round (new customers, cold caches, statements not prepared yet) is left out, the others are the steady state of
-known customers. The garbage collector's part of the CPU is timed too (`gc.callbacks`).
+path stores them and drained in batches of `--batch` webhooks (50 by default; the worker's: 400 on PostgreSQL,
+INGEST_DRAIN_BATCH); the first round (new customers, cold caches, statements not prepared yet) is left out, the
+others are the steady state of known customers. The garbage collector's part of the CPU is timed too (`gc.callbacks`).
 Writes bench/out/drain_cost.json and the `drain_cost` section of RESULTS.md.
 """
 from __future__ import annotations
