@@ -574,7 +574,7 @@ def get_user_profiles(client: PlatformClient, creds: MetaCredentials,
 def _batch_item_profile(psid: str, item: Any) -> Author | PlatformError:
     if not isinstance(item, dict):
         return PlatformError("Graph batch call did not complete", retryable=True)
-    status = _as_status(item.get("code"))
+    status = item.get("code") if type(item.get("code")) is int else None
     try:
         body = json.loads(item["body"]) if isinstance(item.get("body"), str) else None
     except ValueError:
@@ -586,10 +586,6 @@ def _batch_item_profile(psid: str, item: Any) -> Author | PlatformError:
         return graph_error(envelope, http_status=status)
     return PlatformError(f"Graph batch call answered HTTP {status} without a profile", http_status=status,
                          retryable=status is None or status == 429 or status >= 500)
-
-
-def _as_status(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _profile_author(psid: str, answer: Mapping[str, Any]) -> Author:
