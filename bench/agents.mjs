@@ -63,6 +63,18 @@ new PerformanceObserver((list) => {
 const LOOP_RESOLUTION_MS = 10;
 const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
 const late = (ns) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
+// the same lateness second by second (epoch second -> the largest, ms), to line the process's stalls up with the
+// figure's seconds: a 10 ms timer that fires late measures how long the event loop was busy before it
+const lateBySecond = {};
+let tick = performance.now();
+function lateTimer() {
+  const at = performance.now();
+  const lateMs = Math.max(0, at - tick - LOOP_RESOLUTION_MS);
+  const second = Math.floor((performance.timeOrigin + at) / 1000);
+  lateBySecond[second] = Math.max(lateBySecond[second] ?? 0, Math.round(lateMs));
+  tick = at;
+  setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
+}
 const sockets = [];
 let failed = 0;
 let frames = 0;
@@ -130,6 +142,8 @@ for (let start = 0; start < tokens.length; start += WAVE) {
 }
 console.log(`READY ${sockets.length}`);
 loopDelay.enable();
+tick = performance.now();
+setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 
 process.on("SIGTERM", () => {
   const connectedAtEnd = sockets.filter((s) => s.connected).length;
@@ -139,6 +153,7 @@ process.on("SIGTERM", () => {
                                       loop_delay_ms: { p50: late(loopDelay.percentile(50)),
                                                        p99: late(loopDelay.percentile(99)),
                                                        max: late(loopDelay.max) },
+                                      late_by_second: lateBySecond,
                                       events: recorded() }));
   for (const s of sockets) s.close();
   process.exit(0);

@@ -112,7 +112,8 @@ class Agents:
                 self.connected_at_end += data["connected_at_end"]
                 self.frames += data["frames"]
                 self.watches += data.get("watches", 0)
-                self.stalls.append({"gc": data.get("gc"), "loop_delay_ms": data.get("loop_delay_ms")})
+                self.stalls.append({"gc": data.get("gc"), "loop_delay_ms": data.get("loop_delay_ms"),
+                                    "late_by_second": data.get("late_by_second") or {}})
                 self.events.extend(data["events"])
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
@@ -205,6 +206,9 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
             "spread_p50": pct(spread, 50), "spread_p99": pct(spread, 99),
             "timeline": [[second, len(values), pct(values, 50), pct(values, 99)]
                          for second, values in sorted(by_second.items())],
+            # the consoles' event loop: the longest it ran late in each second of the timeline (any process), ms
+            "consoles_late": [max((s["late_by_second"].get(str(int(start) + second), 0) for s in agents.stalls),
+                                  default=None) for second, _values in sorted(by_second.items())],
             "client_stalls": {
                 "gc_max_ms": max((s["gc"]["max_ms"] for s in agents.stalls if s.get("gc")), default=None),
                 "gc_total_ms": sum(s["gc"]["total_ms"] for s in agents.stalls if s.get("gc")),
@@ -449,6 +453,9 @@ def report(all_results: list[dict[str, Any]]) -> str:
             note = f", {res['note']}" if res.get("note") else ""
             lines.append(f"| {r['agents']} agents, {r['rate']:g} msg/s, {res.get('rq_workers', 2)} RQ{note} "
                          "(p50 / p99) | " + " | ".join(cells) + " |")
+            if r.get("consoles_late"):
+                lines.append("| the same: the simulated consoles' event loop late by at most (ms; a frame that "
+                             "arrives meanwhile waits) | " + " | ".join(str(v) for v in r["consoles_late"]) + " |")
         lines += cores_lines(timelines)
     staged = [(res, r) for res in all_results for r in res["runs"] if r.get("stages") and not res.get("profiled")]
     if staged:
