@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from inbox.demo.fake_meta import FakeMeta
+from inbox.demo.fake_meta import FakeMeta, profiles_asked
 
 
 class TimedFakeMeta(FakeMeta):
@@ -35,16 +35,7 @@ class TimedFakeMeta(FakeMeta):
                     message = None
             metadata = message.get("metadata") if isinstance(message, dict) else None
             path = raw_path.split("?")[0]
-            segments = [segment for segment in path.split("/") if segment][1:]  # after the version
-            if method == "GET" and len(segments) == 1:
-                asked = 1
-            elif method == "POST" and not segments and isinstance(body, dict) and "batch" in body:
-                try:
-                    asked = len(json.loads(str(body["batch"])))
-                except (ValueError, TypeError):
-                    asked = 0
-            else:
-                asked = 0
+            asked = len(profiles_asked(method, "/".join(path.split("/")[2:]), body))  # after the version
             with self._lock:
                 self.calls.append([time.time(), method, path, answer[0], metadata, answer[2].get("Retry-After"),
                                    asked])

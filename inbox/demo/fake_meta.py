@@ -425,20 +425,7 @@ class FakeMeta:
     @property
     def profile_lookups(self) -> list[str]:
         """The user ids whose profile was asked so far, in order: by a GET of their own or inside a batch request."""
-        asked: list[str] = []
-        for request in self.requests:
-            segments = [segment for segment in request.path.split("/") if segment]
-            if request.method == "GET" and len(segments) == 1:
-                asked.append(segments[0])
-            elif request.method == "POST" and not segments and isinstance(request.body, dict):
-                try:
-                    calls = json.loads(str(request.body.get("batch")))
-                except ValueError:
-                    continue
-                asked += [urlsplit(call["relative_url"]).path.strip("/") for call in calls if isinstance(call, dict)
-                          and str(call.get("method") or "GET").upper() == "GET"
-                          and isinstance(call.get("relative_url"), str)] if isinstance(calls, list) else []
-        return asked
+        return [user for r in self.requests for user in profiles_asked(r.method, r.path, r.body)]
 
     def fail_next(self, n: int = 1, code: int = 613, http_status: int = 400, message: str | None = None, *,
                   subcode: int | None = None, error_type: str = "OAuthException", retry_after: float | None = None,
@@ -637,6 +624,23 @@ class FakeMeta:
     def _notify(self, kind: str, details: dict[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(kind, details)
+
+
+def profiles_asked(method: str, path: str, body: Any) -> list[str]:
+    """The user ids whose profile one Graph call asks (`path` after the version): a GET of one object, or each GET
+    of a batch request's `batch`; [] for any other call."""
+    segments = [segment for segment in path.split("/") if segment]
+    if method == "GET" and len(segments) == 1:
+        return segments
+    if method != "POST" or segments or not isinstance(body, dict) or "batch" not in body:
+        return []
+    try:
+        calls = json.loads(str(body["batch"]))
+    except ValueError:
+        return []
+    return [urlsplit(call["relative_url"]).path.strip("/") for call in (calls if isinstance(calls, list) else [])
+            if isinstance(call, dict) and isinstance(call.get("relative_url"), str)
+            and str(call.get("method") or "GET").upper() == "GET"]
 
 
 def _profile(user_id: str) -> dict[str, Any]:
