@@ -5,6 +5,7 @@
 //
 //   node bench/agents.mjs --url http://127.0.0.1:P --tokens-file F --out OUT.json
 //        [--events conversation.created,conversation.updated,message.created] [--watch-mod N --first-index K]
+//        [--parse shared|each]
 //
 // Every agent receives its brands' list events (conversation.*); thread events (message.*) come only for the
 // conversations a socket watches. With --watch-mod N, client K+i opens (watches) each conversation whose id
@@ -13,6 +14,7 @@
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
 // {"connected", "connected_at_end", "failed", "frames", "watches", "gc": {"count", "total_ms", "max_ms"},
+//  "parse": "shared" | "each", "decode": {"decoded", "shared"} (frames decoded, and frames given a decoded copy),
 //  "loop_delay_ms": {"p50", "p99", "max"} (this process's own stalls while connected: a frame arriving during one
 //  is timestamped late),
 //  "events": [[client (first-index + i: unique across processes), event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
@@ -24,6 +26,7 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:pe
 
 const require = createRequire(new URL("../frontend/package.json", import.meta.url));
 const { io } = require("socket.io-client");
+const parser = require("socket.io-parser");
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,6 +40,36 @@ const wanted = new Set(arg("events", "conversation.created,conversation.updated,
 const watchMod = Number(arg("watch-mod", "0"));
 const firstIndex = Number(arg("first-index", "0"));
 const WATCH_MAX = 20;
+// --parse shared (the default): the simulated consoles of this process decode a frame's text once for all of them
+// (socket.io-client's own parser, given a cache of the last frames it decoded); --parse each: every console
+// decodes its own copy, as before 2026-11-25. The relay writes ONE frame to every socket of the same rooms, so the
+// 250 consoles of a process receive the same text 250 times; 500 real consoles parse it once each on 500 machines,
+// but here every parse shares the server's 2 cores (JSON.parse was 46% of the consoles' CPU, and the consoles ~40%
+// of the box's at 500 agents, 2026-11-24). Each console still receives its own websocket frame, decodes its
+// Engine.IO packet and runs its own handler; a frame's receive time is taken in that handler, as before.
+const parseMode = arg("parse", "shared");
+const SHARED_MIN = 64;  // shorter packets (connect, acks) are decoded by each console
+const SHARED_KEPT = 16;  // frames remembered (compared by content, newest first)
+const decodeStats = { decoded: 0, shared: 0 };
+const recentFrames = [];  // [text, packet], newest first
+class SharedDecoder extends parser.Decoder {
+  decodeString(str) {
+    if (str.length >= SHARED_MIN) {
+      for (const [text, packet] of recentFrames) {
+        if (text === str) { decodeStats.shared += 1; return packet; }
+      }
+    }
+    const packet = super.decodeString(str);
+    decodeStats.decoded += 1;
+    if (str.length >= SHARED_MIN && packet.type === parser.PacketType.EVENT && packet.id === undefined) {
+      // only events without an ack id: socket.io-client's handler reads their data and does not change it
+      recentFrames.unshift([str, packet]);
+      if (recentFrames.length > SHARED_KEPT) recentFrames.pop();
+    }
+    return packet;
+  }
+}
+const clientParser = parseMode === "each" ? parser : { Encoder: parser.Encoder, Decoder: SharedDecoder };
 const BENCH_TEXT = /^bench message (\d+) from (.*)-c\d+$/;
 const now = () => (performance.timeOrigin + performance.now()) / 1000;
 
@@ -114,7 +147,7 @@ function recorded() {
 function connect(token, i) {
   return new Promise((resolve) => {
     const socket = io(url, { transports: ["websocket"], auth: { token }, reconnection: false, forceNew: true,
-                             timeout: 30000 });
+                             timeout: 30000, parser: clientParser });
     const watching = [];
     socket.on("events", (frame) => {
       const t = now();
@@ -148,7 +181,7 @@ setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 process.on("SIGTERM", () => {
   const connectedAtEnd = sockets.filter((s) => s.connected).length;
   writeFileSync(out, JSON.stringify({ connected: sockets.length, connected_at_end: connectedAtEnd, failed, frames,
-                                      watches, gc,
+                                      watches, gc, parse: parseMode, decode: decodeStats,
                                       // how late a 10 ms timer ran (its own 10 ms taken off)
                                       loop_delay_ms: { p50: late(loopDelay.percentile(50)),
                                                        p99: late(loopDelay.percentile(99)),

@@ -34,6 +34,10 @@ NODE = shutil.which("node") or "node"
 # extra options for the agents' Node processes, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to see
 # where the simulated consoles' CPU goes (node refuses --cpu-prof in NODE_OPTIONS)
 NODE_ARGS = os.environ.get("BENCH_NODE_ARGS", "").split()
+# BENCH_CONSOLE_PARSE: "shared" (the default) lets the simulated consoles of one Node process decode each frame's
+# text once for all of them, "each" makes every console decode its own copy (before 2026-11-25); see
+# bench/agents.mjs --parse. The frames, their receive times and each console's handler are the same either way.
+CONSOLE_PARSE = os.environ.get("BENCH_CONSOLE_PARSE", "shared")
 
 
 def redis_reference(rate: float, count: int) -> dict[str, Any]:
@@ -82,7 +86,8 @@ class Agents:
                                                 "--url", self.urls[k % len(self.urls)],
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
                                                 "--events", self.event_names,
-                                                "--watch-mod", str(self.watch_mod), "--first-index", str(start)],
+                                                "--watch-mod", str(self.watch_mod), "--first-index", str(start),
+                                                "--parse", CONSOLE_PARSE],
                                                cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for p in self.procs:
             assert p.stdout is not None
@@ -113,7 +118,8 @@ class Agents:
                 self.frames += data["frames"]
                 self.watches += data.get("watches", 0)
                 self.stalls.append({"gc": data.get("gc"), "loop_delay_ms": data.get("loop_delay_ms"),
-                                    "late_by_second": data.get("late_by_second") or {}})
+                                    "late_by_second": data.get("late_by_second") or {},
+                                    "parse": data.get("parse"), "decode": data.get("decode")})
                 self.events.extend(data["events"])
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
@@ -225,6 +231,11 @@ def collect(result: dict[str, Any], agents: Agents, prefix: str, *, n_agents: in
             # the consoles' event loop: the longest it ran late in each second of the timeline (any process), ms
             "consoles_late": [max((s["late_by_second"].get(str(int(start) + second), 0) for s in agents.stalls),
                                   default=None) for second, _values in sorted(by_second.items())],
+            # how the consoles decoded their frames (bench/agents.mjs --parse): frames decoded, and frames given the
+            # decoded copy of an identical frame another console of the same process received
+            "console_parse": agents.stalls[0].get("parse") if agents.stalls else None,
+            "console_decode": {k: sum((s.get("decode") or {}).get(k, 0) for s in agents.stalls)
+                               for k in ("decoded", "shared")},
             "client_stalls": {
                 "gc_max_ms": max((s["gc"]["max_ms"] for s in agents.stalls if s.get("gc")), default=None),
                 "gc_total_ms": sum(s["gc"]["total_ms"] for s in agents.stalls if s.get("gc")),
