@@ -10,7 +10,10 @@ References measured in the same run: raw single-row INSERT transactions/s into P
 autocommit: one transaction and one fsync per row), both (a1) serial on ONE connection (the issue's definition
 of the reference) and (a4) on 4 connections in 4 threads (the figure's original reference; PostgreSQL then
 shares fsyncs between concurrent commits); (b) bench/naive_app.py (one ORM transaction per webhook,
-read-then-insert, inline) served by the same gunicorn. Ratios are reported against each.
+read-then-insert, inline) served by the same gunicorn; (c) the HTTP floor: bench/bare_app.py (reads each POST
+and answers 200, nothing else) under the same gunicorn worker class as Relais, driven by the same load
+generator with single-entry webhooks: what the HTTP exchanges alone allow on the shared cores. Ratios are
+reported against (a1), (a4) and (b); (c) bounds the single-entry figure.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -35,6 +39,7 @@ from bench.common import (
     machine_line,
     ms,
     pct,
+    cpu_seconds,
     run_procs,
     save_figure,
     wait_http,
@@ -189,6 +194,10 @@ def run(quick: bool = False, worker_counts: tuple[int, ...] = (WORKERS,), web_wo
             log(f"ref (b) naive {mode}: {r['msgs_per_s']:.0f} msg/s, statuses {r['statuses']}")
         stack.stop_process("naive")
 
+        # (c) the HTTP floor: the same POSTs answered by a bare WSGI app under the same gunicorn worker class
+        results["ref_http_floor"] = http_floor(stack, n_closed["single"], web_worker)
+        log(f"ref (c) HTTP floor: {results['ref_http_floor']['req_per_s']:.0f} POST/s")
+
         results["relais_runs"] = [relais_runs(stack, url, n_closed, open_seconds)]
     for n in worker_counts[1:]:  # the same runs on a fresh stack with another number of workers
         with Stack(workers=n, label=f"{NAME}-{n}", worker_class=web_worker) as stack:
@@ -223,6 +232,30 @@ def relais_runs(stack: Stack, url: str, n_closed: dict[str, int], open_seconds: 
 
 
 _REF_LABEL = {"ref_pg_insert_serial": "(a1)", "ref_pg_insert": "(a4)"}
+
+
+def http_floor(stack: Stack, count: int, web_worker: str) -> dict[str, Any]:
+    """(c): single-entry webhook POSTs, closed loop as Relais's, answered by bench/bare_app.py (no work) under
+    gunicorn with `web_worker`; its POSTs/s and CPU per POST (its web process, the load generators)."""
+    port = free_port()
+    stack._spawn("bare", [GUNICORN, "-w", "1", *_WEB_ARGS[web_worker].split(), "-b", f"127.0.0.1:{port}",
+                          "--log-level", "warning", "bench.bare_app:app"], stack.env())
+    url = f"http://127.0.0.1:{port}/webhooks/meta"
+    wait_http(url)
+    load(url, prefix="fw", count=300, procs=1)  # warm-up
+    pids = [stack.pid("bare")]
+    children = Path(f"/proc/{pids[0]}/task/{pids[0]}/children")
+    pids += [int(x) for x in children.read_text().split()] if children.exists() else []
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    r = load(url, prefix="f", count=count, procs=3, threads=16)
+    cpu1 = sum(cpu_seconds(pid) for pid in pids)
+    stack.stop_process("bare")
+    n = r["messages"]
+    lat = [row[3] - row[1] for row in r["rows"]]
+    return {"posts": n, "req_per_s": n / (r["answered"] - r["started"]), "statuses": r["statuses"],
+            "p50": pct(lat, 50), "p99": pct(lat, 99),
+            "cpu_ms_per_post": {"web": round((cpu1 - cpu0) * 1000 / n, 3),
+                                "loadgen": round(r["loadgen_cpu_s"] * 1000 / n, 3)}}
 
 
 def raw_insert_reference(stack: Stack, threads: int, seconds: float = 5.0) -> dict[str, Any]:
@@ -273,6 +306,14 @@ def report(res: dict[str, Any]) -> str:
                      f"{ms(n['ack_p99'])} | statuses {n['statuses']} | postgres only: "
                      f"{n['cpu_ms_per_msg']['postgres_total']:.2f}, "
                      f"load generators {n['cpu_ms_per_msg'].get('loadgen', 0):.2f} |")
+    floor = res.get("ref_http_floor")
+    if floor:
+        c = floor["cpu_ms_per_post"]
+        lines.append(f"| (c) the HTTP floor: bare WSGI app (reads the POST, answers 200, no work), single, closed "
+                     f"loop 3x16 | {floor['posts']} | {floor['req_per_s']:.0f} POST/s | "
+                     f"{_ratio(floor['req_per_s'], a1)} | {_ratio(floor['req_per_s'], a)} | | "
+                     f"{floor['req_per_s']:.0f} | {ms(floor['p50'])} | {ms(floor['p99'])} | "
+                     f"statuses {floor['statuses']} | web only: {c['web']:.2f}, load generators {c['loadgen']:.2f} |")
     for run in runs:
         who = f"{run['workers']} worker{'s' if run['workers'] != 1 else ''}"
         for mode in ("single", "batch10"):
@@ -308,6 +349,14 @@ def report(res: dict[str, Any]) -> str:
                       f"{run[k]['integrity']['sent_ok_distinct']}" for k in
                       ("relais_single", "relais_batch10", "open500_single", "open500_batch10")),
                   f"  - raw events by status at the end: {run.get('event_status', res.get('event_status'))}"]
+    if floor and a1:
+        single = runs[0]["relais_single"].get("msgs_per_s")
+        lines += [f"- **The HTTP floor (c)**: gunicorn answering the same single-entry POSTs with no work at all "
+                  f"reached {floor['req_per_s']:.0f} POST/s, {_ratio(floor['req_per_s'], a1)} the serial raw INSERT "
+                  f"rate. 1.5x of (a1) is {1.5 * a1:.0f} msg/s, {1.5 * a1 / floor['req_per_s']:.0%} of that floor: "
+                  f"every single-entry message's signature check, durable store, drain and listing would have to "
+                  f"fit in the remaining {max(0.0, 1 - 1.5 * a1 / floor['req_per_s']):.0%} of the box. Relais "
+                  f"single-entry with 1 worker: {_ratio(single, floor['req_per_s'])} of the floor."]
     lines += ["", "Raw data: `bench/out/ingest.json` (one row per POST: first message, scheduled, started, "
               "answered, status)."]
     return "\n".join(lines)
