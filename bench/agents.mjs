@@ -26,7 +26,8 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:pe
 
 const require = createRequire(new URL("../frontend/package.json", import.meta.url));
 const { io } = require("socket.io-client");
-const parser = require("socket.io-parser");
+// the socket.io-parser that socket.io-client itself loads (resolved from its own directory)
+const parser = createRequire(require.resolve("socket.io-client"))("socket.io-parser");
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
