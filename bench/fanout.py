@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.common import (OUT, PY, REDIS_URL, ROOT, Stack, log, machine_info, machine_line, ms, pct, save_figure,
                           write_section)
-from bench.live_latency import Agents
+from bench.live_latency import CONSOLE_PARSE, Agents
 
 NAME = "fanout"
 PAD = "x" * 600  # a message.created payload is ~0.8 KB
@@ -124,7 +124,7 @@ def run(n_clients: int = 500, per: int = 250, threads: int = 600, burst: int = 2
     from bench.live_latency import redis_reference
 
     info = machine_info()
-    res: dict[str, Any] = {"machine": info, "threads": threads, "runs": {}}
+    res: dict[str, Any] = {"machine": info, "threads": threads, "runs": {}, "console_parse": CONSOLE_PARSE}
     for worker_class in worker_classes:
         with Stack(workers=0, agents=n_clients, threads=threads, worker_class=worker_class,
                    label=f"{NAME}-{worker_class}") as stack:
@@ -161,7 +161,9 @@ def report(res: dict[str, Any]) -> str:
         "## 7. Live fan-out from one web process", "", machine_line(res["machine"]), "",
         "One gunicorn web process (`-w 1`), once per worker class, one after the other in the same run. Clients: "
         "Node socket.io-client (bench/agents.mjs), websocket transport, API tokens, "
-        f"{first['clients']} agents of brand 1. Events: `message.created` to `brand:1`, one Redis message each on "
+        + ("the clients of one Node process decoding a frame's text once for all of them (`--parse shared`), "
+           if res.get("console_parse") == "shared" else "each client decoding its own copy of every frame, ")
+        + f"{first['clients']} agents of brand 1. Events: `message.created` to `brand:1`, one Redis message each on "
         "the app's live channel from another process (as a worker's commit does); the web process's relay "
         "coalesces what arrives during a round into one `events` frame. Reference: a bare Redis PUBLISH -> "
         f"subscriber in the same run, p50 {ms(ref['p50'])} / p99 {ms(ref['p99'])}.", "",

@@ -414,6 +414,17 @@ def cores_lines(timelines: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[
     return lines
 
 
+def _parse_words(res: dict[str, Any]) -> str:
+    """How the run's simulated consoles decoded their frames (bench/agents.mjs --parse)."""
+    mode = next((r.get("console_parse") for r in res.get("runs", []) if r.get("console_parse")), None)
+    if mode == "shared":
+        return ("the consoles of one process decoding a frame's text once for all of them (`--parse shared`: "
+                "each still receives its own frame and runs its own handler, where the receive time is taken)")
+    if mode == "each":
+        return "each console decoding its own copy of every frame (`--parse each`)"
+    return "each console decoding its own copy of every frame (runs before 2026-11-25)"
+
+
 def report(all_results: list[dict[str, Any]]) -> str:
     first = all_results[0]
     ref = first["ref_redis"]
@@ -432,7 +443,8 @@ def report(all_results: list[dict[str, Any]]) -> str:
              "of the same customer may be shown only through the later one). **thread**: `message.created` at the "
              "agents that have the conversation open (each agent opens about one new conversation in N: "
              "bench/agents.mjs --watch-mod). Agents are socket.io-client websocket connections (the console's "
-             f"library) in Node processes of {PER_PROCESS}, API-token auth; 1 gunicorn web process (its worker "
+             f"library) in Node processes of {PER_PROCESS}, API-token auth, "
+             + _parse_words(first) + "; 1 gunicorn web process (its worker "
              "class and the number of RQ worker processes in the second column). Events reach sockets through the "
              "relay (inbox/realtime/relay.py): one Redis message per "
              "commit, one `events` frame per room set per delivery round.", "",
