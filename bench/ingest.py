@@ -33,13 +33,13 @@ from bench.common import (
     PY,
     WORKERS,
     Stack,
+    cpu_seconds,
     free_port,
     log,
     machine_info,
     machine_line,
     ms,
     pct,
-    cpu_seconds,
     run_procs,
     save_figure,
     wait_http,
@@ -355,7 +355,7 @@ def report(res: dict[str, Any]) -> str:
                   f"reached {floor['req_per_s']:.0f} POST/s, {_ratio(floor['req_per_s'], a1)} the serial raw INSERT "
                   f"rate. 1.5x of (a1) is {1.5 * a1:.0f} msg/s, {1.5 * a1 / floor['req_per_s']:.0%} of that floor: "
                   f"every single-entry message's signature check, durable store, drain and listing would have to "
-                  f"fit in the remaining {max(0.0, 1 - 1.5 * a1 / floor['req_per_s']):.0%} of the box. Relais "
+                  f"fit in roughly the remaining {max(0.0, 1 - 1.5 * a1 / floor['req_per_s']):.0%} of the box. Relais "
                   f"single-entry with 1 worker: {_ratio(single, floor['req_per_s'])} of the floor."]
     lines += ["", "Raw data: `bench/out/ingest.json` (one row per POST: first message, scheduled, started, "
               "answered, status)."]
