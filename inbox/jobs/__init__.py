@@ -225,10 +225,11 @@ class _Gatherer:
 
     The items wait in this process: a crash in the window loses them, as a crash between a commit and its
     enqueue loses an after-commit job, and as a Redis restart loses queued jobs. Use it only for best-effort work
-    (a customer's name), never for a message."""
+    (a customer's name, a presence check the reconciler also makes), never for a message. `delay`: the job is
+    enqueued to run that many seconds after the window closes."""
 
-    def __init__(self, func: Callable[..., Any], queue: str, window: float, chunk: int) -> None:
-        self.func, self.queue, self.window, self.chunk = func, queue, window, chunk
+    def __init__(self, func: Callable[..., Any], queue: str, window: float, chunk: int, delay: float = 0.0) -> None:
+        self.func, self.queue, self.window, self.chunk, self.delay = func, queue, window, chunk, delay
         self._lock = threading.Lock()
         self._items: list[Any] = []
         self._timer: threading.Timer | None = None
@@ -248,7 +249,7 @@ class _Gatherer:
                 self._timer.cancel()  # a flush before the window ends (flush_gathered): the timer has nothing left
             items, self._items, self._timer = self._items, [], None
         try:
-            _enqueue_chunks(self.func, items, self.queue, self.chunk)
+            _enqueue_chunks(self.func, items, self.queue, self.chunk, self.delay)
         except Exception:  # best effort by design (see the class)
             log.exception("could not enqueue %s for %d gathered item(s)", self.func.__qualname__, len(items))
 
@@ -257,28 +258,29 @@ class _Gatherer:
             return bool(self._items)
 
 
-_gatherers: dict[tuple[Callable[..., Any], str, float, int], _Gatherer] = {}
+_gatherers: dict[tuple[Callable[..., Any], str, float, int, float], _Gatherer] = {}
 _gatherers_lock = threading.Lock()
 
 
-def _enqueue_chunks(func: Callable[..., Any], items: list[Any], queue: str, chunk: int) -> None:
+def _enqueue_chunks(func: Callable[..., Any], items: list[Any], queue: str, chunk: int, delay: float = 0.0) -> None:
     for start in range(0, len(items), chunk):
-        enqueue(func, items[start:start + chunk], queue=queue)
+        enqueue(func, items[start:start + chunk], queue=queue, delay=delay)
 
 
 def gather(func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT, window: float,
-           chunk: int = 200) -> None:
-    """`func(items)` soon: items given within `window` seconds of the first share one job (see _Gatherer). A
-    window of 0 enqueues at once."""
+           chunk: int = 200, delay: float = 0.0) -> None:
+    """`func(items)` soon: items given within `window` seconds of the first share one job (see _Gatherer), which
+    runs `delay` seconds after the window closes. A window of 0 enqueues at once."""
     if not items:
         return
     if window <= 0:
-        _enqueue_chunks(func, items, queue, chunk)
+        _enqueue_chunks(func, items, queue, chunk, delay)
         return
+    key = (func, queue, window, chunk, delay)
     with _gatherers_lock:
-        gatherer = _gatherers.get((func, queue, window, chunk))
+        gatherer = _gatherers.get(key)
         if gatherer is None:
-            gatherer = _gatherers[(func, queue, window, chunk)] = _Gatherer(func, queue, window, chunk)
+            gatherer = _gatherers[key] = _Gatherer(func, queue, window, chunk, delay)
     gatherer.add(items)
 
 
@@ -520,9 +522,9 @@ def enqueue_after_commit(session: Any, func: Callable[..., Any], *args: Any, que
 
 
 def gather_after_commit(session: Any, func: Callable[..., Any], items: list[Any], *, queue: str = DEFAULT,
-                        window: float) -> None:
+                        window: float, chunk: int = 200, delay: float = 0.0) -> None:
     """`gather(func, items, ...)` once `session` commits."""
-    session.info.setdefault(_AFTER_COMMIT, []).append((func, (items,), queue, window, "gather"))
+    session.info.setdefault(_AFTER_COMMIT, []).append((func, (items, chunk, delay), queue, window, "gather"))
 
 
 def nudge_after_commit(session: Any, func: Callable[..., Any], *, queue: str = DEFAULT) -> None:
@@ -540,8 +542,8 @@ def _install_session_hooks() -> None:
             return
         for func, args, queue, delay, how in session.info.pop(_AFTER_COMMIT, []):
             try:
-                if how == "gather":  # `delay` is the gathering window
-                    gather(func, args[0], queue=queue, window=delay)
+                if how == "gather":  # `delay` is the gathering window; args: the items, the chunk, the job's delay
+                    gather(func, args[0], queue=queue, window=delay, chunk=args[1], delay=args[2])
                 elif how == "nudge":
                     nudge(func, queue=queue)
                 else:

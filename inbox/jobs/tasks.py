@@ -70,11 +70,12 @@ def assign_waiting(team_id: int) -> int:
 
 
 @task
-def check_presence(agent_id: int) -> bool:
-    """After the disconnect grace period: offline if the agent has no socket left (services.presence)."""
+def check_presence(agent_ids: list[int] | int) -> int:
+    """After the disconnect grace period: offline the agents that have no socket left (services.presence; the
+    agents disconnected within a second share a job; a lone id is a job queued before they did)."""
     from inbox.services.presence import check
 
-    return check(agent_id)
+    return check(agent_ids)
 
 
 @task

@@ -359,6 +359,43 @@ def test_presence_follows_sockets_and_keeps_what_the_agent_chose(app, live_serve
     chosen_offline.disconnect()
 
 
+def test_agents_disconnected_together_share_one_presence_check(app, world, short_grace, background_held,
+                                                                monkeypatch):
+    """A web process restarting drops every agent's socket at once: the agents gone within a second share ONE
+    check after the grace period (it was a job per agent: 500 jobs in a burst on the worker that drains webhooks).
+    Who came back within the grace stays online; who did not goes offline. The reconciler is held off: its
+    `expire` would take the agent offline itself."""
+    checked = []
+    real_check = presence.check
+
+    def counting_check(agent_ids, now=None):
+        checked.append(sorted([agent_ids] if isinstance(agent_ids, int) else agent_ids))
+        return real_check(agent_ids, now)
+
+    monkeypatch.setattr(presence, "check", counting_check)
+    one, two = world.agent_ids[world.agent], world.agent_ids[world.agent2]
+
+    def connect(agent_id, sid):
+        with app.app_context():
+            presence.socket_connected(db.session, db.session.get(Agent, agent_id), sid)
+            db.session.commit()
+
+    connect(one, "sid-one")
+    connect(two, "sid-two")
+    with app.app_context():  # the web process goes away: both sockets close together
+        presence.socket_disconnected("sid-one")
+        presence.socket_disconnected("sid-two")
+    connect(two, "sid-two-again")  # the second agent comes back within the grace
+    wait_until(lambda: _availability_of(app, one) == "offline", timeout=5)
+    time.sleep(0.3)
+    assert checked == [sorted([one, two])]
+    assert _availability_of(app, two) == "online" and _connections(app, two) == 1
+    with app.app_context():
+        presence.socket_disconnected("sid-two-again")
+    wait_until(lambda: _availability_of(app, two) == "offline", timeout=5)
+    assert checked[1:] == [[two]]
+
+
 def _last_seen(app, agent_id):
     with app.app_context():
         return db.session.get(Agent, agent_id, populate_existing=True).last_seen_at
