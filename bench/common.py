@@ -320,14 +320,15 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.procs[name].pid
 
+    def tree_pids(self, name: str) -> list[int]:
+        """Process `name` and its children (a gunicorn arbiter and its worker process)."""
+        master = self.procs[name].pid
+        children = Path(f"/proc/{master}/task/{master}/children")
+        return [master, *([int(x) for x in children.read_text().split()] if children.exists() else [])]
+
     def web_pids(self) -> list[int]:
         """The gunicorn arbiter and its one worker process (then those of any `add_web` process)."""
-        pids = []
-        for name in [n for n in self.procs if n.startswith("web")]:
-            master = self.procs[name].pid
-            children = Path(f"/proc/{master}/task/{master}/children")
-            pids += [master, *([int(x) for x in children.read_text().split()] if children.exists() else [])]
-        return pids
+        return [pid for name in self.procs if name.startswith("web") for pid in self.tree_pids(name)]
 
     def add_web(self, name: str, threads: int) -> str:
         """Another gunicorn web process of the same deployment (e.g. one that only takes webhooks); its URL.

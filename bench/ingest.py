@@ -22,7 +22,6 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -243,9 +242,7 @@ def http_floor(stack: Stack, count: int, web_worker: str) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/webhooks/meta"
     wait_http(url)
     load(url, prefix="fw", count=300, procs=1)  # warm-up
-    pids = [stack.pid("bare")]
-    children = Path(f"/proc/{pids[0]}/task/{pids[0]}/children")
-    pids += [int(x) for x in children.read_text().split()] if children.exists() else []
+    pids = stack.tree_pids("bare")
     cpu0 = sum(cpu_seconds(pid) for pid in pids)
     r = load(url, prefix="f", count=count, procs=3, threads=16)
     cpu1 = sum(cpu_seconds(pid) for pid in pids)
