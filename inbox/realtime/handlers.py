@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError, emit
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from inbox.db import db
 from inbox.models import Agent, ApiToken, RealtimeEvent
@@ -24,9 +24,15 @@ from inbox.services import access, presence
 from inbox.services.auth import token_for
 
 log = logging.getLogger(__name__)
-REPLAY_LIMIT = 2000
-# events committed slightly out of seq order: replay a little before the client's last seq (it dedupes)
+# A replay sends at most REPLAY_MAX events of the socket's rooms after its last seq, looking through at most
+# REPLAY_SCAN events of every room; past either, the console fetches its views again (cheaper than thousands of
+# events, and bounded when hundreds of consoles reconnect at once).
+REPLAY_MAX = 2000
+REPLAY_SCAN = 100_000
+# events committed slightly out of seq order: replay a little before the client's last seq (it dedupes), the latest
+# REPLAY_OVERLAP_MAX of them (the console remembers its last ~2000 seqs and counts older ones as seen)
 REPLAY_OVERLAP = timedelta(seconds=5)
+REPLAY_OVERLAP_MAX = 1000
 WATCH_MAX = 20  # conversations one socket may watch at once (the console watches the one it shows)
 _CONVERSATION_ROOM = "conversation:"
 
@@ -183,19 +189,47 @@ def on_resume(data: Any = None) -> None:
 
 
 def replay(rooms: set[str], last_seq: int) -> int:
-    """Emit to this client every stored event after `last_seq` in its rooms, in seq order."""
-    anchor = db.session.get(RealtimeEvent, last_seq) if last_seq else None
-    query = select(RealtimeEvent).order_by(RealtimeEvent.id).limit(REPLAY_LIMIT)
-    if anchor is not None:
-        query = query.where(RealtimeEvent.created_at >= anchor.created_at - REPLAY_OVERLAP)
-    else:
-        query = query.where(RealtimeEvent.id > last_seq)
-    batch = [{"event": row.name, "seq": row.id, "data": row.payload, "replay": True}
-             for row in db.session.execute(query).scalars()
-             if not (row.id <= last_seq and anchor is None) and access.event_visible_to(row.rooms, rooms)]
+    """Emit to this client the stored events of its rooms that came after `last_seq`, in seq order, preceded by
+    the latest of those of the REPLAY_OVERLAP before it (it dedupes), then `replayed` {"complete": true, "missed":
+    n}. When the replay cannot be whole (more than REPLAY_MAX events of its rooms, more than REPLAY_SCAN events in
+    all, or `last_seq` no longer kept) it sends none of them and `replayed` {"complete": false, "missed": null}: the
+    console then fetches its list and its open thread again. Never a silent cut. How many events were missed."""
+    complete, overlap, missed = _missed(sorted(rooms), last_seq)
+    batch = [{"event": row.name, "seq": row.id, "data": row.payload, "replay": True} for row in overlap + missed]
     for start in range(0, len(batch), FRAME_MAX):  # the same `events` frames as live delivery
         emit("events", batch[start:start + FRAME_MAX], to=request.sid)
-    return len(batch)
+    emit("replayed", {"complete": complete, "missed": len(missed) if complete else None}, to=request.sid)
+    return len(missed)
+
+
+def _missed(rooms: list[str], last_seq: int) -> tuple[bool, list[RealtimeEvent], list[RealtimeEvent]]:
+    """Whether the replay is whole, the overlap's events and those after `last_seq`, of `rooms` (tested by the
+    database). Each read is bounded by seq: the overlap's first seq comes from the created_at index, and the events
+    after `last_seq` are at most REPLAY_SCAN seqs of the primary key."""
+    session = db.session
+    visible = access.in_rooms(db.dialect, RealtimeEvent.rooms, "rooms")
+    newest = session.scalar(select(func.max(RealtimeEvent.id))) or 0
+    anchor_at = session.scalar(select(RealtimeEvent.created_at).where(RealtimeEvent.id == last_seq)) \
+        if last_seq else None
+    if (last_seq and anchor_at is None) or newest - last_seq > REPLAY_SCAN:
+        return False, [], []
+    overlap: list[RealtimeEvent] = []
+    if anchor_at is not None:
+        cutoff = anchor_at - REPLAY_OVERLAP
+        first = session.scalar(select(func.min(RealtimeEvent.id))
+                               .where(RealtimeEvent.created_at >= cutoff, RealtimeEvent.created_at <= anchor_at))
+        if first is not None:
+            overlap = list(session.execute(
+                select(RealtimeEvent).where(RealtimeEvent.id >= first, RealtimeEvent.id <= last_seq,
+                                            RealtimeEvent.created_at >= cutoff, visible)
+                .order_by(RealtimeEvent.id.desc()).limit(REPLAY_OVERLAP_MAX), {"rooms": rooms}).scalars())
+            overlap.reverse()
+    missed = list(session.execute(
+        select(RealtimeEvent).where(RealtimeEvent.id > last_seq, visible).order_by(RealtimeEvent.id)
+        .limit(REPLAY_MAX + 1), {"rooms": rooms}).scalars())
+    if len(missed) > REPLAY_MAX:
+        return False, [], []
+    return True, overlap, missed
 
 
 @socketio.on("disconnect")

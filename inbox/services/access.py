@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import Boolean, and_, bindparam, exists, literal_column, or_, select, union_all
+from sqlalchemy import Boolean, Text, and_, bindparam, exists, func, literal_column, or_, select, type_coerce, union_all
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from inbox.db import among
@@ -159,3 +160,13 @@ def _socket_statement(dialect: str) -> Any:
 
 def event_visible_to(rooms: list[str], agent_rooms: set[str]) -> bool:
     return any(r in agent_rooms for r in rooms)
+
+
+def in_rooms(dialect: str, rooms: Any, name: str) -> Any:
+    """event_visible_to in SQL: a stored event's `rooms` (a JSON list) holds one of the rooms given as the parameter
+    `name` when the statement runs. PostgreSQL: `rooms ?| :name` (jsonb, one text[] parameter); SQLite: EXISTS over
+    json_each. A replay reads only the events its socket may see, instead of every room's and then dropping most."""
+    if dialect == "postgresql":
+        return type_coerce(rooms, postgresql.JSONB).has_any(bindparam(name, type_=postgresql.ARRAY(Text)))
+    each = func.json_each(rooms).table_valued("value")
+    return exists().select_from(each).where(each.c.value.in_(bindparam(name, expanding=True)))

@@ -252,6 +252,118 @@ def test_simultaneous_connects_that_watch_all_get_their_session(app, live_server
         for events in sockets:
             _, session = events.wait_for(lambda n, d: n == "session", 10, "the session event")
             assert session["watching"] == [conversation_id]
+    finally:  # together: each disconnect waits ~3 s for the dev server's answer to its close frame
+        closers = [threading.Thread(target=events.disconnect) for events in sockets]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(30)
+
+
+def _store_events(app: Any, rows: list[tuple[str, list[str], dict[str, Any]]], at: Any = None) -> list[int]:
+    """Stored live events, as the relay keeps them for replays: their seqs."""
+    from inbox.models.base import utcnow
+
+    with app.app_context():
+        events = [RealtimeEvent(name=name, rooms=rooms, payload=payload, created_at=at or utcnow())
+                  for name, rooms, payload in rows]
+        db.session.add_all(events)
+        db.session.commit()
+        seqs = [e.id for e in events]
+        db.session.remove()
+    return seqs
+
+
+def _replayed(events: LiveEvents) -> dict[str, Any]:
+    _, done = events.wait_for(lambda n, d: n == "replayed", 10, "the end of the replay")
+    return done
+
+
+def test_a_replay_reaches_past_the_events_of_rooms_the_agent_is_not_in(app, live_server, world, token_for) -> None:
+    """A busy agency: while this agent was away, other brands made thousands of events. The replay finds its own
+    few among them (the rooms are filtered by the database, not after a row limit)."""
+    token = token_for(world.agent)
+    anchor = _store_events(app, [("conversation.updated", [f"brand:{world.brand_id}"], {"id": 1, "n": "seen"})])[0]
+    _store_events(app, [("conversation.updated", [f"brand:{world.other_brand_id}", "admins"], {"id": 2, "n": i})
+                        for i in range(2500)])
+    mine = _store_events(app, [("conversation.updated", [f"brand:{world.brand_id}", "admins"], {"id": 1, "n": i})
+                               for i in range(3)])
+    events = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:
+        assert _replayed(events) == {"complete": True, "missed": 3}
+        replayed = [d["seq"] for n, d in _with_seq(events.events) if d.get("replay")]
+        assert [s for s in replayed if s > anchor] == mine
+        assert all(d["data"]["id"] == 1 for n, d in _with_seq(events.events)), "another brand's event was replayed"
     finally:
-        for events in sockets:
-            events.disconnect()
+        events.disconnect()
+
+
+def test_a_replay_too_long_to_send_tells_the_console_to_fetch_its_views_again(app, live_server, world, token_for,
+                                                                              monkeypatch) -> None:
+    """More missed events than a replay sends, or a seq no longer kept: nothing is replayed and the client is told
+    the replay is incomplete (the console then fetches its list and its thread again); never a silent cut."""
+    from inbox.realtime import handlers
+
+    monkeypatch.setattr(handlers, "REPLAY_MAX", 5)
+    token = token_for(world.agent)
+    room = [f"brand:{world.brand_id}"]
+    anchor = _store_events(app, [("conversation.updated", room, {"id": 1, "n": "seen"})])[0]
+    _store_events(app, [("conversation.updated", room, {"id": 1, "n": i}) for i in range(5)])
+    exact = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:  # exactly REPLAY_MAX: all sent
+        assert _replayed(exact) == {"complete": True, "missed": 5}
+    finally:
+        exact.disconnect()
+    _store_events(app, [("conversation.updated", room, {"id": 1, "n": "one too many"})])
+    over = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:
+        assert _replayed(over) == {"complete": False, "missed": None}
+        assert _with_seq(over.events) == []
+        over.sio.emit("resume", {"last_seq": anchor})  # `resume` answers the same way
+        over.wait_for(lambda n, d: len(over.named("replayed")) == 2, 10, "the second replay's end")
+        assert over.named("replayed")[1] == {"complete": False, "missed": None}
+    finally:
+        over.disconnect()
+
+    monkeypatch.setattr(handlers, "REPLAY_SCAN", 2)  # more events after last_seq than one replay looks through
+    latest = _store_events(app, [("conversation.updated", [f"brand:{world.other_brand_id}"], {"id": 2})] * 3)[-1]
+    scanned = LiveEvents().connect(live_server, auth={"token": token, "last_seq": latest - 3})
+    try:
+        assert _replayed(scanned) == {"complete": False, "missed": None}
+    finally:
+        scanned.disconnect()
+
+    with app.app_context():  # the last event the console saw was pruned (offline longer than events are kept)
+        db.session.execute(RealtimeEvent.__table__.delete().where(RealtimeEvent.id == anchor))
+        db.session.commit()
+        db.session.remove()
+    monkeypatch.setattr(handlers, "REPLAY_SCAN", 100_000)
+    pruned = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:
+        assert _replayed(pruned) == {"complete": False, "missed": None}
+    finally:
+        pruned.disconnect()
+    nothing_missed = LiveEvents().connect(live_server, auth={"token": token, "last_seq": latest})
+    try:
+        assert _replayed(nothing_missed) == {"complete": True, "missed": 0}
+    finally:
+        nothing_missed.disconnect()
+
+
+def test_the_overlap_before_last_seq_does_not_crowd_out_what_came_after(app, live_server, world, token_for) -> None:
+    """The replay starts a little before last_seq (events committed out of seq order); in a busy inbox those
+    seconds hold thousands of events, and what came after last_seq must still all come."""
+    token = token_for(world.agent)
+    room = [f"brand:{world.brand_id}"]
+    before = _store_events(app, [("conversation.updated", room, {"id": 1, "n": i}) for i in range(2500)])
+    after = _store_events(app, [("conversation.updated", room, {"id": 1, "n": f"after {i}"}) for i in range(3)])
+    events = LiveEvents().connect(live_server, auth={"token": token, "last_seq": before[-1]})
+    try:
+        assert _replayed(events)["complete"] is True
+        seqs = [d["seq"] for n, d in _with_seq(events.events) if d.get("replay")]
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+        assert [s for s in seqs if s > before[-1]] == after
+        overlap = [s for s in seqs if s <= before[-1]]
+        assert 0 < len(overlap) <= 1000 and overlap == before[-len(overlap):], "the latest of the overlap"
+    finally:
+        events.disconnect()

@@ -27,6 +27,11 @@ export interface RealtimeOptions {
   onConnect?: (info: { resumed: boolean; offlineForMs: number }) => void;
   /** The server changed this socket's rooms while connected (the agent's teams or role changed). */
   onAccessChanged?: () => void;
+  /**
+   * The server could not replay everything missed (too many events, or the last one seen is no longer
+   * kept) and sent none of it: the views must be fetched again.
+   */
+  onReplayIncomplete?: () => void;
   /** The server refused the connection (not signed in, session expired...). */
   onRefused?: (error: Error) => void;
   tracker?: SeqTracker;
@@ -204,6 +209,10 @@ export class RealtimeClient {
 
     // Live and replayed events arrive in frames: one list per room set, in seq order (see inbox/realtime/relay.py).
     socket.on("events", (frame: unknown) => this.receiveFrame(frame));
+    // The end of a replay (after a reconnect or a `resume`): {"complete": false} when it could not be whole.
+    socket.on("replayed", (info: { complete?: unknown } | undefined) => {
+      if (info?.complete === false) this.options.onReplayIncomplete?.();
+    });
     // The server lost events on their way to this socket (its Redis link came back): ask for them by seq.
     socket.on("resync", () => {
       if (this.tracker.lastSeq !== null) socket.emit?.("resume", { last_seq: this.tracker.lastSeq });

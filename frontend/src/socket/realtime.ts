@@ -86,6 +86,9 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
     },
     // The first connection may come after the first page was fetched: anything between is fetched again.
     onConnect: ({ resumed, offlineForMs }) => catchUp(!resumed || offlineForMs > LONG_GAP_MS),
+    // The replay could not cover the gap (a busy inbox, or offline longer than events are kept): fetch again
+    // (after a long gap the connection already did; the list's second load replaces the first).
+    onReplayIncomplete: () => catchUp(true),
     // Another brand came or went: what this agent may see is fetched again (the server already moved the socket).
     onAccessChanged: () => {
       void auth.check();

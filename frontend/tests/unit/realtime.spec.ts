@@ -179,6 +179,20 @@ describe("RealtimeClient", () => {
     expect(resumes).toEqual([{ last_seq: 7 }]);
   });
 
+  it("tells when a replay could not be whole, and only then", () => {
+    const socket = new FakeSocket();
+    const incomplete = vi.fn();
+    const client = new RealtimeClient({ factory: () => socket, onEvent: () => {}, onReplayIncomplete: incomplete });
+    client.start();
+    socket.emit("connect");
+    socket.emit("replayed", { complete: true, missed: 3 });
+    socket.emit("replayed", undefined);
+    socket.emit("replayed", { missed: null });
+    expect(incomplete).not.toHaveBeenCalled();
+    socket.emit("replayed", { complete: false, missed: null });
+    expect(incomplete).toHaveBeenCalledOnce();
+  });
+
   it("reports connected / reconnecting / offline", () => {
     vi.useFakeTimers();
     try {
@@ -405,6 +419,41 @@ describe("the open conversation's live thread", () => {
     } finally {
       realtime.stop();
       messages.close();
+    }
+  });
+});
+
+describe("an incomplete replay", () => {
+  it("fetches the list, its counts and the open thread again, as after a long disconnection", async () => {
+    setActivePinia(createPinia());
+    const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
+      items: [conversation({ id: 1 })],
+      next_cursor: null,
+    });
+    vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1 }));
+    const thread = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [message({ id: 1 })], next_cursor: null });
+    const conversations = useConversationStore();
+    const messages = useMessageStore();
+    await conversations.setFilters({ view: "all", status: "open" });
+    await conversations.open(1);
+    await messages.open("1");
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    try {
+      socket.emit("connect");
+      socket.emit("events", [{ event: "message.created", seq: 7, data: message({ id: 2 }) }]);
+      socket.emit("disconnect", "transport close");
+      socket.emit("connect"); // a short gap: the replay is enough, nothing is fetched
+      const [lists, threads] = [list.mock.calls.length, thread.mock.calls.length];
+      socket.emit("replayed", { complete: true, missed: 0 });
+      expect([list.mock.calls.length, thread.mock.calls.length]).toEqual([lists, threads]);
+      socket.emit("replayed", { complete: false, missed: null });
+      await vi.waitFor(() => expect(thread.mock.calls.length).toBe(threads + 1));
+      expect(list.mock.calls.length).toBe(lists + 1);
+    } finally {
+      realtime.stop();
+      messages.close();
+      vi.restoreAllMocks();
     }
   });
 });
