@@ -367,3 +367,35 @@ def test_the_overlap_before_last_seq_does_not_crowd_out_what_came_after(app, liv
         assert 0 < len(overlap) <= 1000 and overlap == before[-len(overlap):], "the latest of the overlap"
     finally:
         events.disconnect()
+
+
+def test_the_overlap_leaves_out_what_the_client_says_it_has_seen(app, live_server, world, token_for) -> None:
+    """The console hands over the seqs it has (`seen`: numbers and [first, last] ranges, as its SeqTracker
+    remembers them): of the events just before its last seq, only those it lacks come again (one that committed
+    late), not the thousand it already shows. A malformed `seen` is no information: the whole overlap comes."""
+    token = token_for(world.agent)
+    room = [f"brand:{world.brand_id}"]
+    other = [f"brand:{world.other_brand_id}"]
+    before = _store_events(app, [("conversation.updated", room if i % 3 else other, {"id": 1, "n": i})
+                                 for i in range(30)])
+    mine = [seq for i, seq in enumerate(before) if i % 3]
+    late = mine[5]  # committed after the client's last event went out: it never saw it
+    after = _store_events(app, [("conversation.updated", room, {"id": 1, "n": "after"})])
+    seen = [[0, mine[0] - 1], *[s for s in mine if s != late]]
+    cases = {"seen": (seen, [late]), "ranges": ([[0, late - 1], [late + 1, mine[-1]]], [late]),
+             "malformed": ([[5, 1]], mine), "not a list": ("1-5", mine), "too long": (list(range(3000)), mine)}
+    for label, (claim, expected_overlap) in cases.items():
+        events = LiveEvents().connect(live_server, auth={"token": token, "last_seq": mine[-1], "seen": claim})
+        try:
+            assert _replayed(events) == {"complete": True, "missed": 1}, label
+            seqs = [d["seq"] for n, d in _with_seq(events.events) if d.get("replay")]
+            assert seqs == expected_overlap + after, label
+        finally:
+            events.disconnect()
+    resumed = LiveEvents().connect(live_server, auth={"token": token})
+    try:  # `resume` takes it too
+        resumed.sio.emit("resume", {"last_seq": mine[-1], "seen": seen})
+        assert _replayed(resumed) == {"complete": True, "missed": 1}
+        assert [d["seq"] for n, d in _with_seq(resumed.events) if d.get("replay")] == [late] + after
+    finally:
+        resumed.disconnect()

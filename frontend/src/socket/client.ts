@@ -118,7 +118,9 @@ export class RealtimeClient {
   /** What the socket sends as its handshake `auth`; read again on every reconnect. */
   readonly auth: AuthCallback = (callback) => {
     this.handshakeWatch = this.watching;
-    callback({ last_seq: this.tracker.lastSeq, watch: this.watching });
+    const lastSeq = this.tracker.lastSeq;
+    const seen = lastSeq === null ? {} : { seen: this.tracker.seenRanges() };
+    callback({ last_seq: lastSeq, ...seen, watch: this.watching });
   };
 
   /** The conversations this socket watches (or will, once connected). */
@@ -166,7 +168,7 @@ export class RealtimeClient {
       // newly watched conversations missed since the last event seen.
       if (!sameIds(this.handshakeWatch, this.watching)) {
         void this.queueWatch(this.watching).then(() => {
-          if (this.tracker.lastSeq !== null) socket.emit?.("resume", { last_seq: this.tracker.lastSeq });
+          this.resume(socket);
         });
       }
       this.options.onConnect?.({ resumed, offlineForMs });
@@ -215,8 +217,14 @@ export class RealtimeClient {
     });
     // The server lost events on their way to this socket (its Redis link came back): ask for them by seq.
     socket.on("resync", () => {
-      if (this.tracker.lastSeq !== null) socket.emit?.("resume", { last_seq: this.tracker.lastSeq });
+      this.resume(socket);
     });
+  }
+
+  /** Asks the server for what this socket missed since the last event seen (nothing seen: nothing to ask). */
+  private resume(socket: SocketLike): void {
+    const lastSeq = this.tracker.lastSeq;
+    if (lastSeq !== null) socket.emit?.("resume", { last_seq: lastSeq, seen: this.tracker.seenRanges() });
   }
 
   /** Applies every known event of an `events` frame; unknown names and malformed entries are skipped. */

@@ -37,6 +37,25 @@ export class SeqTracker {
     return this.seen.size;
   }
 
+  /**
+   * What this tracker counts as seen, for the server's replay (`seen` in the handshake and in
+   * `resume`): the numbers it remembers, consecutive ones as [first, last] ranges, and [0, floor]
+   * for everything older. The server then leaves out, of the events just before `lastSeq` it
+   * replays in case they committed late, those the console already has (in a busy inbox, most).
+   */
+  seenRanges(): (number | [number, number])[] {
+    const out: (number | [number, number])[] = Number.isFinite(this.floor) ? [[0, this.floor]] : [];
+    const sorted = [...this.seen].sort((a, b) => a - b);
+    for (let k = 0; k < sorted.length; ) {
+      const first = sorted[k]!;
+      let last = first;
+      while (k + 1 < sorted.length && sorted[k + 1] === last + 1) last = sorted[++k]!;
+      out.push(first === last ? first : [first, last]);
+      k += 1;
+    }
+    return out;
+  }
+
   reset(): void {
     this.seen.clear();
     this.floor = -Infinity;

@@ -30,6 +30,16 @@ describe("SeqTracker", () => {
     expect(tracker.accept(1001)).toBe(true);
   });
 
+  it("tells the server what it has seen: its numbers, consecutive ones as ranges, and all below its floor", () => {
+    const tracker = new SeqTracker(8);
+    expect(tracker.seenRanges()).toEqual([]);
+    for (const seq of [3, 1, 2, 7, 9, 10, 11, 5]) tracker.accept(seq);
+    expect(tracker.seenRanges()).toEqual([[1, 3], 5, 7, [9, 11]]);
+    tracker.accept(13); // a ninth: the lowest are forgotten, and everything up to them counts as seen
+    expect(tracker.seenRanges()).toEqual([[0, 3], 5, 7, [9, 11], 13]);
+    expect(tracker.has(2)).toBe(true);
+  });
+
   it("rejects non-numbers", () => {
     expect(new SeqTracker().accept(Number.NaN)).toBe(false);
   });
@@ -116,7 +126,7 @@ describe("RealtimeClient", () => {
 
     socket.emit("disconnect", "transport close");
     // socket.io calls the auth function again for the new handshake.
-    expect(auth()).toEqual({ last_seq: 2, watch: [] });
+    expect(auth()).toEqual({ last_seq: 2, seen: [[1, 2]], watch: [] });
     socket.emit("connect");
     // The replay may repeat and reorder.
     socket.emit("events", [
@@ -130,7 +140,7 @@ describe("RealtimeClient", () => {
       ["message.created", 4],
       ["message.updated", 3],
     ]);
-    expect(auth()).toEqual({ last_seq: 4, watch: [] });
+    expect(auth()).toEqual({ last_seq: 4, seen: [[1, 4]], watch: [] });
     expect(connects.map((c) => c.resumed)).toEqual([false, true]);
   });
 
@@ -176,7 +186,7 @@ describe("RealtimeClient", () => {
     expect(resumes).toEqual([]);
     socket.emit("events", [{ event: "message.created", seq: 7, data: { id: 1 } }]);
     socket.emit("resync");
-    expect(resumes).toEqual([{ last_seq: 7 }]);
+    expect(resumes).toEqual([{ last_seq: 7, seen: [7] }]);
   });
 
   it("tells when a replay could not be whole, and only then", () => {
@@ -269,7 +279,7 @@ describe("watching conversations", () => {
     socket.emit("events", [{ event: "conversation.updated", seq: 3, data: conversation({ id: 8 }) }]);
     await client.watch(["8"]);
     socket.emit("disconnect", "transport close");
-    expect(auth()).toEqual({ last_seq: 3, watch: [8] }); // the server rejoins #8 before the replay
+    expect(auth()).toEqual({ last_seq: 3, seen: [3], watch: [8] }); // the server rejoins #8 before the replay
   });
 
   it("does not send while disconnected, and resolves with the ids asked", async () => {
@@ -339,11 +349,11 @@ describe("watching conversations", () => {
     socket.emit("connect");
     socket.emit("events", [{ event: "conversation.updated", seq: 5, data: conversation({ id: 7 }) }]);
     socket.emit("disconnect", "transport close");
-    expect(auth()).toEqual({ last_seq: 5, watch: [] }); // the handshake leaves...
+    expect(auth()).toEqual({ last_seq: 5, seen: [5], watch: [] }); // the handshake leaves...
     await client.watch([7]); // ...the agent opens #7 before the connection is back
     expect(asked).toEqual([]);
     socket.emit("connect");
-    await vi.waitFor(() => expect(resumes).toEqual([{ last_seq: 5 }]));
+    await vi.waitFor(() => expect(resumes).toEqual([{ last_seq: 5, seen: [5] }]));
     expect(asked).toEqual([{ conversation_ids: [7] }]);
   });
 });
