@@ -5,18 +5,25 @@
 //
 //   node bench/agents.mjs --url http://127.0.0.1:P --tokens-file F --out OUT.json
 //        [--events conversation.created,conversation.updated,message.created] [--watch-mod N --first-index K]
-//        [--parse shared|each]
+//        [--parse shared|each] [--drop-for S --drop-spread S]
 //
 // Every agent receives its brands' list events (conversation.*); thread events (message.*) come only for the
 // conversations a socket watches. With --watch-mod N, client K+i opens (watches) each conversation whose id
 // c satisfies c % N == (K+i) % N, as it learns of it (the first 20 it sees, then kept open), like an agent clicking into new
 // conversations: so each conversation has about one watcher among N agents.
 //
+// With --drop-for S, SIGUSR2 makes every client drop its connection at once (a web process restarting, the office
+// network going down) and connect again S seconds later plus a random share of --drop-spread S (socket.io-client's
+// randomised reconnection delay), handing the server its last seq and the conversations it watches, as the console
+// does (frontend/src/socket/client.ts); the server replays what it missed, then sends `replayed`.
+//
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
 // {"connected", "connected_at_end", "failed", "frames", "watches", "gc": {"count", "total_ms", "max_ms"},
 //  "parse": "shared" | "each", "decode": {"decoded", "shared"} (frames decoded, and frames given a decoded copy),
 //  "loop_delay_ms": {"p50", "p99", "max"} (this process's own stalls while connected: a frame arriving during one
 //  is timestamped late),
+//  "reconnects": [[client, dropped_at, connect_called_at, connected_at, replayed_at, complete, missed], ...] (epoch s;
+//  null when it did not happen), "replayed_events" (events received in those replays),
 //  "events": [[client (first-index + i: unique across processes), event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
 // where key is the message's external id: message.created carries it; a conversation event carries the
 // message as its last_message preview, whose bench text "bench message <n> from <prefix>-c<k>" gives it back.
@@ -39,6 +46,8 @@ const tokens = readFileSync(arg("tokens-file"), "utf8").split(/\s+/).filter(Bool
 const out = arg("out");
 const wanted = new Set(arg("events", "conversation.created,conversation.updated,message.created").split(","));
 const watchMod = Number(arg("watch-mod", "0"));
+const dropFor = Number(arg("drop-for", "0"));
+const dropSpread = Number(arg("drop-spread", "1"));
 const firstIndex = Number(arg("first-index", "0"));
 const WATCH_MAX = 20;
 // --parse shared (the default): the simulated consoles of this process decode a frame's text once for all of them
@@ -110,6 +119,9 @@ function lateTimer() {
   setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 }
 const sockets = [];
+const clients = [];  // {socket, index}: the connected ones, for the drops
+const reconnects = [];
+let replayedEvents = 0;  // events received in replays (after a reconnect), duplicates of the overlap included
 let failed = 0;
 let frames = 0;
 let watches = 0;
@@ -145,16 +157,51 @@ function recorded() {
   return rows;
 }
 
+// The seqs a console remembers and hands over on a reconnect (`seen`), as frontend/src/socket/seq.ts's SeqTracker
+// does: at most 2,000, the oldest forgotten in batches (everything up to them then counts as seen). Kept only with
+// --drop-for (figure 9): figure 2's consoles never reconnect.
+class SeenSeqs {
+  constructor(capacity = 2000) { this.capacity = capacity; this.seen = new Set(); this.floor = -Infinity; }
+  add(seq) {
+    if (seq <= this.floor) return;
+    this.seen.add(seq);
+    if (this.seen.size <= this.capacity) return;
+    const sorted = [...this.seen].sort((a, b) => a - b);
+    const drop = sorted.slice(0, this.seen.size - Math.floor(this.capacity * 0.75));
+    for (const s of drop) this.seen.delete(s);
+    this.floor = drop[drop.length - 1];
+  }
+  ranges() {
+    const out = Number.isFinite(this.floor) ? [[0, this.floor]] : [];
+    const sorted = [...this.seen].sort((a, b) => a - b);
+    for (let k = 0; k < sorted.length; k++) {
+      const first = sorted[k];
+      let last = first;
+      while (k + 1 < sorted.length && sorted[k + 1] === last + 1) last = sorted[++k];
+      out.push(first === last ? first : [first, last]);
+    }
+    return out;
+  }
+}
+
 function connect(token, i) {
   return new Promise((resolve) => {
-    const socket = io(url, { transports: ["websocket"], auth: { token }, reconnection: false, forceNew: true,
-                             timeout: 30000, parser: clientParser });
     const watching = [];
+    let highest = null;  // the last seq seen: handed over on a reconnect, as the console's SeqTracker does
+    const seen = dropFor > 0 ? new SeenSeqs() : null;
+    const auth = (cb) => cb(highest === null ? { token, watch: [...watching] }
+                                             : { token, last_seq: highest, seen: seen?.ranges() ?? [],
+                                                 watch: [...watching] });
+    const socket = io(url, { transports: ["websocket"], auth, reconnection: false, forceNew: true,
+                             timeout: 30000, parser: clientParser });
     socket.on("events", (frame) => {
       const t = now();
       frames += 1;
       for (const e of frame) {
         record(firstIndex + i, e, t);
+        if (typeof e.seq === "number" && (highest === null || e.seq > highest)) highest = e.seq;
+        if (seen !== null && typeof e.seq === "number") seen.add(e.seq);
+        if (e.replay === true) replayedEvents += 1;
         const id = e.event.startsWith("conversation.") ? e.data?.id : null;
         if (watchMod > 0 && Number.isInteger(id) && id % watchMod === (firstIndex + i) % watchMod
             && watching.length < WATCH_MAX && !watching.includes(id)) {
@@ -164,7 +211,7 @@ function connect(token, i) {
         }
       }
     });
-    socket.once("connect", () => { sockets.push(socket); resolve(true); });
+    socket.once("connect", () => { sockets.push(socket); clients.push({ socket, index: firstIndex + i }); resolve(true); });
     socket.once("connect_error", (err) => { failed += 1; console.log(`client ${i} failed: ${err.message}`); resolve(false); });
   });
 }
@@ -179,6 +226,26 @@ loopDelay.enable();
 tick = performance.now();
 setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 
+function drop({ socket, index }) {
+  const r = [index, now(), null, null, null, null, null];
+  reconnects.push(r);
+  socket.disconnect();
+  setTimeout(() => {
+    socket.once("connect", () => { r[3] = now(); });
+    socket.once("replayed", (info) => { r[4] = now(); r[5] = info?.complete ?? null; r[6] = info?.missed ?? null; });
+    r[2] = now();
+    socket.connect();
+  }, (dropFor + Math.random() * dropSpread) * 1000);
+}
+process.on("SIGUSR2", () => { if (dropFor > 0) clients.forEach(drop); });
+// with --drop-for, OUT.status says how many dropped and how many have had their replay: the figure waits for them
+if (dropFor > 0) {
+  setInterval(() => {
+    writeFileSync(`${out}.status`, JSON.stringify({ dropped: reconnects.length,
+                                                    replayed: reconnects.filter((r) => r[4] !== null).length }));
+  }, 250).unref();
+}
+
 process.on("SIGTERM", () => {
   const connectedAtEnd = sockets.filter((s) => s.connected).length;
   writeFileSync(out, JSON.stringify({ connected: sockets.length, connected_at_end: connectedAtEnd, failed, frames,
@@ -187,7 +254,8 @@ process.on("SIGTERM", () => {
                                       loop_delay_ms: { p50: late(loopDelay.percentile(50)),
                                                        p99: late(loopDelay.percentile(99)),
                                                        max: late(loopDelay.max) },
-                                      late_by_second: lateBySecond,
+                                      late_by_second: lateBySecond, reconnects,
+                                      replayed_events: replayedEvents,
                                       events: recorded() }));
   for (const s of sockets) s.close();
   process.exit(0);

@@ -66,8 +66,11 @@ class Agents:
 
     def __init__(self, urls: str | list[str], tokens: list[str], tag: str,
                  events: str = "conversation.created,conversation.updated,message.created",
-                 per: int = PER_PROCESS, watch_mod: int = 0):
+                 per: int = PER_PROCESS, watch_mod: int = 0, drop_for: float = 0.0, drop_spread: float = 1.0):
         self.urls = [urls] if isinstance(urls, str) else urls
+        self.drop_args = ["--drop-for", str(drop_for), "--drop-spread", str(drop_spread)] if drop_for > 0 else []
+        self.reconnects: list[list[Any]] = []  # agents.mjs --drop-for: one row per reconnect
+        self.replayed_events = 0
         self.tokens, self.tag, self.event_names, self.per = tokens, tag, events, per
         self.watch_mod = watch_mod
         self.watches = 0
@@ -87,7 +90,7 @@ class Agents:
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
                                                 "--events", self.event_names,
                                                 "--watch-mod", str(self.watch_mod), "--first-index", str(start),
-                                                "--parse", CONSOLE_PARSE],
+                                                "--parse", CONSOLE_PARSE, *self.drop_args],
                                                cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for p in self.procs:
             assert p.stdout is not None
@@ -100,6 +103,24 @@ class Agents:
     def __exit__(self, *_exc: Any) -> None:
         self.stop()
 
+    def replays_ended(self) -> tuple[int, int]:
+        """(consoles dropped, consoles whose replay ended) so far, from agents.mjs' status files (--drop-for)."""
+        dropped = replayed = 0
+        for out in self.outs:
+            try:
+                status = json.loads(Path(f"{out}.status").read_text())
+            except (OSError, ValueError):
+                continue
+            dropped += status["dropped"]
+            replayed += status["replayed"]
+        return dropped, replayed
+
+    def drop(self) -> None:
+        """Every console drops its connection now and reconnects after the `drop_for` given (agents.mjs)."""
+        assert self.drop_args, "Agents(drop_for=...) drops"
+        for p in self.procs:
+            p.send_signal(signal.SIGUSR2)
+
     def stop(self) -> dict[str, Any]:
         for p in self.procs:
             if p.poll() is None:
@@ -111,6 +132,7 @@ class Agents:
                 p.kill()
                 p.wait()
             (OUT / f"{self.tag}-tokens-{k}.txt").unlink(missing_ok=True)
+            Path(f"{out}.status").unlink(missing_ok=True)
             if out.exists():
                 data = json.loads(out.read_text())
                 out.unlink()
@@ -121,6 +143,8 @@ class Agents:
                                     "late_by_second": data.get("late_by_second") or {},
                                     "parse": data.get("parse"), "decode": data.get("decode")})
                 self.events.extend(data["events"])
+                self.reconnects.extend(data.get("reconnects") or [])
+                self.replayed_events += data.get("replayed_events", 0)
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
 

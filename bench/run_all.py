@@ -13,7 +13,8 @@ import argparse
 import os
 import time
 
-from bench import embedded, fanout, ingest, live_latency, outbound, profile, queue_scale, scale_out, sla_timers
+from bench import (embedded, fanout, ingest, live_latency, outbound, profile, queue_scale, reconnect, scale_out,
+                   sla_timers)
 from bench.common import log
 
 
@@ -39,6 +40,7 @@ def main() -> None:
                                       100 if args.quick else 200)),
         ("scale_out", lambda: scale_out.run(400 if args.quick else 1200, 50 if args.quick else 200)),
         ("embedded", lambda: embedded.run(quick=args.quick)),
+        ("reconnect", lambda: reconnect.run(100, 100.0, 10.0) if args.quick else reconnect.run()),
     ]
     for name, step in steps:
         t = time.monotonic()
