@@ -71,6 +71,8 @@ export const useMessageStore = defineStore("messages", () => {
   const seqById = new BoundedMap<string, number>(5000);
   /** Ids whose current version came from a live event (fresher than any page we fetch). */
   const fromEvents = new Set<string>();
+  /** Live events applied per message id: an action's answer is dropped when one came while it was out. */
+  const eventsById = new BoundedMap<string, number>(5000);
   let openToken = 0;
 
   const hasOlder = computed(() => olderCursor.value !== null);
@@ -184,8 +186,24 @@ export const useMessageStore = defineStore("messages", () => {
       seqById.set(key, seq);
     }
     fromEvents.add(key);
+    eventsById.set(key, (eventsById.get(key) ?? 0) + 1);
     put([message], "replace");
     return true;
+  }
+
+  /**
+   * Runs an action on a message (resend, moderate) and puts the API's answer in the thread, unless a live
+   * event for that message arrived while the request was out. The server publishes the action's own event
+   * when it commits and every later change after it, in seq order, so such an event is at least as new as
+   * the answer: a resend answered "queued" after the send job's "sent" event must not put "queued" back.
+   */
+  async function act(messageId: Id, request: () => Promise<Message>): Promise<Message> {
+    const key = String(messageId);
+    const before = eventsById.get(key) ?? 0;
+    const message = await request();
+    const overtaken = (eventsById.get(key) ?? 0) !== before;
+    if (!overtaken && sameId(conversationId.value, message.conversation_id)) put([message], "replace");
+    return message;
   }
 
   /** Sends a reply, private reply or note; the server's answer joins the thread (deduped by id). */
@@ -206,16 +224,12 @@ export const useMessageStore = defineStore("messages", () => {
   }
 
   async function moderate(messageId: Id, action: ModerationAction): Promise<Message> {
-    const message = await messagesApi.moderate(messageId, action);
-    if (sameId(conversationId.value, message.conversation_id)) put([message], "replace");
-    return message;
+    return act(messageId, () => messagesApi.moderate(messageId, action));
   }
 
   /** Send a failed reply again: it is queued again, and its status follows live as the send job reports. */
   async function resend(messageId: Id): Promise<Message> {
-    const message = await messagesApi.retry(messageId);
-    if (sameId(conversationId.value, message.conversation_id)) put([message], "replace");
-    return message;
+    return act(messageId, () => messagesApi.retry(messageId));
   }
 
   return {

@@ -74,6 +74,49 @@ describe("sending a failed reply again", () => {
     expect(retry).toHaveBeenCalledWith(5);
     expect(store.items.map((m) => [m.id, m.delivery_status, m.delivery_error])).toEqual([[5, "queued", null]]);
   });
+
+  it("keeps 'sent' when the send job's event overtakes the API's 'queued' answer", async () => {
+    const store = useMessageStore();
+    vi.spyOn(messagesApi, "list").mockResolvedValueOnce({
+      items: [message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "failed" })],
+      next_cursor: null,
+    });
+    await store.open(7);
+    let answer: (m: ReturnType<typeof message>) => void = () => {};
+    vi.spyOn(messagesApi, "retry").mockReturnValueOnce(new Promise((resolve) => { answer = resolve; }));
+    const resent = store.resend(5);
+    // the retry commits, publishes "queued", the send job sends and publishes "sent": both events reach the
+    // socket before the HTTP answer
+    store.applyEvent(message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "queued" }), 41);
+    store.applyEvent(message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "sent" }), 42);
+    answer(message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "queued" }));
+    await resent;
+    expect(store.items.map((m) => [m.id, m.delivery_status])).toEqual([[5, "sent"]]);
+
+    // with no event while it is out, the answer is shown (a later failure's resend, say)
+    store.applyEvent(message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "failed" }), 43);
+    vi.spyOn(messagesApi, "retry").mockResolvedValueOnce(
+      message({ id: 5, conversation_id: 7, direction: "out", delivery_status: "queued" }));
+    await store.resend(5);
+    expect(store.items.map((m) => [m.id, m.delivery_status])).toEqual([[5, "queued"]]);
+  });
+
+  it("keeps a moderation event that overtakes the moderation's answer", async () => {
+    const store = useMessageStore();
+    const comment = { id: 9, conversation_id: 7, direction: "in" as const, kind: "comment" as const };
+    vi.spyOn(messagesApi, "list").mockResolvedValueOnce({ items: [message({ ...comment, hidden: false })],
+                                                          next_cursor: null });
+    await store.open(7);
+    let answer: (m: ReturnType<typeof message>) => void = () => {};
+    vi.spyOn(messagesApi, "moderate").mockReturnValueOnce(new Promise((resolve) => { answer = resolve; }));
+    const hiding = store.moderate(9, "hide");
+    // another agent unhides it right after: its event arrives before our answer
+    store.applyEvent(message({ ...comment, hidden: true }), 50);
+    store.applyEvent(message({ ...comment, hidden: false }), 51);
+    answer(message({ ...comment, hidden: true }));
+    await hiding;
+    expect(store.items.map((m) => [m.id, m.hidden])).toEqual([[9, false]]);
+  });
 });
 
 describe("a reply waiting for the one before it", () => {
