@@ -176,6 +176,7 @@ def round_trips(trace: list[str]) -> list[list[str]]:
     statement's text, a prepared one's name), up to the server's ReadyForQuery that ends it."""
     trips: list[list[str]] = []
     sent: list[str] = []
+    parsed = ""  # the statement psycopg just prepared: the Bind that follows its Parse is that statement's run
     for line in trace:
         if line.count("\t") < 2:  # a statement's text goes on over several lines
             continue
@@ -183,12 +184,16 @@ def round_trips(trace: list[str]) -> list[list[str]]:
         if origin == "F" and kind == "Query":
             sent.append(rest.strip().strip('"')[:60])
         elif origin == "F" and kind == "Parse":
-            sent.append(rest.split('"')[3][:60])  # ' "<name>" "<text>" ...': the text, up to a quote in it
+            name, text = rest.split('"')[1], rest.split('"')[3]  # ' "<name>" "<text>" ...': up to a quote in it
+            sent.append(text[:60])
+            parsed = name
         elif origin == "F" and kind == "Bind" and rest.split()[1] != '""':
-            sent.append(f"prepared {rest.split()[1]}")
+            if rest.split()[1].strip('"') != parsed:
+                sent.append(f"prepared {rest.split()[1]}")
+            parsed = ""
         elif origin == "B" and kind == "ReadyForQuery":
             trips.append(sent)
-            sent = []
+            sent, parsed = [], ""
     return trips
 
 

@@ -414,7 +414,7 @@ def test_rate_limited_send_is_retried_by_the_worker_and_sent_once(live: Stack) -
 # ---------------------------------------------------------------------------------------------------- (e)
 def test_a_worker_stopped_while_sending_finishes_its_sends_and_hands_the_others_on(live: Stack) -> None:
     """A worker sends on a pool of SEND_CONCURRENCY (8) threads. Stopped (SIGTERM) while every Graph call takes
-    1.5 s, it records the outcome of the 8 sends under way before it exits and puts the replies it had not
+    4 s, it records the outcome of the 8 sends under way before it exits and puts the replies it had not
     started back in the send queue: the next worker sends them, and every reply reaches the platform once."""
     event_ids, mids, _texts = _post_many(live, "stopping", 10)
     _all_once(live, event_ids, mids, timeout=30)
@@ -432,7 +432,9 @@ def test_a_worker_stopped_while_sending_finishes_its_sends_and_hands_the_others_
     def statuses(ids: list[int]) -> list[str]:
         return sorted(s for (s,) in live.sql("SELECT delivery_status FROM messages WHERE id = ANY(%s)", ids))
 
-    live.fake.set_latency(1.5)
+    # long enough that the stop lands while the 8 calls wait, even on a loaded box (with 1.5 s, a stop handled
+    # 1.2 s late once let the pool start the last 2 and all 10 were sent before the worker exited)
+    live.fake.set_latency(4.0)
     try:
         ids = []
         for k, conversation_id in enumerate(conversation_ids):
