@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inbox.db import JSONType
+from inbox.db import JSONTextType, JSONType
 from inbox.models.base import Base
 
 
@@ -16,5 +16,5 @@ class RealtimeEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)    # the `seq` clients see
     name: Mapped[str] = mapped_column(String(64))
     rooms: Mapped[list[str]] = mapped_column(JSONType)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONTextType)  # replayed as its stored text
     created_at: Mapped[datetime] = mapped_column(index=True)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError, emit
 from socketio import packet as sio_packet
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Integer, Text, bindparam, cast, func, literal_column, select, union_all
 
 from inbox.db import among, db
 from inbox.models import Agent, ApiToken, RealtimeEvent
@@ -224,9 +224,8 @@ def replay(rooms: set[str], last_seq: int, seen: list[tuple[int, int]] | None = 
     than REPLAY_MAX events of its rooms, more than REPLAY_SCAN events in all, or `last_seq` no longer kept) it
     sends none of them and `replayed` {"complete": false, "missed": null}: the console then fetches its list and
     its open thread again. Never a silent cut. How many events were missed."""
-    complete, seqs, missed = _missed(sorted(rooms), last_seq, seen or [])
-    if seqs:
-        texts = _event_texts(seqs)
+    complete, texts, missed = _missed(sorted(rooms), last_seq, seen or [])
+    if texts:
         server = socketio.server
         eio_sid = server.manager.eio_sid_from_sid(request.sid, "/")
         for start in range(0, len(texts), FRAME_MAX):  # the same `events` frames as live delivery
@@ -240,44 +239,76 @@ def _events_packet(texts: list[str]) -> str:
     return f'{sio_packet.EVENT}["events",[{",".join(texts)}]]'
 
 
-def _event_texts(seqs: list[int]) -> list[str]:
-    """The replay JSON of the events `seqs` (ascending), written from their payloads' stored JSON text: no payload
-    is decoded, built into objects and encoded again. When every console of a busy inbox reconnects at once, each
-    is replayed hundreds of events: as ORM objects, decoded and encoded again per socket, they cost 50 us of the web
-    process per event replayed (bench figure 10's profile). The seqs are read first, so a replay too long to send
-    reads no payload."""
-    rows = db.session.execute(select(RealtimeEvent.id, RealtimeEvent.name, cast(RealtimeEvent.payload, Text))
-                              .where(among(db.dialect, RealtimeEvent.id, seqs)).order_by(RealtimeEvent.id)).all()
-    return [f'{{"event":{dump_json(name)},"seq":{seq},"data":{payload},"replay":true}}' for seq, name, payload in rows]
+class _ReplayStatements:
+    """The replay's three SELECTs, built once per dialect and run on the session's connection (Core rows: ints and
+    texts, no ORM loading, which was 45% of the replay's reads when 500 consoles reconnected at once, bench figure
+    10). Their parameters: `last` (the client's last seq), `rooms` (the socket's), and:
+      head     the newest seq, the created_at of `last` (is it still kept?), and how many events of the rooms came
+               after `last` (at most `limit`, among the REPLAY_SCAN seqs after it: `scan_end`): one round trip, and
+               all that an incomplete replay reads;
+      overlap  the seqs of the rooms' events of REPLAY_OVERLAP before `last` (`cutoff`), the latest
+               `overlap_max` (REPLAY_OVERLAP_MAX) of them;
+      texts    the replay itself, seq, name and payload's stored JSON text: the rooms' events after `last` up to the
+               head's newest (later ones come live: the socket joined its rooms first), and the overlap's `unseen`."""
+
+    def __init__(self, dialect: str) -> None:
+        ev = RealtimeEvent
+        visible = access.in_rooms(dialect, ev.rooms, "rooms")
+        last = bindparam("last", type_=Integer)
+        after = select(literal_column("1")).where(ev.id > last, ev.id <= bindparam("scan_end", type_=Integer),
+                                                  visible).limit(bindparam("limit", type_=Integer)).subquery()
+        self.head = select(func.max(ev.id),
+                           select(ev.created_at).where(ev.id == last).scalar_subquery(),
+                           select(func.count()).select_from(after).scalar_subquery())
+        cutoff = bindparam("cutoff", type_=ev.created_at.type)
+        first = select(func.min(ev.id)).where(ev.created_at >= cutoff,
+                                              ev.created_at <= bindparam("anchor_at", type_=ev.created_at.type))
+        self.overlap = (select(ev.id).where(ev.id >= first.scalar_subquery(), ev.id <= last,
+                                            ev.created_at >= cutoff, visible)
+                        .order_by(ev.id.desc()).limit(bindparam("overlap_max", type_=Integer)))
+        columns = (ev.id.label("seq"), ev.name, cast(ev.payload, Text))
+        self.texts = union_all(  # each part on the primary key (an OR of the two could make SQLite scan the table)
+            select(*columns).where(among(dialect, ev.id, name="unseen")),
+            select(*columns).where(ev.id > last, ev.id <= bindparam("newest", type_=Integer), visible),
+        ).order_by(literal_column("seq"))
 
 
-def _missed(rooms: list[str], last_seq: int, seen: list[tuple[int, int]]) -> tuple[bool, list[int], int]:
-    """Whether the replay is whole; the seqs of its events, of `rooms` (tested by the database): the overlap's that
-    `seen` does not cover, then those after `last_seq`; and how many came after `last_seq`. Each read is bounded by
-    seq: the overlap's first seq comes from the created_at index, and the events after `last_seq` are at most
-    REPLAY_SCAN seqs of the primary key."""
-    session, params = db.session, {"rooms": rooms}
-    visible = access.in_rooms(db.dialect, RealtimeEvent.rooms, "rooms")
-    newest, anchor_at = session.execute(select(
-        func.max(RealtimeEvent.id),
-        select(RealtimeEvent.created_at).where(RealtimeEvent.id == last_seq).scalar_subquery())).one()
-    if (last_seq and anchor_at is None) or (newest or 0) - last_seq > REPLAY_SCAN:
-        return False, [], 0
-    missed = list(session.execute(select(RealtimeEvent.id).where(RealtimeEvent.id > last_seq, visible)
-                                  .order_by(RealtimeEvent.id).limit(REPLAY_MAX + 1), params).scalars())
-    if len(missed) > REPLAY_MAX:
+_replay_statements: dict[str, _ReplayStatements] = {}
+_event_names: dict[str, str] = {}  # an event's name -> its JSON text
+
+
+def _missed(rooms: list[str], last_seq: int, seen: list[tuple[int, int]]) -> tuple[bool, list[str], int]:
+    """Whether the replay is whole; its events' replay JSON, of `rooms` (tested by the database): the overlap's that
+    `seen` does not cover, then those after `last_seq`, in seq order; and how many came after `last_seq`. The
+    texts are written from the payloads' stored JSON: no payload is decoded, built into objects and encoded again
+    (per socket, 50 us of the web process per event replayed, bench figure 10). An incomplete replay costs one
+    round trip and reads no event."""
+    statements = _replay_statements.get(db.dialect)
+    if statements is None:
+        statements = _replay_statements[db.dialect] = _ReplayStatements(db.dialect)
+    connection = db.session.connection()
+    newest, anchor_at, count = connection.execute(statements.head, {
+        "last": last_seq, "rooms": rooms, "scan_end": last_seq + REPLAY_SCAN, "limit": REPLAY_MAX + 1}).one()
+    if (last_seq and anchor_at is None) or (newest or 0) - last_seq > REPLAY_SCAN or count > REPLAY_MAX:
         return False, [], 0
     unseen: list[int] = []
     if anchor_at is not None:
-        cutoff = anchor_at - REPLAY_OVERLAP
-        first = select(func.min(RealtimeEvent.id)).where(RealtimeEvent.created_at >= cutoff,
-                                                          RealtimeEvent.created_at <= anchor_at).scalar_subquery()
-        ids = session.execute(select(RealtimeEvent.id).where(
-            RealtimeEvent.id >= first, RealtimeEvent.id <= last_seq, RealtimeEvent.created_at >= cutoff, visible)
-            .order_by(RealtimeEvent.id.desc()).limit(REPLAY_OVERLAP_MAX), params).scalars().all()
+        ids = connection.execute(statements.overlap, {"last": last_seq, "rooms": rooms, "anchor_at": anchor_at,
+                                                      "cutoff": anchor_at - REPLAY_OVERLAP,
+                                                      "overlap_max": REPLAY_OVERLAP_MAX}).scalars().all()
         starts = [first_seen for first_seen, _last in seen]
         unseen = sorted(i for i in ids if not _in_ranges(i, seen, starts))
-    return True, unseen + missed, len(missed)
+    if not count and not unseen:
+        return True, [], 0
+    rows = connection.execute(statements.texts, {"last": last_seq, "rooms": rooms, "newest": newest or 0,
+                                                 "unseen": unseen})
+    texts = []
+    for seq, name, payload in rows:
+        name_json = _event_names.get(name)
+        if name_json is None:
+            name_json = _event_names[name] = dump_json(name)
+        texts.append(f'{{"event":{name_json},"seq":{seq},"data":{payload},"replay":true}}')
+    return True, texts, count
 
 
 @socketio.on("disconnect")

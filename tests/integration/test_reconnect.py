@@ -350,6 +350,40 @@ def test_a_replay_too_long_to_send_tells_the_console_to_fetch_its_views_again(ap
         nothing_missed.disconnect()
 
 
+def test_an_incomplete_replay_reads_no_event_and_a_whole_one_reads_them_once(app, live_server, world, token_for,
+                                                                             monkeypatch, all_statements) -> None:
+    """When 500 consoles reconnect at once (bench figure 10), most replays are too long to send: telling one so is
+    a single SELECT, which reads no payload. A whole replay reads its events' texts in one more (and the overlap's
+    seqs in another)."""
+    from inbox.realtime import handlers
+
+    monkeypatch.setattr(handlers, "REPLAY_MAX", 3)
+    token = token_for(world.agent)
+    room = [f"brand:{world.brand_id}"]
+    anchor = _store_events(app, [("conversation.updated", room, {"id": 1, "n": "seen"})])[0]
+    _store_events(app, [("conversation.updated", room, {"id": 1, "n": i}) for i in range(4)])
+
+    def replay_reads() -> list[str]:
+        return [s for s in all_statements if "realtime_events" in s and s.lstrip().upper().startswith("SELECT")]
+
+    over = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:
+        assert _replayed(over) == {"complete": False, "missed": None}
+        assert len(replay_reads()) == 1 and "payload" not in replay_reads()[0], replay_reads()
+    finally:
+        over.disconnect()
+    all_statements.clear()
+    monkeypatch.setattr(handlers, "REPLAY_MAX", 4)
+    whole = LiveEvents().connect(live_server, auth={"token": token, "last_seq": anchor})
+    try:
+        assert _replayed(whole) == {"complete": True, "missed": 4}
+        assert [d["data"]["n"] for _n, d in _with_seq(whole.events) if d["seq"] > anchor] == [0, 1, 2, 3]
+        reads = replay_reads()
+        assert len(reads) == 3 and sum("payload" in s for s in reads) == 1, reads
+    finally:
+        whole.disconnect()
+
+
 def test_the_overlap_before_last_seq_does_not_crowd_out_what_came_after(app, live_server, world, token_for) -> None:
     """The replay starts a little before last_seq (events committed out of seq order); in a busy inbox those
     seconds hold thousands of events, and what came after last_seq must still all come."""
