@@ -15,18 +15,24 @@
 // With --drop-for S, SIGUSR2 makes every client drop its connection at once (a web process restarting, the office
 // network going down) and connect again S seconds later plus a random share of --drop-spread S (socket.io-client's
 // randomised reconnection delay), handing the server its last seq and the conversations it watches, as the console
-// does (frontend/src/socket/client.ts); the server replays what it missed, then sends `replayed`.
+// does (frontend/src/socket/client.ts); the server replays what it missed, then sends `replayed`. Back, each
+// client asks what the console asks (frontend/src/socket/realtime.ts, `catchUp`): the views' counts on every
+// reconnect, and, when `replayed` says the replay could not be whole, its list, the conversation it shows and that
+// thread again (`--refetch 0` leaves the HTTP requests out). Each Node process sends them on up to 100 kept-alive
+// connections.
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
 // {"connected", "connected_at_end", "failed", "frames", "watches", "gc": {"count", "total_ms", "max_ms"},
 //  "parse": "shared" | "each", "decode": {"decoded", "shared"} (frames decoded, and frames given a decoded copy),
 //  "loop_delay_ms": {"p50", "p99", "max"} (this process's own stalls while connected: a frame arriving during one
 //  is timestamped late),
-//  "reconnects": [[client, dropped_at, connect_called_at, connected_at, replayed_at, complete, missed], ...] (epoch s;
-//  null when it did not happen), "replayed_events" (events received in those replays),
+//  "reconnects": [[client, dropped_at, connect_called_at, connected_at, replayed_at, complete, missed, refetched_at,
+//  failed_requests], ...] (epoch s; null when it did not happen; refetched_at: the incomplete replay's requests all
+//  answered), "replayed_events" (events received in those replays), "requests" (HTTP requests sent),
 //  "events": [[client (first-index + i: unique across processes), event, key, seq, recv_epoch_s, data.t (the publisher's send time, if any)], ...]}
 // where key is the message's external id: message.created carries it; a conversation event carries the
 // message as its last_message preview, whose bench text "bench message <n> from <prefix>-c<k>" gives it back.
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
@@ -49,6 +55,7 @@ const watchMod = Number(arg("watch-mod", "0"));
 const dropFor = Number(arg("drop-for", "0"));
 const dropSpread = Number(arg("drop-spread", "1"));
 const firstIndex = Number(arg("first-index", "0"));
+const refetch = arg("refetch", "1") !== "0";
 const WATCH_MAX = 20;
 // --parse shared (the default): the simulated consoles of this process decode a frame's text once for all of them
 // (socket.io-client's own parser, given a cache of the last frames it decoded); --parse each: every console
@@ -119,6 +126,28 @@ function lateTimer() {
   setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 }
 const sockets = [];
+
+// The console's HTTP requests after a reconnect (its default view: mine, open, by waiting time; PAGE_SIZE 50)
+const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 100 });
+const VIEW = "status=open&assignee=me&sort=waiting";
+let requests = 0;
+function apiGet(token, path) {
+  requests += 1;
+  return new Promise((resolve) => {
+    const req = httpRequest(`${url}/api/v1${path}`, { agent: httpAgent, headers: { Authorization: `Bearer ${token}` } },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          try { JSON.parse(Buffer.concat(chunks).toString("utf8")); } catch { /* counted by its status */ }
+          resolve(res.statusCode === 200);
+        });
+        res.on("error", () => resolve(false));
+      });
+    req.on("error", () => resolve(false));
+    req.end();
+  });
+}
 const clients = [];  // {socket, index}: the connected ones, for the drops
 const reconnects = [];
 let replayedEvents = 0;  // events received in replays (after a reconnect), duplicates of the overlap included
@@ -211,7 +240,11 @@ function connect(token, i) {
         }
       }
     });
-    socket.once("connect", () => { sockets.push(socket); clients.push({ socket, index: firstIndex + i }); resolve(true); });
+    socket.once("connect", () => {
+      sockets.push(socket);
+      clients.push({ socket, index: firstIndex + i, token, watching });
+      resolve(true);
+    });
     socket.once("connect_error", (err) => { failed += 1; console.log(`client ${i} failed: ${err.message}`); resolve(false); });
   });
 }
@@ -226,13 +259,26 @@ loopDelay.enable();
 tick = performance.now();
 setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 
-function drop({ socket, index }) {
-  const r = [index, now(), null, null, null, null, null];
+function drop({ socket, index, token, watching }) {
+  const r = [index, now(), null, null, null, null, null, null, 0];
   reconnects.push(r);
   socket.disconnect();
+  const failed = (ok) => { if (!ok) r[8] += 1; };
   setTimeout(() => {
-    socket.once("connect", () => { r[3] = now(); });
-    socket.once("replayed", (info) => { r[4] = now(); r[5] = info?.complete ?? null; r[6] = info?.missed ?? null; });
+    socket.once("connect", () => {
+      r[3] = now();
+      if (refetch) void apiGet(token, `/conversations?${VIEW}&limit=1`).then(failed);  // the counts
+    });
+    socket.once("replayed", (info) => {
+      r[4] = now(); r[5] = info?.complete ?? null; r[6] = info?.missed ?? null;
+      if (!refetch || info?.complete !== false) return;
+      const shown = watching[watching.length - 1];  // the conversation on screen: the last one opened
+      const asked = [apiGet(token, `/conversations?${VIEW}&limit=50`)];
+      if (shown !== undefined) {
+        asked.push(apiGet(token, `/conversations/${shown}`), apiGet(token, `/conversations/${shown}/messages?limit=50`));
+      }
+      void Promise.all(asked).then((oks) => { oks.forEach(failed); r[7] = now(); });
+    });
     r[2] = now();
     socket.connect();
   }, (dropFor + Math.random() * dropSpread) * 1000);
@@ -241,8 +287,9 @@ process.on("SIGUSR2", () => { if (dropFor > 0) clients.forEach(drop); });
 // with --drop-for, OUT.status says how many dropped and how many have had their replay: the figure waits for them
 if (dropFor > 0) {
   setInterval(() => {
-    writeFileSync(`${out}.status`, JSON.stringify({ dropped: reconnects.length,
-                                                    replayed: reconnects.filter((r) => r[4] !== null).length }));
+    // caught up: a whole replay ended, or the requests of an incomplete one answered
+    const caughtUp = reconnects.filter((r) => r[4] !== null && (r[5] !== false || !refetch || r[7] !== null));
+    writeFileSync(`${out}.status`, JSON.stringify({ dropped: reconnects.length, replayed: caughtUp.length }));
   }, 250).unref();
 }
 
@@ -255,7 +302,7 @@ process.on("SIGTERM", () => {
                                                        p99: late(loopDelay.percentile(99)),
                                                        max: late(loopDelay.max) },
                                       late_by_second: lateBySecond, reconnects,
-                                      replayed_events: replayedEvents,
+                                      replayed_events: replayedEvents, requests,
                                       events: recorded() }));
   for (const s of sockets) s.close();
   process.exit(0);

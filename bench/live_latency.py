@@ -70,7 +70,7 @@ class Agents:
         self.urls = [urls] if isinstance(urls, str) else urls
         self.drop_args = ["--drop-for", str(drop_for), "--drop-spread", str(drop_spread)] if drop_for > 0 else []
         self.reconnects: list[list[Any]] = []  # agents.mjs --drop-for: one row per reconnect
-        self.replayed_events = 0
+        self.replayed_events = self.requests = 0
         self.tokens, self.tag, self.event_names, self.per = tokens, tag, events, per
         self.watch_mod = watch_mod
         self.watches = 0
@@ -104,7 +104,8 @@ class Agents:
         self.stop()
 
     def replays_ended(self) -> tuple[int, int]:
-        """(consoles dropped, consoles whose replay ended) so far, from agents.mjs' status files (--drop-for)."""
+        """(consoles dropped, consoles caught up) so far, from agents.mjs' status files (--drop-for): caught up, a
+        whole replay ended or an incomplete one's requests (list, conversation, thread) answered."""
         dropped = replayed = 0
         for out in self.outs:
             try:
@@ -145,6 +146,7 @@ class Agents:
                 self.events.extend(data["events"])
                 self.reconnects.extend(data.get("reconnects") or [])
                 self.replayed_events += data.get("replayed_events", 0)
+                self.requests += data.get("requests", 0)
         self.procs, self.outs = [], []
         return {"events": self.events, "connected_at_end": self.connected_at_end, "frames": self.frames}
 

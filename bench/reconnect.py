@@ -29,7 +29,7 @@ RECOVERY_S = 120.0  # the longest a storm is waited for
 
 
 def phase(stack: Stack, n_agents: int, rate: float, seconds: float, prefix: str, *, drop_at: float | None,
-          drop_for: float) -> dict[str, Any]:
+          drop_for: float, spy_seconds: float = 0.0) -> dict[str, Any]:
     """One load of `rate` x `seconds` messages to `n_agents` fresh consoles; with `drop_at`, every console drops
     its connection that many seconds after the first message and reconnects `drop_for` (+ up to 1) s later."""
     count = int(rate * seconds)
@@ -50,6 +50,9 @@ def phase(stack: Stack, n_agents: int, rate: float, seconds: float, prefix: str,
                 time.sleep(max(0.0, first_at + drop_at - time.time()))
                 agents.drop()
                 log(f"every console dropped its connection; back in {drop_for:g}-{drop_for + 1:g} s")
+                if spy_seconds:  # from the drop: the disconnects, the reconnects and their replays
+                    from bench.spy import record_pids
+                    spies = record_pids({"web": stack.web_pids()[-1]}, spy_seconds, NAME)
             sending.join()
             watcher.wait()
             if drop_at is not None:  # every console back and replayed (or RECOVERY_S after the drop)
@@ -58,6 +61,9 @@ def phase(stack: Stack, n_agents: int, rate: float, seconds: float, prefix: str,
                     time.sleep(0.25)
             time.sleep(SETTLE_S)
         cpu1 = stack.cpu_snapshot()
+    if drop_at is not None and spy_seconds:
+        for spy in spies:
+            spy.wait(60)
     return figures(result, agents, prefix, timeline.rows, {k: cpu1[k] - cpu0[k] for k in cpu0}, n_agents, count)
 
 
@@ -73,8 +79,9 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
         if key in sent and event in LIST_EVENTS:
             got.setdefault(client, set()).add(key)
             first[(client, key)] = min(received, first.get((client, key), received))
-    # a console told its replay could not be whole fetches its views again (the bench's consoles do not): its
-    # messages are not counted as lost, it is counted among the `incomplete`
+    # a console told its replay could not be whole fetches its views again (its list, the conversation it shows and
+    # that thread: agents.mjs does those requests, and reads nothing from them): its messages are not counted as
+    # lost, it is counted among the `incomplete`, and it is caught up when those requests are answered
     refetching = {r[0] for r in agents.reconnects if r[5] is False}
     clients = sorted(({r[0] for r in agents.reconnects} | set(got)) - refetching)
     lost = {c: len(sent) - len(got.get(c, ())) for c in clients}
@@ -82,8 +89,10 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
     rows = agents.reconnects
     back = [r for r in rows if r[3] is not None]
     replayed = [r for r in rows if r[4] is not None]
+    # caught up: the replay ended whole, or the requests after an incomplete one were answered
+    caught = [(r[4] if r[5] is not False else r[7]) - r[2] for r in replayed if r[5] is not False or r[7] is not None]
     storm_start = min((r[1] for r in rows), default=None)
-    storm_end = max((r[4] or r[3] or r[2] or r[1] for r in rows), default=None)
+    storm_end = max((r[7] or r[4] or r[3] or r[2] or r[1] for r in rows), default=None)
     # the live latency of the messages sent once every console had its replay (and, for the steady phase, all),
     # and, during the storm, at the consoles already back (sent after that console's replay ended)
     after = [received - sent[key] for (client, key), received in first.items()
@@ -102,10 +111,17 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
         "missed_p50": pct([r[6] for r in replayed if r[6] is not None], 50),
         "missed_max": max((r[6] for r in replayed if r[6] is not None), default=None),
         "connect_p50": pct([r[3] - r[2] for r in back], 50), "connect_p99": pct([r[3] - r[2] for r in back], 99),
-        "caught_up_p50": pct([r[4] - r[2] for r in replayed], 50),
-        "caught_up_p99": pct([r[4] - r[2] for r in replayed], 99),
-        "caught_up_max": max((r[4] - r[2] for r in replayed), default=None),
+        "replayed_p50": pct([r[4] - r[2] for r in replayed], 50),
+        "replayed_p99": pct([r[4] - r[2] for r in replayed], 99),
+        "caught_up": len(caught), "caught_up_p50": pct(caught, 50), "caught_up_p99": pct(caught, 99),
+        "caught_up_max": max(caught, default=None),
+        "refetched": sum(1 for r in rows if r[7] is not None), "requests": agents.requests,
+        "failed_requests": sum(r[8] for r in rows if len(r) > 8),
         "storm_s": (storm_end - storm_start) if storm_start is not None else None,
+        # second by second from the drop: cores busy, and consoles caught up in that second
+        "storm_timeline": [[round(row[0] - storm_start, 1), {k: round(row[1].get(k, 0.0), 2) for k in
+                                                              ("web", "workers", "postgres_total", "agents", "box")}]
+                           for row in cpu_rows if storm_start is not None and storm_start <= row[0] <= storm_end + 0.5],
         "storm_cores": {k: round(sum(r.get(k, 0.0) for r in storm_cpu) / len(storm_cpu), 2)
                         for k in ("web", "workers", "postgres_total", "agents", "box")} if storm_cpu else None,
         "cores": {k: round(sum(r[1].get(k, 0.0) for r in cpu_rows) / len(cpu_rows), 2)
@@ -118,7 +134,7 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
 
 
 def run(n_agents: int = 500, rate: float = 200.0, seconds: float = 20.0, drop_at: float = 4.0,
-        drop_for: float = 3.0, save: bool = True) -> dict[str, Any]:
+        drop_for: float = 3.0, save: bool = True, profile: float = 0.0) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_info(), "agents": n_agents, "rate": rate, "seconds": seconds,
                                "drop_at": drop_at, "drop_for": drop_for, "rq_workers": WORKERS}
     with Stack(workers=WORKERS, agents=n_agents, threads=640, label=NAME, root=ROOT) as stack:
@@ -126,11 +142,26 @@ def run(n_agents: int = 500, rate: float = 200.0, seconds: float = 20.0, drop_at
         results["steady"] = phase(stack, n_agents, rate, seconds, "rs", drop_at=None, drop_for=drop_for)
         log(f"steady: lost {results['steady']['lost']}, live p50 {ms(results['steady']['live_p50'])} "
             f"p99 {ms(results['steady']['live_p99'])}")
-        results["storm"] = storm = phase(stack, n_agents, rate, seconds, "rd", drop_at=drop_at, drop_for=drop_for)
+        results["storm"] = storm = phase(stack, n_agents, rate, seconds, "rd", drop_at=drop_at, drop_for=drop_for,
+                                         spy_seconds=profile)
         log(f"storm: lost {storm['lost']}, {storm['complete']}/{storm['reconnects']} replays whole, caught up p50 "
             f"{ms(storm['caught_up_p50'])} p99 {ms(storm['caught_up_p99'])}; live after p50 {ms(storm['live_p50'])} "
             f"p99 {ms(storm['live_p99'])}")
+    if profile:  # a profiled run is slower: its figures are not the section's
+        from bench.spy import OUT, summarise
+        results["web_profile"] = summarise(OUT / f"spy-{NAME}-web.txt", NAME)
+        print("\n".join(profile_lines(results["web_profile"])))
+        return results
     return save_figure(NAME, results, report) if save else results
+
+
+def profile_lines(s: dict[str, Any]) -> list[str]:
+    total = s["samples"] or 1
+    lines = [f"web process in the storm, py-spy --gil: {s['samples']} samples", ""]
+    lines += [f"  {n / total:6.1%}  {label}" for label, n in s["keys"]]
+    lines += ["", "  own samples:"] + [f"  {n / total:6.1%}  {name}" for name, n in s["own"][:15]]
+    lines += ["", "  inclusive:"] + [f"  {n / total:6.1%}  {name}" for name, n in s["inclusive"][:40]]
+    return lines
 
 
 def _cores(c: dict[str, float] | None) -> str:
@@ -151,7 +182,9 @@ def report(res: dict[str, Any]) -> str:
         f"{res['seconds']:g} --drop-at {res['drop_at']:g} --drop-for {res['drop_for']:g}`; {res['rq_workers']} RQ "
         "worker, 1 gunicorn gevent web process, PostgreSQL + Redis. Every console drops its connection "
         f"{res['drop_at']:g} s into the load and connects again {res['drop_for']:g}-{res['drop_for'] + 1:g} s later "
-        "with its last seq and the conversation it shows; the server replays what it missed, then sends `replayed`.",
+        "with its last seq, the seqs it has and the conversation it shows; the server replays what it missed, then "
+        "sends `replayed`. Each console then asks what the console asks (`catchUp`): the views' counts, and after "
+        "an incomplete replay its list, the conversation it shows and that thread.",
         "Reference in the same run, same stack: the same load to as many consoles with no drop (steady).",
         "",
         "| | steady (reference) | storm |",
@@ -169,8 +202,13 @@ def report(res: dict[str, Any]) -> str:
         f"| events replayed (with the overlap's) / dropped by seq as already seen | - | {storm['replayed_events']} / "
         f"{storm['duplicates_dropped_by_seq']} |",
         f"| connect, p50 / p99 | - | {ms(storm['connect_p50'])} / {ms(storm['connect_p99'])} |",
-        f"| **caught up** (connect called -> `replayed`), p50 / p99 / max | - | {ms(storm['caught_up_p50'])} / "
-        f"**{ms(storm['caught_up_p99'])}** / {ms(storm['caught_up_max'])} |",
+        f"| `replayed` (connect called -> `replayed`), p50 / p99 | - | {ms(storm['replayed_p50'])} / "
+        f"{ms(storm['replayed_p99'])} |",
+        f"| HTTP requests after the reconnects (counts; list, conversation and thread after an incomplete replay) / "
+        f"failed | - | {storm['requests']} / {storm['failed_requests']} |",
+        f"| **caught up** (connect called -> a whole `replayed`, or an incomplete one's requests answered), p50 / p99 "
+        f"/ max | - | {ms(storm['caught_up_p50'])} / **{ms(storm['caught_up_p99'])}** / {ms(storm['caught_up_max'])} "
+        f"({storm['caught_up']} of {storm['reconnects']}) |",
         f"| storm (first drop -> last `replayed`) | - | {storm['storm_s']:.1f} s |" if storm["storm_s"] else "",
         f"| cores in the storm | - | {_cores(storm['storm_cores'])} |",
         f"| cores over the run | {_cores(steady['cores'])} | {_cores(storm['cores'])} |",
@@ -191,8 +229,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--drop-at", type=float, default=4.0)
     parser.add_argument("--drop-for", type=float, default=3.0)
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="py-spy the web process for SECONDS from the drop and print where its time went "
+                             "(RESULTS.md is left as it is: a profiled run is slower)")
     args = parser.parse_args()
-    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for)
+    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for, profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,25 @@ KEY_PATHS = {  # (label, a substring of a frame "function (file)")
         ("socket `watch` requests", "on_watch ("),
         ("socket connects", "on_connect ("),
     ],
+    "reconnect": [
+        ("socket connects", "on_connect ("),
+        ("of which authenticating", "_authenticate ("),
+        ("of which the rooms and watched conversations", "socket_access ("),
+        ("of which presence (socket_connected)", "socket_connected ("),
+        ("of which the replay", "replay (inbox/realtime/handlers.py)"),
+        ("of which the replay's seqs", "_missed ("),
+        ("of which the replay's texts", "_event_texts ("),
+        ("of which the replay's writes", "Server.send ("),
+        ("of which commits", "Session.commit ("),
+        ("socket disconnects", "on_disconnect ("),
+        ("socket `watch` requests", "on_watch ("),
+        ("socket `resume` requests", "on_resume ("),
+        ("live relay: a delivery round", "Relay.deliver ("),
+        ("HTTP requests (gunicorn)", "AsyncWorker.handle_request ("),
+        ("engine.io polling / websocket handshakes", "Server.handle_request (engineio"),
+        ("SQLAlchemy executing", "Session.execute ("),
+        ("psycopg waiting / reading results", "Cursor.execute ("),
+    ],
     "worker": [
         ("drain", "drain_webhook_events (inbox/services/ingest.py)"),
         ("of which applying the batch", "_apply_customer_batch ("),
@@ -92,6 +111,11 @@ def summarise(path: Path, kind: str) -> dict[str, Any]:
                 key_hits[label] += n
     return {"samples": total, "keys": [[label, key_hits[label]] for label, _ in keys],
             "own": own.most_common(12), "inclusive": inclusive.most_common(25)}
+
+
+def record_pids(pids: dict[str, int], seconds: float, tag: str) -> list[subprocess.Popen]:
+    """py-spy on each process of `pids` ({kind: pid}) for `seconds`, to bench/out/spy-<tag>-<kind>.txt."""
+    return _record(pids, seconds, tag)
 
 
 def _record(pids: dict[str, int], seconds: float, tag: str) -> list[subprocess.Popen]:
