@@ -16,9 +16,9 @@
 // network going down) and connect again S seconds later plus a random share of --drop-spread S (socket.io-client's
 // randomised reconnection delay), handing the server its last seq and the conversations it watches, as the console
 // does (frontend/src/socket/client.ts); the server replays what it missed, then sends `replayed`. Back, each
-// client asks what the console asks (frontend/src/socket/realtime.ts, `catchUp`): the views' counts on every
-// reconnect, and, when `replayed` says the replay could not be whole, its list, the conversation it shows and that
-// thread again (`--refetch 0` leaves the HTTP requests out). Each Node process sends them on up to 100 kept-alive
+// client asks what the console asks (frontend/src/socket/realtime.ts, `catchUp`): the views' counts when it had no
+// seq to replay from, and, when `replayed` says the replay could not be whole, its list, the conversation it shows
+// and that thread again (`--refetch 0` leaves the HTTP requests out). Each Node process sends them on up to 100 kept-alive
 // connections.
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
@@ -242,7 +242,7 @@ function connect(token, i) {
     });
     socket.once("connect", () => {
       sockets.push(socket);
-      clients.push({ socket, index: firstIndex + i, token, watching });
+      clients.push({ socket, index: firstIndex + i, token, watching, replaysFrom: () => highest });
       resolve(true);
     });
     socket.once("connect_error", (err) => { failed += 1; console.log(`client ${i} failed: ${err.message}`); resolve(false); });
@@ -259,7 +259,7 @@ loopDelay.enable();
 tick = performance.now();
 setTimeout(lateTimer, LOOP_RESOLUTION_MS).unref();
 
-function drop({ socket, index, token, watching }) {
+function drop({ socket, index, token, watching, replaysFrom }) {
   const r = [index, now(), null, null, null, null, null, null, 0];
   reconnects.push(r);
   socket.disconnect();
@@ -267,7 +267,8 @@ function drop({ socket, index, token, watching }) {
   setTimeout(() => {
     socket.once("connect", () => {
       r[3] = now();
-      if (refetch) void apiGet(token, `/conversations?${VIEW}&limit=1`).then(failed);  // the counts
+      // the counts, when no replay will bring their moves
+      if (refetch && replaysFrom() === null) void apiGet(token, `/conversations?${VIEW}&limit=1`).then(failed);
     });
     socket.once("replayed", (info) => {
       r[4] = now(); r[5] = info?.complete ?? null; r[6] = info?.missed ?? null;

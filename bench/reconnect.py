@@ -183,8 +183,8 @@ def report(res: dict[str, Any]) -> str:
         "worker, 1 gunicorn gevent web process, PostgreSQL + Redis. Every console drops its connection "
         f"{res['drop_at']:g} s into the load and connects again {res['drop_for']:g}-{res['drop_for'] + 1:g} s later "
         "with its last seq, the seqs it has and the conversation it shows; the server replays what it missed, then "
-        "sends `replayed`. Each console then asks what the console asks (`catchUp`): the views' counts, and after "
-        "an incomplete replay its list, the conversation it shows and that thread.",
+        "sends `replayed`. Each console then asks what the console asks (`catchUp`): after an incomplete replay, its "
+        "list, the conversation it shows and that thread (and the counts when it had no seq to replay from).",
         "Reference in the same run, same stack: the same load to as many consoles with no drop (steady).",
         "",
         "| | steady (reference) | storm |",
@@ -204,8 +204,8 @@ def report(res: dict[str, Any]) -> str:
         f"| connect, p50 / p99 | - | {ms(storm['connect_p50'])} / {ms(storm['connect_p99'])} |",
         f"| `replayed` (connect called -> `replayed`), p50 / p99 | - | {ms(storm['replayed_p50'])} / "
         f"{ms(storm['replayed_p99'])} |",
-        f"| HTTP requests after the reconnects (counts; list, conversation and thread after an incomplete replay) / "
-        f"failed | - | {storm['requests']} / {storm['failed_requests']} |",
+        f"| HTTP requests after the reconnects (list, conversation and thread after an incomplete replay; counts "
+        f"without a seq to replay from) / failed | - | {storm['requests']} / {storm['failed_requests']} |",
         f"| **caught up** (connect called -> a whole `replayed`, or an incomplete one's requests answered), p50 / p99 "
         f"/ max | - | {ms(storm['caught_up_p50'])} / **{ms(storm['caught_up_p99'])}** / {ms(storm['caught_up_max'])} "
         f"({storm['caught_up']} of {storm['reconnects']}) |",

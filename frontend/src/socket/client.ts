@@ -23,8 +23,12 @@ export type SocketFactory = (options: Partial<ManagerOptions & SocketOptions>) =
 export interface RealtimeOptions {
   onEvent: (event: ServerEvent) => void;
   onState?: (state: ConnectionState) => void;
-  /** Every successful connection; `resumed` is false for the first one. */
-  onConnect?: (info: { resumed: boolean; offlineForMs: number }) => void;
+  /**
+   * Every successful connection; `resumed` is false for the first one. `replaying`: the handshake carried the
+   * last seq seen, so the server replays what was missed and ends with `replayed` (onReplayIncomplete when it
+   * could not be whole).
+   */
+  onConnect?: (info: { resumed: boolean; offlineForMs: number; replaying: boolean }) => void;
   /** The server changed this socket's rooms while connected (the agent's teams or role changed). */
   onAccessChanged?: () => void;
   /**
@@ -171,7 +175,8 @@ export class RealtimeClient {
           this.resume(socket);
         });
       }
-      this.options.onConnect?.({ resumed, offlineForMs });
+      // no event arrives between the handshake's `auth` and this: its last seq is the tracker's
+      this.options.onConnect?.({ resumed, offlineForMs, replaying: this.tracker.lastSeq !== null });
     });
 
     socket.on("disconnect", (reason: string) => {

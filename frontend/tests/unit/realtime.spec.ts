@@ -453,9 +453,10 @@ describe("an incomplete replay", () => {
       socket.emit("connect");
       socket.emit("events", [{ event: "message.created", seq: 7, data: message({ id: 2 }) }]);
       socket.emit("disconnect", "transport close");
-      socket.emit("connect"); // a short gap: the replay is enough, nothing is fetched
       const [lists, threads] = [list.mock.calls.length, thread.mock.calls.length];
+      socket.emit("connect"); // a short gap: the replay is enough, nothing is fetched, not even the counts
       socket.emit("replayed", { complete: true, missed: 0 });
+      await Promise.resolve();
       expect([list.mock.calls.length, thread.mock.calls.length]).toEqual([lists, threads]);
       socket.emit("replayed", { complete: false, missed: null });
       await vi.waitFor(() => expect(thread.mock.calls.length).toBe(threads + 1));
@@ -463,6 +464,34 @@ describe("an incomplete replay", () => {
     } finally {
       realtime.stop();
       messages.close();
+      vi.restoreAllMocks();
+    }
+  });
+});
+
+describe("a short reconnection with nothing to replay from", () => {
+  it("asks the counts again (no replay will bring their moves), and nothing else", async () => {
+    setActivePinia(createPinia());
+    const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
+      items: [conversation({ id: 1 })],
+      next_cursor: null,
+      counts: { mine: 0, unassigned: 1, all: 1 },
+    } as never);
+    const conversations = useConversationStore();
+    await conversations.setFilters({ view: "all", status: "open" });
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    try {
+      socket.emit("connect");
+      await vi.waitFor(() => expect(list.mock.calls.length).toBeGreaterThan(1)); // the first connection: a full load
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const before = list.mock.calls.length;
+      socket.emit("disconnect", "transport close");
+      socket.emit("connect"); // no event was ever seen: the handshake had no last seq
+      await vi.waitFor(() => expect(list.mock.calls.length).toBe(before + 1));
+      expect(list.mock.calls[before]?.[0]).toMatchObject({ limit: 1 }); // the counts' request
+    } finally {
+      realtime.stop();
       vi.restoreAllMocks();
     }
   });
