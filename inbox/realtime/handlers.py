@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, Callable, Iterable
 
 from flask import Flask, request, session
-from flask_socketio import ConnectionRefusedError, emit
+from flask_socketio import ConnectionRefusedError
 from socketio import packet as sio_packet
 from sqlalchemy import Integer, Text, bindparam, cast, func, literal_column, select, union_all
 
@@ -105,7 +105,7 @@ def _connect(auth: Any) -> None:
     presence.socket_connected(db.session, agent, request.sid)
     db.session.commit()
     socketio.server.save_session(request.sid, {"agent_id": agent.id, **how}, namespace="/")
-    emit("session", {"agent_id": agent.id, "rooms": rooms, "watching": watched})
+    _emit_here("session", {"agent_id": agent.id, "rooms": rooms, "watching": watched}, request.sid)
     last_seq = auth.get("last_seq") if isinstance(auth, dict) else None
     if isinstance(last_seq, int) and last_seq >= 0:
         replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in watched}, last_seq, _seen_ranges(auth.get("seen")))
@@ -225,13 +225,23 @@ def replay(rooms: set[str], last_seq: int, seen: list[tuple[int, int]] | None = 
     sends none of them and `replayed` {"complete": false, "missed": null}: the console then fetches its list and
     its open thread again. Never a silent cut. How many events were missed."""
     complete, texts, missed = _missed(sorted(rooms), last_seq, seen or [])
+    # the connection back to the pool before the writes: when hundreds of consoles reconnect at once, each socket's
+    # greenlet waits its turn between two writes, and held its connection (and transaction) meanwhile
+    db.session.remove()
     if texts:
         server = socketio.server
         eio_sid = server.manager.eio_sid_from_sid(request.sid, "/")
         for start in range(0, len(texts), FRAME_MAX):  # the same `events` frames as live delivery
             server.eio.send(eio_sid, _events_packet(texts[start:start + FRAME_MAX]))
-    emit("replayed", {"complete": complete, "missed": missed if complete else None}, to=request.sid)
+    _emit_here("replayed", {"complete": complete, "missed": missed if complete else None}, request.sid)
     return missed
+
+
+def _emit_here(name: str, data: Any, sid: str) -> None:
+    """Emit to a socket of this process (a handler's own, or one `refresh_sockets` found here) directly, in order
+    with the replay's frames, and not through the message queue (a Redis PUBLISH each, then every web process's
+    listener decoding it to find the one socket): a storm of reconnects sent two per console that way."""
+    socketio.server.emit(name, data, to=sid, namespace="/", ignore_queue=True)
 
 
 def _events_packet(texts: list[str]) -> str:
@@ -246,8 +256,8 @@ class _ReplayStatements:
       head     the newest seq, the created_at of `last` (is it still kept?), and how many events of the rooms came
                after `last` (at most `limit`, among the REPLAY_SCAN seqs after it: `scan_end`): one round trip, and
                all that an incomplete replay reads;
-      overlap  the seqs of the rooms' events of REPLAY_OVERLAP before `last` (`cutoff`), the latest
-               `overlap_max` (REPLAY_OVERLAP_MAX) of them;
+      overlap  the seqs of the rooms' events of REPLAY_OVERLAP before `last` (`cutoff`), above the client's
+               `floor` (all seen up to there), the latest `overlap_max` (REPLAY_OVERLAP_MAX) of them;
       texts    the replay itself, seq, name and payload's stored JSON text: the rooms' events after `last` up to the
                head's newest (later ones come live: the socket joined its rooms first), and the overlap's `unseen`."""
 
@@ -264,6 +274,7 @@ class _ReplayStatements:
         first = select(func.min(ev.id)).where(ev.created_at >= cutoff,
                                               ev.created_at <= bindparam("anchor_at", type_=ev.created_at.type))
         self.overlap = (select(ev.id).where(ev.id >= first.scalar_subquery(), ev.id <= last,
+                                            ev.id > bindparam("floor", type_=Integer),
                                             ev.created_at >= cutoff, visible)
                         .order_by(ev.id.desc()).limit(bindparam("overlap_max", type_=Integer)))
         columns = (ev.id.label("seq"), ev.name, cast(ev.payload, Text))
@@ -293,15 +304,16 @@ def _missed(rooms: list[str], last_seq: int, seen: list[tuple[int, int]]) -> tup
         return False, [], 0
     unseen: list[int] = []
     if anchor_at is not None:
-        ids = connection.execute(statements.overlap, {"last": last_seq, "rooms": rooms, "anchor_at": anchor_at,
-                                                      "cutoff": anchor_at - REPLAY_OVERLAP,
-                                                      "overlap_max": REPLAY_OVERLAP_MAX}).scalars().all()
+        floor = seen[0][1] if seen and seen[0][0] <= 0 else 0  # the console's [0, floor]: everything below
+        ids = connection.execute(statements.overlap, {
+            "last": last_seq, "rooms": rooms, "anchor_at": anchor_at, "cutoff": anchor_at - REPLAY_OVERLAP,
+            "floor": floor, "overlap_max": REPLAY_OVERLAP_MAX}).scalars().all()
         starts = [first_seen for first_seen, _last in seen]
         unseen = sorted(i for i in ids if not _in_ranges(i, seen, starts))
     if not count and not unseen:
         return True, [], 0
     rows = connection.execute(statements.texts, {"last": last_seq, "rooms": rooms, "newest": newest or 0,
-                                                 "unseen": unseen})
+                                                 "unseen": unseen}).all()
     texts = []
     for seq, name, payload in rows:
         name_json = _event_names.get(name)
@@ -384,5 +396,5 @@ def refresh_sockets(agent_id: int) -> int:
         # a watched conversation of a brand no longer served is left with the brand
         _move(sid, (watched[sid] - still_visible) | (current - rooms), rooms - current)
         if current != rooms:
-            server.emit("session", {"agent_id": agent_id, "rooms": sorted(rooms)}, to=sid, namespace="/")
+            _emit_here("session", {"agent_id": agent_id, "rooms": sorted(rooms)}, sid)
     return len(sids)
