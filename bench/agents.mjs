@@ -18,7 +18,8 @@
 // does (frontend/src/socket/client.ts); the server replays what it missed, then sends `replayed`. Back, each
 // client asks what the console asks (frontend/src/socket/realtime.ts, `catchUp`): the views' counts when it had no
 // seq to replay from, and, when `replayed` says the replay could not be whole, its list, the conversation it shows
-// and that thread again (`--refetch 0` leaves the HTTP requests out). Each Node process sends them on up to 100 kept-alive
+// and that thread again (`--refetch 0` leaves the HTTP requests out; `--counts always`: the counts on every
+// reconnect, as the console asked before 2026-11-25). Each Node process sends them on up to 100 kept-alive
 // connections.
 //
 // Prints "READY <connected>" once every client tried to connect. On SIGTERM writes OUT.json:
@@ -56,6 +57,8 @@ const dropFor = Number(arg("drop-for", "0"));
 const dropSpread = Number(arg("drop-spread", "1"));
 const firstIndex = Number(arg("first-index", "0"));
 const refetch = arg("refetch", "1") !== "0";
+// "always": the counts asked again on every reconnect, as the console did before 2026-11-25 (for A/Bs)
+const countsAlways = arg("counts", "unreplayed") === "always";
 const WATCH_MAX = 20;
 // --parse shared (the default): the simulated consoles of this process decode a frame's text once for all of them
 // (socket.io-client's own parser, given a cache of the last frames it decoded); --parse each: every console
@@ -268,7 +271,7 @@ function drop({ socket, index, token, watching, replaysFrom }) {
     socket.once("connect", () => {
       r[3] = now();
       // the counts, when no replay will bring their moves
-      if (refetch && replaysFrom() === null) void apiGet(token, `/conversations?${VIEW}&limit=1`).then(failed);
+      if (refetch && (countsAlways || replaysFrom() === null)) void apiGet(token, `/conversations?${VIEW}&limit=1`).then(failed);
     });
     socket.once("replayed", (info) => {
       r[4] = now(); r[5] = info?.complete ?? null; r[6] = info?.missed ?? null;

@@ -38,6 +38,9 @@ NODE_ARGS = os.environ.get("BENCH_NODE_ARGS", "").split()
 # text once for all of them, "each" makes every console decode its own copy (before 2026-11-25); see
 # bench/agents.mjs --parse. The frames, their receive times and each console's handler are the same either way.
 CONSOLE_PARSE = os.environ.get("BENCH_CONSOLE_PARSE", "shared")
+# BENCH_CONSOLE_COUNTS=always: after a reconnect, every simulated console asks its counts again, as the console did
+# before 2026-11-25 (figure 10's A/B); by default only one with no seq to replay from
+CONSOLE_COUNTS = os.environ.get("BENCH_CONSOLE_COUNTS", "unreplayed")
 
 
 def redis_reference(rate: float, count: int) -> dict[str, Any]:
@@ -90,7 +93,8 @@ class Agents:
                                                 "--tokens-file", str(tokens_file), "--out", str(out),
                                                 "--events", self.event_names,
                                                 "--watch-mod", str(self.watch_mod), "--first-index", str(start),
-                                                "--parse", CONSOLE_PARSE, *self.drop_args],
+                                                "--parse", CONSOLE_PARSE, "--counts", CONSOLE_COUNTS,
+                                                *self.drop_args],
                                                cwd=ROOT, stdout=subprocess.PIPE, text=True))
         for p in self.procs:
             assert p.stdout is not None
