@@ -94,7 +94,11 @@ def test_a_dumped_json_value_is_stored_as_the_json_it_holds(app: Any, world: Any
             returning=("id",))]
         session.commit()
         rows = session.execute(select(RealtimeEvent.name, RealtimeEvent.payload,
-                                      text("jsonb_typeof(payload)")).where(RealtimeEvent.id.in_(ids))
+                                      text("json_typeof(payload)")).where(RealtimeEvent.id.in_(ids))
                                .order_by(RealtimeEvent.id)).all()
         assert [tuple(r) for r in rows] == [("probe.dumped", payload, "object"), ("probe.plain", payload, "object")]
+        # `json`, not `jsonb`: kept as the text written, which a replay sends as it is
+        stored = session.execute(text("SELECT payload::text FROM realtime_events WHERE id = :id"),
+                                 {"id": ids[0]}).scalar_one()
+        assert stored == dump_json(payload)
         db.session.remove()
