@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.orm import Session
 
 from inbox.db import db, insert_for, utcnow
@@ -101,7 +101,8 @@ def socket_disconnected(sid: str) -> None:
         connections = AgentState.connections
         session.execute(update(AgentState).where(AgentState.agent_id == agent_id).values(
             connections=case((connections > 0, connections - 1), else_=0),
-            disconnected_at=case((connections <= 1, utcnow()), else_=AgentState.disconnected_at))
+            disconnected_at=case((connections <= 1, literal(utcnow(), AgentState.disconnected_at.type)),
+                                 else_=AgentState.disconnected_at))
             .execution_options(synchronize_session=False))
         gather_after_commit(session, check_presence, [agent_id], window=CHECK_WINDOW_S, chunk=CHECK_CHUNK,
                             delay=DISCONNECT_GRACE.total_seconds() + 0.2)
