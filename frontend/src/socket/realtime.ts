@@ -7,7 +7,7 @@ import { RealtimeClient, type SocketFactory } from "./client";
 import type { SlaAlert } from "./events";
 import { attachWatcher } from "./watching";
 
-/** Past this much time offline, the list and the thread are fetched again besides the replay. */
+/** Past this much time offline with no seq to replay from, the list and the thread are fetched again too. */
 const LONG_GAP_MS = 2 * 60_000;
 
 export interface RealtimeWiring {
@@ -84,16 +84,17 @@ export function startRealtime(wiring: RealtimeWiring): { client: RealtimeClient;
           break;
       }
     },
-    // The first connection may come after the first page was fetched: anything between is fetched again. After a
-    // short gap the replay brings what changed, the counts' moves included (an incomplete one: onReplayIncomplete):
-    // nothing is asked then, which matters when every console of a web process reconnects at once (bench figure
-    // 10: 500 counts requests in the same seconds). With no seq to replay from, the counts are asked again.
+    // The first connection may come after the first page was fetched: anything between is fetched again. After
+    // that, however long the gap, the replay brings what changed, the counts' moves included, or says it cannot
+    // (onReplayIncomplete): nothing is asked before it ends. That matters when every console of a web process
+    // reconnects at once (bench figure 10: 500 counts requests in the same seconds), and a laptop waking up after
+    // lunch fetched its views twice (at the connection, then again after an incomplete replay). With no seq to
+    // replay from, the counts are asked again, and the views too after a long gap.
     onConnect: ({ resumed, offlineForMs, replaying }) => {
-      if (!resumed || offlineForMs > LONG_GAP_MS) catchUp(true);
-      else if (!replaying) catchUp(false);
+      if (!resumed) catchUp(true);
+      else if (!replaying) catchUp(offlineForMs > LONG_GAP_MS);
     },
-    // The replay could not cover the gap (a busy inbox, or offline longer than events are kept): fetch again
-    // (after a long gap the connection already did; the list's second load replaces the first).
+    // The replay could not cover the gap (a busy inbox, or offline longer than events are kept): fetch again.
     onReplayIncomplete: () => catchUp(true),
     // Another brand came or went: what this agent may see is fetched again (the server already moved the socket).
     onAccessChanged: () => {

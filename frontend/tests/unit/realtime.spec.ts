@@ -469,6 +469,51 @@ describe("an incomplete replay", () => {
   });
 });
 
+describe("a reconnection after a long gap", () => {
+  it("waits for the replay: fetches nothing when it is whole, everything once when it is not", async () => {
+    setActivePinia(createPinia());
+    const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
+      items: [conversation({ id: 1 })],
+      next_cursor: null,
+    });
+    vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1 }));
+    const thread = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [message({ id: 1 })], next_cursor: null });
+    const conversations = useConversationStore();
+    const messages = useMessageStore();
+    await conversations.setFilters({ view: "all", status: "open" });
+    await conversations.open(1);
+    await messages.open("1");
+    const socket = new FakeSocket();
+    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    let clock = Date.now();
+    vi.spyOn(Date, "now").mockImplementation(() => clock);
+    try {
+      socket.emit("connect");
+      socket.emit("events", [{ event: "message.created", seq: 7, data: message({ id: 2 }) }]);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const [lists, threads] = [list.mock.calls.length, thread.mock.calls.length];
+      socket.emit("disconnect", "transport close");
+      clock += 60 * 60_000; // an hour away (a laptop asleep over lunch)
+      socket.emit("connect");
+      socket.emit("replayed", { complete: true, missed: 40 });
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect([list.mock.calls.length, thread.mock.calls.length]).toEqual([lists, threads]);
+      socket.emit("disconnect", "transport close");
+      clock += 60 * 60_000;
+      socket.emit("connect");
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect([list.mock.calls.length, thread.mock.calls.length]).toEqual([lists, threads]); // not before the end
+      socket.emit("replayed", { complete: false, missed: null });
+      await vi.waitFor(() => expect(thread.mock.calls.length).toBe(threads + 1));
+      expect(list.mock.calls.length).toBe(lists + 1); // once, not twice
+    } finally {
+      realtime.stop();
+      messages.close();
+      vi.restoreAllMocks();
+    }
+  });
+});
+
 describe("a short reconnection with nothing to replay from", () => {
   it("asks the counts again (no replay will bring their moves), and nothing else", async () => {
     setActivePinia(createPinia());
