@@ -433,22 +433,28 @@ describe("the open conversation's live thread", () => {
   });
 });
 
+/** A console showing conversation 1's thread, its list and thread requests counted, on a fake socket. */
+async function consoleShowingAThread() {
+  setActivePinia(createPinia());
+  const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
+    items: [conversation({ id: 1 })],
+    next_cursor: null,
+  });
+  vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1 }));
+  const thread = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [message({ id: 1 })], next_cursor: null });
+  const conversations = useConversationStore();
+  const messages = useMessageStore();
+  await conversations.setFilters({ view: "all", status: "open" });
+  await conversations.open(1);
+  await messages.open("1");
+  const socket = new FakeSocket();
+  const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+  return { list, thread, messages, socket, realtime };
+}
+
 describe("an incomplete replay", () => {
   it("fetches the list, its counts and the open thread again, as after a long disconnection", async () => {
-    setActivePinia(createPinia());
-    const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
-      items: [conversation({ id: 1 })],
-      next_cursor: null,
-    });
-    vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1 }));
-    const thread = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [message({ id: 1 })], next_cursor: null });
-    const conversations = useConversationStore();
-    const messages = useMessageStore();
-    await conversations.setFilters({ view: "all", status: "open" });
-    await conversations.open(1);
-    await messages.open("1");
-    const socket = new FakeSocket();
-    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    const { list, thread, messages, socket, realtime } = await consoleShowingAThread();
     try {
       socket.emit("connect");
       socket.emit("events", [{ event: "message.created", seq: 7, data: message({ id: 2 }) }]);
@@ -471,20 +477,7 @@ describe("an incomplete replay", () => {
 
 describe("a reconnection after a long gap", () => {
   it("waits for the replay: fetches nothing when it is whole, everything once when it is not", async () => {
-    setActivePinia(createPinia());
-    const list = vi.spyOn(conversationsApi, "list").mockResolvedValue({
-      items: [conversation({ id: 1 })],
-      next_cursor: null,
-    });
-    vi.spyOn(conversationsApi, "get").mockResolvedValue(conversation({ id: 1 }));
-    const thread = vi.spyOn(messagesApi, "list").mockResolvedValue({ items: [message({ id: 1 })], next_cursor: null });
-    const conversations = useConversationStore();
-    const messages = useMessageStore();
-    await conversations.setFilters({ view: "all", status: "open" });
-    await conversations.open(1);
-    await messages.open("1");
-    const socket = new FakeSocket();
-    const realtime = startRealtime({ onSignedOut: () => {}, factory: () => socket });
+    const { list, thread, messages, socket, realtime } = await consoleShowingAThread();
     let clock = Date.now();
     vi.spyOn(Date, "now").mockImplementation(() => clock);
     try {
