@@ -51,8 +51,8 @@ def phase(stack: Stack, n_agents: int, rate: float, seconds: float, prefix: str,
                 agents.drop()
                 log(f"every console dropped its connection; back in {drop_for:g}-{drop_for + 1:g} s")
                 if spy_seconds:  # from the drop: the disconnects, the reconnects and their replays
-                    from bench.spy import record_pids
-                    spies = record_pids({"web": stack.web_pids()[-1]}, spy_seconds, NAME)
+                    from bench.spy import record
+                    spies = record({"web": stack.web_pids()[-1]}, spy_seconds, NAME)
             sending.join()
             watcher.wait()
             if drop_at is not None:  # every console back and replayed (or RECOVERY_S after the drop)
@@ -118,7 +118,7 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
         "refetched": sum(1 for r in rows if r[7] is not None), "requests": agents.requests,
         "failed_requests": sum(r[8] for r in rows if len(r) > 8),
         "storm_s": (storm_end - storm_start) if storm_start is not None else None,
-        # second by second from the drop: cores busy, and consoles caught up in that second
+        # second by second from the drop: the cores each part kept busy
         "storm_timeline": [[round(row[0] - storm_start, 1), {k: round(row[1].get(k, 0.0), 2) for k in
                                                               ("web", "workers", "postgres_total", "agents", "box")}]
                            for row in cpu_rows if storm_start is not None and storm_start <= row[0] <= storm_end + 0.5],

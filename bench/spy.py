@@ -113,12 +113,8 @@ def summarise(path: Path, kind: str) -> dict[str, Any]:
             "own": own.most_common(12), "inclusive": inclusive.most_common(25)}
 
 
-def record_pids(pids: dict[str, int], seconds: float, tag: str) -> list[subprocess.Popen]:
+def record(pids: dict[str, int], seconds: float, tag: str) -> list[subprocess.Popen]:
     """py-spy on each process of `pids` ({kind: pid}) for `seconds`, to bench/out/spy-<tag>-<kind>.txt."""
-    return _record(pids, seconds, tag)
-
-
-def _record(pids: dict[str, int], seconds: float, tag: str) -> list[subprocess.Popen]:
     OUT.mkdir(parents=True, exist_ok=True)
     spies = []
     for kind, pid in pids.items():
@@ -138,7 +134,7 @@ def run_ingest(seconds: float) -> dict[str, Any]:
         url = stack.base_url + "/webhooks/meta"
         load(url, prefix="w", count=300, procs=1)
         time.sleep(1.0)
-        spies = _record(_pids(stack), seconds, "ingest")
+        spies = record(_pids(stack), seconds, "ingest")
         time.sleep(0.5)  # attached
         r = measured_run(stack, url, RELAIS_COUNT, prefix="o", count=int(500 * (seconds + 1)), batch=1, rate=500.0,
                          procs=4, threads=32)
@@ -155,7 +151,7 @@ def run_live(seconds: float) -> dict[str, Any]:
         load(stack.base_url + "/webhooks/meta", prefix="lw", count=100, procs=1)
         with Agents(stack.base_url, stack.world["agent_tokens"][:500], f"{NAME}-500", watch_mod=500) as agents:
             time.sleep(1.0)
-            spies = _record(_pids(stack), seconds, "live")
+            spies = record(_pids(stack), seconds, "live")
             time.sleep(0.5)
             load(stack.base_url + "/webhooks/meta", prefix="l500x", count=int(200 * seconds), rate=200.0, procs=1,
                  threads=32)
