@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import (ROOT, WORKERS, CpuTimeline, Stack, log, machine_info, machine_line, ms, pct,
@@ -134,10 +135,12 @@ def figures(result: dict[str, Any], agents: Agents, prefix: str, cpu_rows: list[
 
 
 def run(n_agents: int = 500, rate: float = 200.0, seconds: float = 20.0, drop_at: float = 4.0,
-        drop_for: float = 3.0, save: bool = True, profile: float = 0.0) -> dict[str, Any]:
+        drop_for: float = 3.0, save: bool = True, profile: float = 0.0, app: Path = ROOT) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_info(), "agents": n_agents, "rate": rate, "seconds": seconds,
                                "drop_at": drop_at, "drop_for": drop_for, "rq_workers": WORKERS}
-    with Stack(workers=WORKERS, agents=n_agents, threads=640, label=NAME, root=ROOT) as stack:
+    if app != ROOT:
+        results["app"] = str(app)
+    with Stack(workers=WORKERS, agents=n_agents, threads=640, label=NAME, root=app) as stack:
         load(stack.base_url + "/webhooks/meta", prefix="rw", count=100, procs=1)  # warm-up
         results["steady"] = phase(stack, n_agents, rate, seconds, "rs", drop_at=None, drop_for=drop_for)
         log(f"steady: lost {results['steady']['lost']}, live p50 {ms(results['steady']['live_p50'])} "
@@ -147,6 +150,8 @@ def run(n_agents: int = 500, rate: float = 200.0, seconds: float = 20.0, drop_at
         log(f"storm: lost {storm['lost']}, {storm['complete']}/{storm['reconnects']} replays whole, caught up p50 "
             f"{ms(storm['caught_up_p50'])} p99 {ms(storm['caught_up_p99'])}; live after p50 {ms(storm['live_p50'])} "
             f"p99 {ms(storm['live_p99'])}")
+        log(f"storm: {storm['storm_s'] or 0:.1f} s, replayed p50 {ms(storm['replayed_p50'])} p99 "
+            f"{ms(storm['replayed_p99'])}, {storm['requests']} requests, cores {storm['storm_cores']}")
     if profile:  # a profiled run is slower: its figures are not the section's
         from bench.spy import OUT, summarise
         results["web_profile"] = summarise(OUT / f"spy-{NAME}-web.txt", NAME)
@@ -232,8 +237,12 @@ def main() -> None:
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="py-spy the web process for SECONDS from the drop and print where its time went "
                              "(RESULTS.md is left as it is: a profiled run is slower)")
+    parser.add_argument("--app", type=Path, default=ROOT, metavar="CHECKOUT",
+                        help="run the app of another checkout (an A/B: e.g. a `git worktree` of the commit before); "
+                             "RESULTS.md is left as it is")
     args = parser.parse_args()
-    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for, profile=args.profile)
+    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for, save=args.app == ROOT,
+        profile=args.profile, app=args.app)
 
 
 if __name__ == "__main__":
