@@ -241,8 +241,9 @@ def main() -> None:
                         help="run the app of another checkout (an A/B: e.g. a `git worktree` of the commit before); "
                              "RESULTS.md is left as it is")
     args = parser.parse_args()
-    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for, save=args.app == ROOT,
-        profile=args.profile, app=args.app)
+    app = args.app.resolve()
+    run(args.agents, args.rate, args.seconds, args.drop_at, args.drop_for, save=app == ROOT, profile=args.profile,
+        app=app)
 
 
 if __name__ == "__main__":
