@@ -53,7 +53,8 @@ def _float(name: str, raw: str, *, minimum: float = 0.0, maximum: float | None =
 def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     value = raw.strip()
     if not any(value.startswith(s + "://") for s in schemes):
-        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+        expected = " or ".join(s + "://" for s in schemes)
+        raise ConfigError(f"{name}: expected a URL starting with {expected}, got {raw!r}")
     return value
 
 
@@ -157,7 +158,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     elif mode == "production":
         raise ConfigError("RELAIS_ENCRYPTION_KEY: required in production (a Fernet key)")
     else:  # development/test: derived from SECRET_KEY so a restart can still read stored credentials
-        encryption_key = base64.urlsafe_b64encode(hashlib.sha256(b"relais-credentials:" + secret_key.encode()).digest()).decode()
+        derived = hashlib.sha256(b"relais-credentials:" + secret_key.encode()).digest()
+        encryption_key = base64.urlsafe_b64encode(derived).decode()
 
     database_url = get("DATABASE_URL")
     if database_url is None:

@@ -31,7 +31,8 @@ ROUTES: list[RouteDoc] = []
 
 def api_route(rule: str, method: str, *, summary: str, tags: list[str], body: Any = None, query: Any = None,
               response: Any = None, status: int = 200, roles: str = "any signed-in agent",
-              public: bool = False, errors: list[int] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              public: bool = False, errors: list[int] | None = None
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         ROUTES.append(RouteDoc(rule, method, summary, tags, body, query, response, status, roles, public,
                                errors or []))

@@ -530,8 +530,8 @@ def get_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookE
 
 def replay_webhook_event(session: Session, actor: Agent, event_id: int) -> WebhookEvent:
     """Puts an authentic event back in the queue: status pending, attempts 0, no error, due now (admins),
-    and nudges `drain_webhook_events` (ingest queue) once the caller commits, as a stored webhook does. Events that failed signature
-    verification are never processed (Conflict)."""
+    and nudges `drain_webhook_events` (ingest queue) once the caller commits, as a stored webhook does. Events that
+    failed signature verification are never processed (Conflict)."""
     from inbox.jobs.tasks import drain_webhook_events
 
     event = get_webhook_event(session, actor, event_id)

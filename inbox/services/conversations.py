@@ -635,7 +635,8 @@ def update_conversation(session: Session, agent: Agent, conversation_id: int, ch
         if status == "snoozed":
             until = changes.get("snoozed_until")
             if until is None or until <= now:
-                raise ValidationFailed("snooze needs a future time", fields={"snoozed_until": ["must be in the future"]})
+                raise ValidationFailed("snooze needs a future time",
+                                       fields={"snoozed_until": ["must be in the future"]})
             conversation.snoozed_until = until
         else:
             conversation.snoozed_until = None

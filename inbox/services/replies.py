@@ -30,7 +30,8 @@ def create_reply(session: Session, agent: Agent, conversation_id: int, *, text: 
     conversation.updated), and enqueues send_message after commit. A repeated idempotency_key returns the
     message created the first time instead of a second one."""
     if idempotency_key:
-        existing = session.execute(select(Message).where(Message.idempotency_key == idempotency_key)).scalar_one_or_none()
+        existing = session.execute(
+            select(Message).where(Message.idempotency_key == idempotency_key)).scalar_one_or_none()
         if existing is not None:
             access.get_conversation_for(session, agent, existing.conversation_id)
             return existing
