@@ -111,6 +111,8 @@ class Settings:
     database_max_overflow: int = 10           # DATABASE_MAX_OVERFLOW: extra ones in a burst, closed after use
     embedded_worker: bool = True              # RELAIS_EMBEDDED_WORKER: run jobs in-process when no REDIS_URL
     websocket_compression: bool = False       # WEBSOCKET_COMPRESSION: permessage-deflate on live-event sockets
+    socket_catch_up_concurrency: int = 8      # SOCKET_CATCH_UP_CONCURRENCY: socket connects (and resumes) a web
+    #                                           process serves at once, the others waiting their turn; 0: no limit
     admin_email: str | None = None            # RELAIS_ADMIN_EMAIL
     admin_password: str | None = None         # RELAIS_ADMIN_PASSWORD
     extra: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +213,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                    maximum=500),
         embedded_worker=_bool("RELAIS_EMBEDDED_WORKER", get("RELAIS_EMBEDDED_WORKER") or "1"),
         websocket_compression=_bool("WEBSOCKET_COMPRESSION", get("WEBSOCKET_COMPRESSION") or "0"),
+        socket_catch_up_concurrency=_int("SOCKET_CATCH_UP_CONCURRENCY", get("SOCKET_CATCH_UP_CONCURRENCY") or "8",
+                                         minimum=0, maximum=1000),
         admin_email=get("RELAIS_ADMIN_EMAIL"),
         admin_password=get("RELAIS_ADMIN_PASSWORD"),
     )

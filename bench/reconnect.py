@@ -151,7 +151,8 @@ def run(n_agents: int = 500, rate: float = 200.0, seconds: float = 20.0, drop_at
             f"{ms(storm['caught_up_p50'])} p99 {ms(storm['caught_up_p99'])}; live after p50 {ms(storm['live_p50'])} "
             f"p99 {ms(storm['live_p99'])}")
         log(f"storm: {storm['storm_s'] or 0:.1f} s, replayed p50 {ms(storm['replayed_p50'])} p99 "
-            f"{ms(storm['replayed_p99'])}, {storm['requests']} requests, cores {storm['storm_cores']}")
+            f"{ms(storm['replayed_p99'])}, {storm['requests']} requests, cores {storm['storm_cores']}; live at the "
+            f"consoles back p50 {ms(storm['during_p50'])} p99 {ms(storm['during_p99'])}")
     if profile:  # a profiled run is slower: its figures are not the section's
         from bench.spy import OUT, summarise
         results["web_profile"] = summarise(OUT / f"spy-{NAME}-web.txt", NAME)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError
@@ -24,6 +25,7 @@ from inbox.realtime import socketio
 from inbox.realtime.relay import FRAME_MAX, dump_json
 from inbox.services import access, presence
 from inbox.services.auth import token_for
+from inbox.settings import get_settings
 
 log = logging.getLogger(__name__)
 # A replay sends at most REPLAY_MAX events of the socket's rooms after its last seq, looking through at most
@@ -82,10 +84,53 @@ def _authenticate(auth: Any) -> tuple[Agent | None, dict[str, Any]]:
     return agent, {"sv": agent.session_version}
 
 
+class _CatchUpSlots:
+    """How many sockets of this web process run their connect (or `resume`) at once: SOCKET_CATCH_UP_CONCURRENCY,
+    the others waiting their turn, first come first served (0: no limit).
+
+    Why: when every console of a web process comes back at once (it restarted, a proxy dropped its websockets),
+    hundreds of connects (authentication, rooms, presence, the replay's reads) shared the process's CPU, so each
+    took as long as all of them, and the sockets already back waited behind them for their live events (the relay
+    runs on the same process). In turn, the first ones are served in a fraction of that time, and the relay
+    passes between two connects instead of behind all of them (bench figure 10). The semaphore is made at first
+    use, after gunicorn's gevent worker has patched `threading`, so waiting yields to the other greenlets. A socket
+    waits at most CATCH_UP_WAIT_MAX_S (connects held up by a slow database must not hold the others forever)."""
+
+    def __init__(self) -> None:
+        self._semaphore: threading.Semaphore | None = None
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def _for(self, size: int) -> threading.Semaphore:
+        with self._lock:
+            if self._semaphore is None or self._size != size:
+                self._semaphore, self._size = threading.BoundedSemaphore(size), size
+            return self._semaphore
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        size = get_settings().socket_catch_up_concurrency
+        if not size:
+            yield
+            return
+        semaphore = self._for(size)
+        taken = semaphore.acquire(timeout=CATCH_UP_WAIT_MAX_S)  # past it, served anyway: a wait, never a refusal
+        try:
+            yield
+        finally:
+            if taken:
+                semaphore.release()
+
+
+CATCH_UP_WAIT_MAX_S = 30.0
+_catch_up_slots = _CatchUpSlots()
+
+
 @socketio.on("connect")
 def on_connect(auth: Any = None) -> None:
     try:
-        _connect(auth)
+        with _catch_up_slots.held():
+            _connect(auth)
     except BaseException:
         with _rooms_lock:  # refused or failed: no disconnect will follow to forget it
             _socket_rooms.pop(request.sid, None)
@@ -179,14 +224,17 @@ def on_watch(data: Any = None) -> dict[str, Any]:
 @socketio.on("resume")
 def on_resume(data: Any = None) -> None:
     """A client asks again for what it missed: {"last_seq": n, "seen": [...]} (see `_seen_ranges`)."""
+    if not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
+        return
     try:
-        agent = _socket_agent()
-        if agent is None or not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
-            return
-        watched = {int(r[len(_CONVERSATION_ROOM):]) for r in _watched(request.sid)}
-        rooms, visible = access.socket_access(db.session, agent, watched)
-        replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in visible}, data["last_seq"],
-               _seen_ranges(data.get("seen")))
+        with _catch_up_slots.held():
+            agent = _socket_agent()
+            if agent is None:
+                return
+            watched = {int(r[len(_CONVERSATION_ROOM):]) for r in _watched(request.sid)}
+            rooms, visible = access.socket_access(db.session, agent, watched)
+            replay(set(rooms) | {_CONVERSATION_ROOM + str(c) for c in visible}, data["last_seq"],
+                   _seen_ranges(data.get("seen")))
     finally:
         db.session.remove()
 

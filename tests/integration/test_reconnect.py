@@ -433,3 +433,51 @@ def test_the_overlap_leaves_out_what_the_client_says_it_has_seen(app, live_serve
         assert [d["seq"] for n, d in _with_seq(resumed.events) if d.get("replay")] == [late] + after
     finally:
         resumed.disconnect()
+
+
+@pytest.mark.parametrize("slots", [1, 0])
+def test_connects_take_their_turn_when_many_come_at_once(app, live_server, world, token_for, monkeypatch,
+                                                         slots) -> None:
+    """SOCKET_CATCH_UP_CONCURRENCY: when every console of a web process comes back at once, its connects are served
+    that many at a time, first come first served, instead of all sharing the process (each then taking as long as
+    all of them). 0: no limit. Every socket is served either way, with its session and its replay."""
+    import threading
+    import time
+
+    from inbox.realtime import handlers
+
+    monkeypatch.setitem(app.extensions, "relais.settings",
+                        app.extensions["relais.settings"].with_overrides(socket_catch_up_concurrency=slots))
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real_connect = handlers._connect
+
+    def slow_connect(auth: Any) -> None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.5)  # the connect's work, long enough for the others to arrive meanwhile
+            real_connect(auth)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(handlers, "_connect", slow_connect)
+    token = token_for(world.agent)
+    clients = [LiveEvents() for _ in range(4)]
+    threads = [threading.Thread(target=c.connect, args=(live_server,), kwargs={"auth": {"token": token,
+                                                                                         "last_seq": 0}})
+               for c in clients]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        for c in clients:
+            c.wait_for(lambda n, _d: n == "replayed", 10, "replayed")
+            assert c.named("session") and c.named("session")[0]["agent_id"]
+        assert most[0] == 1 if slots == 1 else most[0] > 1, most[0]  # one at a time / together
+    finally:
+        for c in clients:
+            c.disconnect()
