@@ -89,8 +89,11 @@ def test_dm_in_listed_live_reply_out_sent(app, live_server, world, token_for, fa
         assert body["recipient"] == {"id": "psid-42"} and body["message"]["text"] == "Bonjour ! Elle arrive demain 🙂"
         detail = client.get(f"/api/v1/conversations/{conversation['id']}", headers=bearer(token)).get_json()
         assert detail["waiting_since"] is None and detail["assignee"]["name"]
+        # each event once; in seq order within a commit, and across commits in the order they were published, which
+        # may differ slightly from seq order when two transactions commit at once (one PostgreSQL run received
+        # 2, 4, 5, 3, 6, ...): the console keeps the highest seq per conversation and per message
         seqs = [d["seq"] for _, d in received]
-        assert seqs == sorted(seqs)
+        assert len(seqs) == len(set(seqs)), seqs
     finally:
         sio.disconnect()
 
