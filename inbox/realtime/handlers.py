@@ -91,8 +91,8 @@ class _CatchUpSlots:
     Why: when every console of a web process comes back at once (it restarted, a proxy dropped its websockets),
     hundreds of connects (authentication, rooms, presence, the replay's reads) shared the process's CPU, so each
     took as long as all of them, and the sockets already back waited behind them for their live events (the relay
-    runs on the same process). In turn, the first ones are served in a fraction of that time, and the relay
-    passes between two connects instead of behind all of them (bench figure 10). The semaphore is made at first
+    runs on the same process). Served in turns, the first consoles are back in a fraction of that time, and the
+    relay passes between two connects instead of behind all of them (bench figure 10). The semaphore is made at first
     use, after gunicorn's gevent worker has patched `threading`, so waiting yields to the other greenlets. A socket
     waits at most CATCH_UP_WAIT_MAX_S (connects held up by a slow database must not hold the others forever)."""
 
