@@ -11,8 +11,8 @@ import socketio
 from sqlalchemy import func, select, update
 
 from inbox.db import db, utcnow
-from inbox.jobs import tasks
 from inbox.demo.fake_meta import messenger_message_payload
+from inbox.jobs import tasks
 from inbox.models import Agent, AgentState, Conversation, Message, RealtimeEvent
 from inbox.services import assignment, presence
 from tests.factories import PAGE_ID

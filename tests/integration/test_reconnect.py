@@ -477,7 +477,7 @@ def test_connects_take_their_turn_when_many_come_at_once(app, live_server, world
         for c in clients:
             c.wait_for(lambda n, _d: n == "replayed", 10, "replayed")
             assert c.named("session") and c.named("session")[0]["agent_id"]
-        assert most[0] == 1 if slots == 1 else most[0] > 1, most[0]  # one at a time / together
+        assert (most[0] == 1) if slots == 1 else (most[0] > 1), most[0]  # one at a time / together
     finally:
         for c in clients:
             c.disconnect()
